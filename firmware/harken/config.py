@@ -1,0 +1,226 @@
+"""Settings: frozen dataclasses loaded from TOML and validated in one pass.
+
+Every field carries a docstring-like ``help`` and an optional check. ``load()``
+reads the files in order (later files override earlier ones), validates
+everything and raises a single :class:`ConfigError` that lists every problem
+with its file, key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harken.errors import ConfigError
+
+Check = Callable[[Any], str | None]
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> Check:
+    def check(value: Any) -> str | None:
+        if lo is not None and value < lo:
+            return f"must be at least {lo}"
+        if hi is not None and value > hi:
+            return f"must be at most {hi}"
+        return None
+
+    return check
+
+
+def _choice(*options: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in options else f"must be one of {', '.join(repr(o) for o in options)}"
+
+    return check
+
+
+def _nonempty(value: Any) -> str | None:
+    return None if str(value).strip() else "must not be empty"
+
+
+def setting(default: Any, help: str, check: Check | None = None) -> Any:
+    """A config field: its default, one line of documentation and a check."""
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+WAKE_MODELS = ("hey_jarvis", "alexa", "hey_mycroft", "hey_rhasspy")
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    capture_device: str = setting("default", "ALSA PCM to capture from (see `arecord -L`).", _nonempty)
+    playback_device: str = setting("default", "ALSA PCM to play to (see `aplay -L`).", _nonempty)
+    capture_rate: int = setting(16000, "Rate the capture device is opened at; resampled to 16 kHz.", _range(8000, 192000))
+    playback_rate: int = setting(22050, "Rate of the playback device and of WAV output files.", _range(8000, 192000))
+    period_ms: int = setting(80, "ALSA period length in milliseconds.", _range(10, 500))
+
+
+@dataclass(frozen=True)
+class WakeSettings:
+    model: str = setting("hey_jarvis", "Wake word: one of " + ", ".join(WAKE_MODELS) + ".", _choice(*WAKE_MODELS))
+    threshold: float = setting(0.5, "Score (0..1) above which the wake word fires.", _range(0.05, 0.99))
+    refractory: float = setting(1.5, "Seconds after a detection during which it cannot fire again.", _range(0.0, 10.0))
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    vad_threshold: float = setting(0.5, "Silero speech probability threshold.", _range(0.05, 0.95))
+    endpoint_silence: float = setting(0.4, "Seconds of silence that end a request.", _range(0.1, 3.0))
+    min_speech: float = setting(0.25, "Shortest speech (s) that counts as speech.", _range(0.05, 2.0))
+    max_speech: float = setting(15.0, "Longest request (s); longer speech is cut here.", _range(2.0, 60.0))
+    timeout: float = setting(6.0, "Seconds to wait for speech after the wake word before going idle.", _range(1.0, 60.0))
+    partial_interval: float = setting(0.6, "Seconds between partial transcripts while someone speaks.", _range(0.1, 5.0))
+
+
+@dataclass(frozen=True)
+class AsrSettings:
+    model: str = setting("moonshine-tiny-en", "Speech recognition model.", _choice("moonshine-tiny-en"))
+    threads: int = setting(1, "Threads for speech recognition.", _range(1, 8))
+
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Harken, a helpful voice assistant running on a small device. "
+    "Answer in one or two short, plain sentences that sound natural when spoken. "
+    "No lists, no markdown."
+)
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    model: str = setting("smollm2-135m-instruct", "Language model.", _choice("smollm2-135m-instruct"))
+    system_prompt: str = setting(DEFAULT_SYSTEM_PROMPT, "System prompt for every conversation.", _nonempty)
+    max_tokens: int = setting(80, "Longest reply, in tokens.", _range(8, 1024))
+    temperature: float = setting(0.2, "Sampling temperature (0 = always the most likely token).", _range(0.0, 2.0))
+    history_turns: int = setting(3, "Earlier question/answer pairs kept as context.", _range(0, 20))
+    history_ttl: float = setting(300.0, "Seconds after which the conversation history is forgotten.", _range(0.0, 86400.0))
+    context: int = setting(2048, "Context window in tokens.", _range(256, 8192))
+    threads: int = setting(2, "Threads for the language model.", _range(1, 16))
+
+
+@dataclass(frozen=True)
+class TtsSettings:
+    voice: str = setting("joe", "Piper voice.", _choice("joe"))
+    length_scale: float = setting(1.0, "Speaking pace: below 1 is faster, above 1 slower.", _range(0.5, 2.0))
+    min_clause_chars: int = setting(12, "Shortest clause handed to TTS before a sentence ends.", _range(1, 200))
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    start_timeout: float = setting(120.0, "Seconds a worker may take to load its model.", _range(5.0, 900.0))
+    request_timeout: float = setting(60.0, "Seconds a single request may take.", _range(1.0, 900.0))
+    restart_delay: float = setting(0.5, "Seconds before a dead worker is restarted.", _range(0.0, 60.0))
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    data_dir: str = setting("", "Data directory (model store, state). Empty: /var/lib/harken as root, else ~/.local/share/harken.")
+
+    @property
+    def data(self) -> Path:
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        if os.geteuid() == 0:
+            return Path("/var/lib/harken")
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(base) / "harken"
+
+
+@dataclass(frozen=True)
+class Settings:
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    wake: WakeSettings = field(default_factory=WakeSettings)
+    listen: ListenSettings = field(default_factory=ListenSettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    llm: LlmSettings = field(default_factory=LlmSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
+    paths: PathSettings = field(default_factory=PathSettings)
+
+
+SECTIONS: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in dataclasses.fields(Settings)}
+
+DEFAULT_PATHS = (Path("/etc/harken/harken.toml"),)
+
+
+def _type_ok(expected: Any, value: Any) -> bool:
+    if expected in ("bool", bool):
+        return isinstance(value, bool)
+    if expected in ("int", int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected in ("float", float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _type_name(expected: Any) -> str:
+    return expected if isinstance(expected, str) else expected.__name__
+
+
+def _read(path: Path, problems: list[str]) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        problems.append(f"{path}: file not found; pass an existing file with --config")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: not valid TOML ({exc}); fix the syntax at that line")
+    except OSError as exc:
+        problems.append(f"{path}: cannot read ({exc.strerror})")
+    return {}
+
+
+def load(paths: list[Path] | tuple[Path, ...] | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
+    """Read and validate configuration files; raise one ConfigError listing every problem.
+
+    ``paths=None`` reads the default locations that exist; explicitly named
+    files must exist.
+    """
+    problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    sources: list[tuple[str, dict[str, Any]]] = []
+    if paths is None:
+        paths = [p for p in DEFAULT_PATHS if p.exists()]
+    for path in paths:
+        sources.append((str(path), _read(Path(path), problems)))
+    if overrides:
+        sources.append(("overrides", overrides))
+    for origin, data in sources:
+        for section, table in data.items():
+            if section not in SECTIONS:
+                problems.append(f"{origin}: unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
+                continue
+            if not isinstance(table, dict):
+                problems.append(f"{origin}: '{section}' must be a table: write it as [{section}]")
+                continue
+            known = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+            for key, value in table.items():
+                fld = known.get(key)
+                if fld is None:
+                    problems.append(f"{origin}: unknown key '{key}' in [{section}]; known keys: {', '.join(known)}")
+                elif not _type_ok(fld.type, value):
+                    problems.append(
+                        f"{origin}: [{section}] {key} = {value!r} must be of type {_type_name(fld.type)} ({fld.metadata['help']})"
+                    )
+                else:
+                    check = fld.metadata.get("check")
+                    why = check(value) if check else None
+                    if why:
+                        problems.append(f"{origin}: [{section}] {key} = {value!r} {why} ({fld.metadata['help']})")
+                    else:
+                        values[section][key] = float(value) if _type_name(fld.type) == "float" else value
+    if problems:
+        raise ConfigError(problems)
+    return Settings(**{name: SECTIONS[name](**vals) for name, vals in values.items()})
+
+
+def to_dict(settings: Settings) -> dict[str, Any]:
+    return dataclasses.asdict(settings)
+
+
+def from_dict(data: dict[str, Any]) -> Settings:
+    """Rebuild settings that ``to_dict`` produced (used to hand settings to workers)."""
+    return Settings(**{name: SECTIONS[name](**data.get(name, {})) for name in SECTIONS})

@@ -1,0 +1,67 @@
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harken import config
+from harken.errors import ConfigError
+from conftest import harken_cmd
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "harken.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_valid_and_example_matches_them():
+    example = Path(__file__).resolve().parents[1] / "harken.toml.example"
+    assert config.load([example]) == config.Settings()
+
+
+def test_values_are_read_and_later_files_win(tmp_path):
+    a = write(tmp_path, '[wake]\nmodel = "alexa"\nthreshold = 0.6\n[llm]\nmax_tokens = 40\n')
+    b = tmp_path / "b.toml"
+    b.write_text("[wake]\nthreshold = 0.7\n")
+    s = config.load([a, b])
+    assert (s.wake.model, s.wake.threshold, s.llm.max_tokens) == ("alexa", 0.7, 40)
+
+
+def test_every_problem_is_reported_with_file_key_and_fix(tmp_path):
+    path = write(tmp_path, '[wake]\nmodel = "hey_siri"\nthreshold = "high"\n[llm]\nmax_tokens = 0\ncolour = 3\n[bogus]\nx = 1\n')
+    with pytest.raises(ConfigError) as err:
+        config.load([path])
+    problems = err.value.problems
+    assert len(problems) == 5, problems
+    text = str(err.value)
+    assert all(str(path) in p for p in problems)
+    assert "[wake] model = 'hey_siri' must be one of 'hey_jarvis'" in text
+    assert "threshold = 'high' must be of type float" in text
+    assert "max_tokens = 0 must be at least 8" in text
+    assert "unknown key 'colour' in [llm]; known keys:" in text
+    assert "unknown section [bogus]" in text
+
+
+def test_syntax_error_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load([write(tmp_path, "[wake\n")])
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load([tmp_path / "nope.toml"])
+
+
+def test_bool_is_not_a_number(tmp_path):
+    with pytest.raises(ConfigError, match="must be of type int"):
+        config.load([write(tmp_path, "[llm]\nmax_tokens = true\n")])
+
+
+def test_cli_exits_2_with_every_problem_and_starts_nothing(tmp_path):
+    path = write(tmp_path, '[wake]\nmodel = "nope"\n[listen]\ntimeout = -1\n')
+    proc = subprocess.run(harken_cmd("run", "--config", str(path), "--input", "x.wav"), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "2 problem(s)" in proc.stderr
+    assert "[wake] model = 'nope'" in proc.stderr and "[listen] timeout = -1" in proc.stderr
+
+
+def test_integer_where_float_expected_becomes_float(tmp_path):
+    s = config.load([write(tmp_path, "[listen]\ntimeout = 5\n")])
+    assert s.listen.timeout == 5.0 and isinstance(s.listen.timeout, float)
