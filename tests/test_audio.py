@@ -81,3 +81,17 @@ def test_timeline_player_lines_up_with_input_and_cuts_at_barge_in(tmp_path):
     pcm, rate = read_wav(out)
     assert len(pcm) == 48000
     assert np.all(pcm[:16000] == 0) and np.all(pcm[16000:24000] == 1000) and np.all(pcm[24000:] == 0)
+
+
+def test_reads_float_wav(tmp_path):
+    import struct
+
+    samples = (np.sin(np.arange(1600) / 10) * 0.5).astype("<f4")
+    data = samples.tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, 16000, 64000, 4, 32)
+    riff = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path = tmp_path / "float.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(riff)) + riff)
+    pcm, rate = read_wav(path)
+    assert rate == 16000 and len(pcm) == 1600
+    assert abs(int(pcm.max()) - 16384) < 50

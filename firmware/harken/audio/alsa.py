@@ -51,11 +51,11 @@ class AlsaSource:
     ``file`` plugin, which has no end of its own).
     """
 
-    def __init__(self, device: str, rate: int, period_ms: int, seconds: float | None = None, max_queue: int = 64) -> None:
+    def __init__(self, device: str, rate: int, period_ms: int, seconds: float | None = None, backlog: float = 30.0) -> None:
         self.device, self.rate, self.seconds = device, rate, seconds
         self.period = max(1, rate * period_ms // 1000)
         self.dropped = 0
-        self._max_queue = max_queue
+        self._max_queue = max(1, int(backlog * rate / self.period))  # ``backlog`` seconds of audio
         self._stop = threading.Event()
         self._pcm = _open("capture", device, rate, self.period)  # a missing device fails here, before any worker starts
 
@@ -69,6 +69,8 @@ class AlsaSource:
             if len(queue) >= self._max_queue:
                 queue.popleft()
                 self.dropped += 1
+                if self.dropped == 1 or self.dropped % 100 == 0:
+                    _LOGGER.warning("pipeline behind capture: dropped %d periods of audio so far", self.dropped)
             queue.append(item)
             ready.set()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import wave
 from pathlib import Path
 
@@ -10,8 +11,45 @@ import numpy as np
 from harken.errors import AudioError
 
 
+def _riff_chunks(data: bytes) -> dict[bytes, bytes]:
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise AudioError("not a RIFF/WAVE file")
+    chunks, pos = {}, 12
+    while pos + 8 <= len(data):
+        name, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        chunks.setdefault(name, data[pos + 8 : pos + 8 + size])
+        pos += 8 + size + (size & 1)
+    return chunks
+
+
+def _read_float_or_extensible(path: Path) -> tuple[np.ndarray, int] | None:
+    """WAV files that the wave module refuses: IEEE float, or PCM in WAVE_FORMAT_EXTENSIBLE."""
+    try:
+        chunks = _riff_chunks(path.read_bytes())
+    except AudioError:
+        return None
+    fmt, data = chunks.get(b"fmt "), chunks.get(b"data")
+    if fmt is None or data is None or len(fmt) < 16:
+        return None
+    tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", fmt[:16])
+    if tag == 0xFFFE and len(fmt) >= 26:
+        tag = struct.unpack("<H", fmt[24:26])[0]  # the sub-format GUID starts with the real tag
+    if channels < 1:
+        return None
+    if tag != 3 or bits not in (32, 64):
+        return None  # plain PCM is the wave module's; anything else is not audio we know
+    samples = np.frombuffer(data[: len(data) - len(data) % (bits // 8)], dtype="<f4" if bits == 32 else "<f8")
+    ints = np.clip(samples * 32768.0, -32768, 32767)
+    usable = len(ints) - len(ints) % channels
+    return ints[:usable].reshape(-1, channels).mean(axis=1).astype(np.int16), rate
+
+
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Return (mono int16 samples, sample rate); AudioError says what is wrong and how to fix it."""
+    """Return (mono int16 samples, sample rate); AudioError says what is wrong and how to fix it.
+
+    Reads PCM of 8, 16, 24 or 32 bits and 32/64-bit float, any channel count
+    (mixed down) and any rate (the caller resamples).
+    """
     try:
         with wave.open(str(path), "rb") as wf:
             channels, width, rate, frames = wf.getnchannels(), wf.getsampwidth(), wf.getframerate(), wf.getnframes()
@@ -19,6 +57,9 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     except FileNotFoundError:
         raise AudioError(f"{path}: no such file") from None
     except (wave.Error, EOFError) as exc:
+        other = _read_float_or_extensible(path)
+        if other is not None:
+            return other
         raise AudioError(f"{path}: not a PCM WAV file ({exc}); convert it with e.g. `sox IN -b 16 OUT.wav`") from None
     except OSError as exc:
         raise AudioError(f"{path}: cannot read ({exc.strerror})") from None

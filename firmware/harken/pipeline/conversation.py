@@ -1,0 +1,282 @@
+"""The conversation: idle → listening → thinking → speaking, streaming between stages.
+
+Every chunk of microphone audio goes to the wake worker (openWakeWord + VAD);
+its answers, processed strictly in input order, drive the state machine. A
+request's audio is cut from the ring buffer and sent to the ASR worker; the
+reply streams from the LLM worker through the clause splitter to the TTS worker
+and on to the player while the LLM is still writing.
+
+Time is the input's sample clock (16 kHz samples fed so far). In ``fast`` mode
+the input runs as fast as the workers allow, and the clock stands still while
+the device thinks, or while the speaker waits for audio not yet synthesized:
+what a real-time device would hear and say, with compute counted as latency
+instead of as input time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import numpy as np
+
+from harken.audio import RATE
+from harken.audio.player import Player
+from harken.audio.ring import RingBuffer
+from harken.config import Settings
+from harken.errors import HarkenError, WorkerError
+from harken.pipeline.respond import Responder
+from harken.supervisor.process import WorkerProcess
+from harken.telemetry.events import EventLog
+
+_LOGGER = logging.getLogger(__name__)
+
+FRAME = 1280
+IN_FLIGHT = 8
+"""Chunks sent to the wake worker ahead of the answers being processed."""
+PAD = int(0.25 * RATE)
+"""Audio kept before and after a speech segment when it is cut for ASR."""
+WAKE_CUT_BACK = int(0.12 * RATE)
+"""The wake word fires about this long after its phrase ends; listening starts there."""
+WAKE_SEGMENT_SLACK = int(0.3 * RATE)
+"""A VAD segment ending this soon after the detection is the wake phrase itself."""
+MIN_PARTIAL = int(0.5 * RATE)
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+
+
+@dataclass
+class Listening:
+    wake_at: int
+    """Input sample at which the wake word fired."""
+    cut: int
+    """The request's audio starts here (after the wake phrase)."""
+    last_partial: int = 0
+    partial_task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class Utterance:
+    """Timestamps of one request; latencies are derived from them."""
+
+    speech_end: int
+    endpoint_at: int
+    endpoint_mono: float
+    marks: dict[str, float] = field(default_factory=dict)
+    first_audio_at: int | None = None
+
+
+class Conversation:
+    def __init__(
+        self,
+        settings: Settings,
+        workers: dict[str, WorkerProcess],
+        events: EventLog,
+        player: Player,
+        fast: bool,
+        apology: tuple[np.ndarray, int] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.workers = workers
+        self.events = events
+        self.player = player
+        self.fast = fast
+        self.state = State.IDLE
+        self.ring = RingBuffer(int((settings.listen.max_speech + 30) * RATE))
+        self.now = 0
+        self._listen: Listening | None = None
+        self._last_wake = -(10**9)
+        self._armed = True
+        self._responding: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self.lost_chunks = 0
+        self.origin: float | None = None
+        """Monotonic time of input sample 0 in real-time modes; None in fast mode."""
+        self.responder = Responder(settings, workers, events, player, apology, self)
+
+    # -- state -------------------------------------------------------------------------------
+    def set_state(self, state: State) -> None:
+        if state is not self.state:
+            _LOGGER.debug("state %s -> %s at %.2fs", self.state.value, state.value, self.now / RATE)
+            self.state = state
+            self.events.emit("state", state=state.value, t=round(self.now / RATE, 3))
+        self._changed.set()
+
+    def changed(self) -> None:
+        """Something the fast-mode clock waits on moved (state, player horizon)."""
+        self._changed.set()
+
+    # -- the main loop -------------------------------------------------------------------------
+    async def run(self, chunks: AsyncIterator[np.ndarray]) -> None:
+        """Feed the whole input through the pipeline; return when every reply has been spoken."""
+        wake = self.workers["wake"]
+        in_flight: asyncio.Queue[tuple[int, int, asyncio.Queue[Any]] | None] = asyncio.Queue(IN_FLIGHT)
+
+        async def feed() -> None:
+            fed = 0
+            async for chunk in chunks:
+                if self.origin is None and not self.fast:
+                    self.origin = time.monotonic() - len(chunk) / RATE
+                self.ring.append(chunk)
+                fed += len(chunk)
+                ident, replies = await wake.submit("audio", {"at": fed - len(chunk)}, chunk.astype("<i2").tobytes())
+                await in_flight.put((fed, ident, replies))
+            ident, replies = await wake.submit("flush")
+            await in_flight.put((fed, ident, replies))
+            await in_flight.put(None)
+
+        async def consume() -> None:
+            while (item := await in_flight.get()) is not None:
+                end, ident, replies = item
+                try:
+                    heard = await wake.receive(ident, replies)
+                except WorkerError as exc:  # the wake worker died or hung: this chunk is lost
+                    self.lost_chunks += 1
+                    _LOGGER.warning("lost %.2f s of audio: %s", FRAME / RATE, exc)
+                    continue
+                finally:
+                    wake.forget(ident)
+                if self.fast:
+                    await self._hold_clock(end)
+                self._on_heard(heard.data, end)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(feed(), name="pipeline-feed")
+                tg.create_task(consume(), name="pipeline-consume")
+        except BaseExceptionGroup as group:  # surface our own errors as themselves
+            ours = [e for e in group.exceptions if isinstance(e, HarkenError)]
+            if ours:
+                raise ours[0] from group
+            raise
+        await self._finish()
+
+    async def _hold_clock(self, end: int) -> None:
+        """Fast mode: do not let input time pass while the device is busy computing."""
+        while True:
+            thinking = self.state is State.THINKING
+            starved = self.state is State.SPEAKING and not self.responder.finished and end > self.player.horizon
+            if not (thinking or starved):
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def _finish(self) -> None:
+        if self._listen is not None and self._listen.partial_task is not None:
+            await self._listen.partial_task
+        if self.state is State.LISTENING:
+            self.events.emit("timeout", t=round(self.now / RATE, 3), reason="input ended while listening")
+            self._stop_listening()
+            self.set_state(State.IDLE)
+        self.player.end_of_input()
+        if self._responding is not None:
+            await self._responding
+
+    # -- one answer of the wake worker: wake scores and VAD for one chunk ---------------------------
+    def _on_heard(self, heard: dict[str, Any], end: int) -> None:
+        self.now = end
+        self.player.advance(end)
+        scores = heard.get("scores", [])
+        for i, score in enumerate(scores):
+            self._on_score(float(score), end - (len(scores) - 1 - i) * FRAME)
+        if self.state is State.LISTENING:
+            self._listen_step(heard, end)
+        if self.state is State.SPEAKING and not self.player.busy and self.responder.finished:
+            self.set_state(State.IDLE)
+
+    def _on_score(self, score: float, at: int) -> None:
+        threshold = self.settings.wake.threshold
+        if score < threshold:
+            self._armed = True
+            return
+        if not self._armed or at - self._last_wake < self.settings.wake.refractory * RATE:
+            return
+        self._armed = False
+        self._last_wake = at
+        self.events.emit("wake", t=round(at / RATE, 3), score=round(score, 3), model=self.settings.wake.model)
+        if self.state in (State.THINKING, State.SPEAKING):
+            self._barge_in(at)
+        self._stop_listening()
+        self._listen = Listening(wake_at=at, cut=max(0, at - WAKE_CUT_BACK), last_partial=at)
+        self.set_state(State.LISTENING)
+
+    def _barge_in(self, at: int) -> None:
+        self.events.emit("barge_in", t=round(at / RATE, 3), state=self.state.value)
+        self.player.cancel()
+        if self._responding is not None:
+            self._responding.cancel()
+            self._responding = None
+
+    # -- listening ----------------------------------------------------------------------------------
+    def _listen_step(self, heard: dict[str, Any], end: int) -> None:
+        listen = self._listen
+        if listen is None:
+            return
+        for start, stop in heard.get("segments", []):
+            if stop <= listen.wake_at + WAKE_SEGMENT_SLACK:
+                # The wake phrase's own segment, closed by a pause: the request starts after it.
+                listen.cut = max(listen.cut, stop)
+                continue
+            self._endpoint(max(listen.cut, start - PAD), stop, end)
+            return
+        speaking = bool(heard.get("speech"))
+        if speaking:
+            since = max(listen.cut, int(heard.get("start") or 0) - PAD)
+            if (
+                end - since >= MIN_PARTIAL
+                and end - listen.last_partial >= self.settings.listen.partial_interval * RATE
+                and (listen.partial_task is None or listen.partial_task.done())
+            ):
+                listen.last_partial = end
+                listen.partial_task = asyncio.get_running_loop().create_task(
+                    self._partial(self.ring.read(since, end)), name="asr-partial"
+                )
+        elif end - max(listen.wake_at, listen.cut) > self.settings.listen.timeout * RATE:
+            self.events.emit("timeout", t=round(end / RATE, 3), reason="no speech after the wake word")
+            self._stop_listening()
+            self.set_state(State.IDLE)
+
+    async def _partial(self, audio: np.ndarray) -> None:
+        try:
+            reply = await self.workers["asr"].request("transcribe", payload=audio.astype("<i2").tobytes())
+        except HarkenError as exc:
+            _LOGGER.warning("partial transcript failed: %s", exc)
+            return
+        text = self.responder.clean_transcript(reply.data.get("text", ""))
+        if text and self.state is State.LISTENING:
+            self.events.emit("transcript", final=False, text=text)
+
+    def _stop_listening(self) -> None:
+        if self._listen is not None and self._listen.partial_task is not None:
+            self._listen.partial_task.cancel()
+        self._listen = None
+
+    def _endpoint(self, start: int, stop: int, end: int) -> None:
+        audio = self.ring.read(start, stop + PAD)
+        utterance = Utterance(speech_end=stop, endpoint_at=end, endpoint_mono=time.monotonic())
+        self._stop_listening()
+        self.set_state(State.THINKING)
+        self._responding = asyncio.get_running_loop().create_task(self._respond(audio, utterance), name="respond")
+
+    async def _respond(self, audio: np.ndarray, utterance: Utterance) -> None:
+        try:
+            await self.responder.respond(audio, utterance)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # task boundary: a bug must not kill the appliance
+            _LOGGER.exception("answering failed")
+            self.events.emit("error", stage="pipeline", message=f"{type(exc).__name__}: {exc}")
+        finally:
+            if self._responding is asyncio.current_task():
+                self._responding = None
+                if self.state in (State.THINKING, State.SPEAKING):
+                    self.set_state(State.IDLE)

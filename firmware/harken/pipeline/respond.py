@@ -1,0 +1,214 @@
+"""Answering one request: final transcript → LLM tokens → clauses → TTS audio → player.
+
+The LLM and TTS run concurrently in their own workers: the first clause is
+synthesized and playing while the model is still writing the rest. A stage
+that fails ends the answer with a short spoken apology and an error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from harken.audio import RATE
+from harken.audio.player import Player
+from harken.config import Settings
+from harken.errors import HarkenError
+from harken.pipeline.text import ClauseSplitter, strip_wake_words
+from harken.supervisor.process import WorkerProcess
+from harken.telemetry.events import EventLog
+
+if TYPE_CHECKING:
+    from harken.pipeline.conversation import Conversation, Utterance
+
+_LOGGER = logging.getLogger(__name__)
+APOLOGY = "Sorry, something went wrong. Please try again."
+
+
+class StageFailed(HarkenError, RuntimeError):
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        self.stage = stage
+        super().__init__(f"{stage}: {cause}")
+
+
+class Responder:
+    def __init__(
+        self,
+        settings: Settings,
+        workers: dict[str, WorkerProcess],
+        events: EventLog,
+        player: Player,
+        apology: tuple[np.ndarray, int] | None,
+        conversation: Conversation,
+    ) -> None:
+        self.settings = settings
+        self.workers = workers
+        self.events = events
+        self.player = player
+        self.apology = apology
+        self.conv = conversation
+        self.finished = True
+        """No answer is being generated (the player may still be playing one)."""
+        self.history: list[tuple[float, str, str]] = []
+
+    def clean_transcript(self, text: str) -> str:
+        return strip_wake_words(text.strip(), self.settings.wake.model)
+
+    async def respond(self, audio: np.ndarray, utt: Utterance) -> None:
+        self.finished = False
+        try:
+            try:
+                text = await self._transcribe(audio, utt)
+                if text:
+                    await self._answer(text, utt)
+            except StageFailed as exc:
+                _LOGGER.warning("answer failed in %s: %s", exc.stage, exc)
+                self.events.emit("error", stage=exc.stage, message=str(exc.__cause__ or exc))
+                self._apologize()
+        finally:
+            self.finished = True
+            self.conv.changed()
+        await self.player.drain()
+
+    async def _transcribe(self, audio: np.ndarray, utt: Utterance) -> str:
+        try:
+            reply = await self.workers["asr"].request("transcribe", payload=audio.astype("<i2").tobytes())
+        except HarkenError as exc:
+            raise StageFailed("asr", exc) from exc
+        utt.marks["transcript"] = time.monotonic()
+        raw = reply.data.get("text", "")
+        text = self.clean_transcript(raw)
+        self.events.emit("transcript", final=True, text=text, raw=raw, t=round(utt.speech_end / RATE, 3))
+        return text
+
+    def _messages(self, text: str) -> list[dict[str, str]]:
+        llm = self.settings.llm
+        now = time.monotonic()
+        self.history = [h for h in self.history if now - h[0] <= llm.history_ttl][-llm.history_turns :] if llm.history_turns else []
+        messages = [{"role": "system", "content": llm.system_prompt}]
+        for _, question, answer in self.history:
+            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        messages.append({"role": "user", "content": text})
+        return messages
+
+    async def _answer(self, text: str, utt: Utterance) -> None:
+        parts: list[str] = []
+
+        def on_token(piece: str) -> None:
+            utt.marks.setdefault("llm_first_token", time.monotonic())
+            parts.append(piece)
+
+        def on_clause(piece: str) -> None:
+            utt.marks.setdefault("first_clause", time.monotonic())
+
+        try:
+            await stream_reply(self.workers, self.settings, self._messages(text), on_token, on_clause,
+                               lambda pcm, rate: self._play(pcm, rate, utt))
+        except asyncio.CancelledError:
+            self.events.emit("reply", text="".join(parts).strip(), interrupted=True)
+            raise
+        reply = "".join(parts).strip()
+        self.events.emit("reply", text=reply, interrupted=False)
+        self.history.append((time.monotonic(), text, reply))
+        self.events.emit("utterance", t=round(utt.speech_end / RATE, 3), transcript=text, reply=reply,
+                         mode="fast" if self.conv.fast else "realtime", latency=self._latency(utt))
+
+    def _play(self, pcm: np.ndarray, rate: int, utt: Utterance) -> None:
+        from harken.pipeline.conversation import State
+
+        if "tts_first_audio" not in utt.marks:
+            utt.marks["tts_first_audio"] = time.monotonic()
+        at = self.player.play(pcm, rate)
+        if utt.first_audio_at is None:
+            utt.first_audio_at = at
+            self.conv.set_state(State.SPEAKING)
+        self.conv.changed()
+
+    def _latency(self, utt: Utterance) -> dict[str, Any]:
+        m = utt.marks
+
+        def span(a: float | None, b: float | None) -> float | None:
+            return round(b - a, 4) if a is not None and b is not None else None
+
+        endpoint_delay = (utt.endpoint_at - utt.speech_end) / RATE
+        if self.conv.origin is None or "tts_first_audio" not in m:
+            first_audio = span(utt.endpoint_mono, m.get("tts_first_audio"))
+            total = round(endpoint_delay + first_audio, 4) if first_audio is not None else None
+        else:  # real time: compare against the input's own clock
+            total = round(m["tts_first_audio"] - (self.conv.origin + utt.speech_end / RATE), 4)
+        return {
+            "endpoint_delay": round(endpoint_delay, 4),
+            "endpoint_to_transcript": span(utt.endpoint_mono, m.get("transcript")),
+            "llm_first_token": span(m.get("transcript"), m.get("llm_first_token")),
+            "llm_first_clause": span(m.get("transcript"), m.get("first_clause")),
+            "tts_first_audio": span(m.get("first_clause"), m.get("tts_first_audio")),
+            "speech_end_to_first_audio": total,
+        }
+
+    def _apologize(self) -> None:
+        if self.apology is None:
+            return
+        from harken.pipeline.conversation import State
+
+        pcm, rate = self.apology
+        self.player.play(pcm, rate)
+        self.conv.set_state(State.SPEAKING)
+
+
+async def stream_reply(
+    workers: dict[str, WorkerProcess],
+    settings: Settings,
+    messages: list[dict[str, str]],
+    on_token: Callable[[str], None],
+    on_clause: Callable[[str], None],
+    on_audio: Callable[[np.ndarray, int], None],
+) -> None:
+    """Stream LLM tokens through the clause splitter into TTS, concurrently.
+
+    Raises StageFailed naming the stage (llm or tts) that failed.
+    """
+    clauses: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def generate() -> None:
+        splitter = ClauseSplitter(settings.tts.min_clause_chars)
+        llm = settings.llm
+        request = {"messages": messages, "max_tokens": llm.max_tokens, "temperature": llm.temperature}
+
+        def hand_over(pieces: list[str]) -> None:
+            for piece in pieces:
+                on_clause(piece)
+                clauses.put_nowait(piece)
+
+        try:
+            async for msg in workers["llm"].stream("generate", request):
+                if msg.type == "token":
+                    on_token(msg.data.get("text", ""))
+                    hand_over(splitter.feed(msg.data.get("text", "")))
+        except HarkenError as exc:
+            raise StageFailed("llm", exc) from exc
+        finally:
+            hand_over(splitter.flush())
+            clauses.put_nowait(None)
+
+    async def speak() -> None:
+        while (piece := await clauses.get()) is not None:
+            try:
+                async for msg in workers["tts"].stream("synthesize", {"text": piece}):
+                    if msg.type == "audio":
+                        on_audio(np.frombuffer(msg.payload, dtype="<i2"), int(msg.data["rate"]))
+            except HarkenError as exc:
+                raise StageFailed("tts", exc) from exc
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(generate(), name="llm-generate")
+            tg.create_task(speak(), name="tts-speak")
+    except BaseExceptionGroup as group:
+        failed = [e for e in group.exceptions if isinstance(e, StageFailed)]
+        if failed:
+            raise failed[0] from failed[0].__cause__
+        raise

@@ -1,0 +1,217 @@
+"""Entry point of a worker process: ``python -m harken.supervisor.child ROLE FD``.
+
+The worker reads an ``init`` frame (settings) from the socket on FD, loads its
+engine, says ``ready`` (or ``fatal``) and then serves requests one at a time.
+A reader thread only queues frames and marks cancellations; all engine work and
+every reply happen on the main thread's work loop. The worker exits when the
+supervisor's end of the socket closes or the supervisor dies (PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from harken import config
+from harken.errors import HarkenError, ProtocolError
+from harken.supervisor.protocol import Message, read_message
+
+_LOGGER = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL us when the supervisor dies, however it dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # not Linux/glibc: the closed socket still ends us
+        pass
+    if os.getppid() == 1:  # parent already gone before prctl took effect
+        os._exit(1)
+
+
+class Channel:
+    """The worker's end of the socket: a reader thread feeding a queue, and locked writes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._rfile = sock.makefile("rb")
+        self._wlock = threading.Lock()
+        self.inbox: queue.Queue[Message | None] = queue.Queue()
+        self.cancelled: set[int] = set()
+        self._thread = threading.Thread(target=self._read, name="worker-reader", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while (msg := read_message(self._rfile)) is not None:
+                if msg.type == "cancel":
+                    self.cancelled.add(int(msg.data.get("target", -1)))
+                else:
+                    self.inbox.put(msg)
+        except (ProtocolError, OSError) as exc:
+            _LOGGER.error("bad frame from supervisor: %s", exc)
+        self.inbox.put(None)
+
+    def send(self, msg: Message) -> None:
+        with self._wlock:
+            self._sock.sendall(msg.to_frame())
+
+
+def _pcm(msg: Message) -> np.ndarray:
+    if len(msg.payload) % 2:
+        raise ProtocolError("PCM payload has an odd number of bytes")
+    return np.frombuffer(msg.payload, dtype=np.int16)
+
+
+class Worker:
+    """Engine-specific request handlers, chosen by role."""
+
+    def __init__(self, role: str, settings: config.Settings, data_dir: Path, channel: Channel) -> None:
+        self.role = role
+        self.settings = settings
+        self.data_dir = data_dir
+        self.ch = channel
+        self.engine: Any = None
+        self.vad: Any = None
+        self.offset: int | None = None
+        self.handlers: dict[str, Callable[[Message], None]] = {
+            "wake": {"audio": self.on_audio, "flush": self.on_flush, "reset": self.on_reset},
+            "asr": {"transcribe": self.on_transcribe},
+            "llm": {"generate": self.on_generate},
+            "tts": {"synthesize": self.on_synthesize},
+        }[role]
+
+    def load(self) -> str:
+        from harken.engines import asr, llm, tts, vad, wake
+
+        if self.role == "wake":
+            self.engine = wake.load(self.settings, self.data_dir)
+            self.vad = vad.load(self.settings, self.data_dir)
+            return self.settings.wake.model
+        loader = {"asr": asr, "llm": llm, "tts": tts}[self.role]
+        self.engine = loader.load(self.settings, self.data_dir)
+        return {"asr": self.settings.asr.model, "llm": self.settings.llm.model, "tts": self.settings.tts.voice}[self.role]
+
+    def reply(self, req: Message, kind: str, payload: bytes = b"", **data: Any) -> None:
+        self.ch.send(Message(kind, req.id, data, payload))
+
+    # -- wake + VAD: every frame of the microphone ------------------------------------------
+    # The VAD counts samples from the start of its own stream; ``at`` of the first audio
+    # frame says where that is on the supervisor's clock (it differs after a restart).
+    def on_audio(self, req: Message) -> None:
+        pcm = _pcm(req)
+        if self.offset is None:
+            self.offset = int(req.data.get("at", 0))
+        scores = self.engine.process(pcm)
+        self._heard(req, scores, self.vad.accept(pcm))
+
+    def on_flush(self, req: Message) -> None:
+        self._heard(req, [], self.vad.flush())
+
+    def _heard(self, req: Message, scores: list[float], state: Any) -> None:
+        off = self.offset or 0
+        self.reply(req, "heard", scores=scores, speech=state.speech,
+                   start=None if state.start is None else state.start + off,
+                   segments=[(a + off, b + off) for a, b in state.segments])
+
+    def on_reset(self, req: Message) -> None:
+        self.engine.reset()
+        self.vad.reset()
+        self.offset = None
+        self.reply(req, "done")
+
+    # -- ASR --------------------------------------------------------------------------------
+    def on_transcribe(self, req: Message) -> None:
+        started = time.monotonic()
+        text = self.engine.transcribe(_pcm(req))
+        self.reply(req, "transcript", text=text, seconds=time.monotonic() - started)
+
+    # -- LLM: a frame per piece of text, checked for cancellation between tokens ------------
+    def on_generate(self, req: Message) -> None:
+        messages = req.data.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ProtocolError("generate needs a non-empty 'messages' list")
+        parts = []
+        for piece in self.engine.stream(
+            messages, int(req.data.get("max_tokens", 80)), float(req.data.get("temperature", 0.2))
+        ):
+            if req.id in self.ch.cancelled:
+                self.reply(req, "done", cancelled=True, text="".join(parts))
+                return
+            parts.append(piece)
+            self.reply(req, "token", text=piece)
+        self.reply(req, "done", cancelled=False, text="".join(parts))
+
+    # -- TTS: a frame per sentence of audio --------------------------------------------------
+    def on_synthesize(self, req: Message) -> None:
+        text = req.data.get("text")
+        if not isinstance(text, str):
+            raise ProtocolError("synthesize needs a 'text' string")
+        for audio in self.engine.synthesize(text):
+            if req.id in self.ch.cancelled:
+                break
+            self.reply(req, "audio", audio.astype("<i2").tobytes(), rate=self.engine.rate)
+        self.reply(req, "done", cancelled=req.id in self.ch.cancelled)
+
+    def serve(self) -> None:
+        while (req := self.ch.inbox.get()) is not None:
+            if req.type == "ping":
+                self.reply(req, "pong")
+                continue
+            if req.type == "shutdown":
+                return
+            handler = self.handlers.get(req.type)
+            try:
+                if handler is None:
+                    raise ProtocolError(f"{self.role} worker does not handle '{req.type}'")
+                handler(req)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the supervisor is gone: nobody to answer
+            except Exception as exc:  # task boundary: report, keep serving
+                _LOGGER.exception("%s worker failed on %s", self.role, req.type)
+                self.reply(req, "error", message=f"{type(exc).__name__}: {exc}")
+            finally:
+                self.ch.cancelled.discard(req.id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    role, fd = argv[0], int(argv[1])
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which stops us
+    logging.basicConfig(level=os.environ.get("HARKEN_LOG_LEVEL", "WARNING"), format=f"%(asctime)s {role}[%(process)d] %(levelname)s %(name)s: %(message)s")
+    channel = Channel(socket.socket(fileno=fd))
+    channel.start()
+    init = channel.inbox.get()
+    if init is None or init.type != "init":
+        _LOGGER.error("expected an init frame")
+        return 2
+    started = time.monotonic()
+    try:
+        worker = Worker(role, config.from_dict(init.data["settings"]), Path(init.data["data_dir"]), channel)
+        model = worker.load()
+    except (HarkenError, OSError, ValueError, RuntimeError) as exc:
+        channel.send(Message("fatal", 0, {"message": str(exc)}))
+        return 3
+    channel.send(Message("ready", 0, {"model": model, "load_s": time.monotonic() - started, "pid": os.getpid()}))
+    worker.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

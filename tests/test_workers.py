@@ -1,0 +1,125 @@
+"""Worker processes are real: kill them with real signals and watch the supervisor recover."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import harken_cmd, read_events, rms, silence, words
+
+WAIT = 120.0
+
+
+def wait_for(path, predicate, proc, timeout=WAIT):
+    """Poll the events file until predicate(events) is truthy; bounded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = read_events(path)
+        found = predicate(events)
+        if found:
+            return found
+        if proc.poll() is not None:
+            pytest.fail(f"harken exited early ({proc.returncode}): {proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(0.02)
+    pytest.fail(f"timed out; events so far: {[e['type'] for e in read_events(path)]}")
+
+
+def ready_pids(events):
+    """Worker pids once the device says it is ready (workers up, prompts rendered)."""
+    if not [e for e in events if e["type"] == "ready"]:
+        return None
+    return {e["role"]: e["pid"] for e in events if e["type"] == "worker" and e["state"] == "ready"}
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def two_questions(voices, make_clip):
+    return make_clip(
+        "two-questions", silence(4.0), voices.piper("Hey Jarvis."), silence(0.6), voices.piper("What is the capital of France?"),
+        silence(6.0), voices.piper("Hey Jarvis."), silence(0.6), voices.piper("What color is the sky?"), silence(3.0),
+    )
+
+
+def start(tmp_path, data_dir, clip):
+    events = tmp_path / "events.jsonl"
+    out = tmp_path / "out.wav"
+    proc = subprocess.Popen(
+        harken_cmd("run", "--data-dir", str(data_dir), "--input", str(clip), "--output", str(out), "--events", str(events), "-q"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    return proc, events, out
+
+
+def finish(proc):
+    try:
+        proc.wait(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("harken did not finish")
+    return proc.returncode
+
+
+def test_llm_killed_mid_request_apologizes_restarts_and_answers_the_next(tmp_path, data_dir, two_questions):
+    proc, events, out = start(tmp_path, data_dir, two_questions)
+    try:
+        pids = wait_for(events, ready_pids, proc)
+        wait_for(events, lambda ev: [e for e in ev if e["type"] == "transcript" and e["final"]], proc)
+        os.kill(pids["llm"], signal.SIGKILL)
+        assert finish(proc) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ev = read_events(events)
+    died = [e for e in ev if e["type"] == "worker" and e["state"] == "died"]
+    assert [d["role"] for d in died] == ["llm"] and "SIGKILL" in died[0]["reason"]
+    errors = [e for e in ev if e["type"] == "error"]
+    assert [e["stage"] for e in errors] == ["llm"]
+    new_llm = [e for e in ev if e["type"] == "worker" and e["role"] == "llm" and e["state"] == "ready"][-1]
+    assert new_llm["pid"] != pids["llm"] and new_llm["restarts"] == 1 and alive(new_llm["pid"]) is False
+    finals = [e for e in ev if e["type"] == "transcript" and e["final"]]
+    assert len(finals) == 2 and "sky" in words(finals[1]["text"])
+    replies = [e for e in ev if e["type"] == "reply"]
+    assert replies and replies[-1]["text"] and not replies[-1]["interrupted"]
+    from harken.audio.wav import read_wav
+
+    pcm, rate = read_wav(out)
+    # The apology was spoken between the first question and the second wake word.
+    second_wake = [e for e in ev if e["type"] == "wake"][1]["t"]
+    assert rms(pcm[int(finals[0]["t"] * rate) : int(second_wake * rate)]) > 300
+
+
+def test_idle_workers_killed_are_restarted_and_serve(tmp_path, data_dir, two_questions):
+    proc, events, out = start(tmp_path, data_dir, two_questions)
+    try:
+        pids = wait_for(events, ready_pids, proc)
+        for role in ("wake", "asr", "tts"):
+            os.kill(pids[role], signal.SIGKILL)
+        assert finish(proc) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ev = read_events(events)
+    died = {e["role"] for e in ev if e["type"] == "worker" and e["state"] == "died"}
+    assert died == {"wake", "asr", "tts"}
+    for role in died:
+        readies = [e for e in ev if e["type"] == "worker" and e["role"] == role and e["state"] == "ready"]
+        assert len(readies) == 2 and readies[1]["pid"] != pids[role]
+    assert len([e for e in ev if e["type"] == "wake"]) == 2
+    finals = [e for e in ev if e["type"] == "transcript" and e["final"]]
+    assert [("france" in words(f["text"])) for f in finals] == [True, False] and "sky" in words(finals[1]["text"])
+    assert len([e for e in ev if e["type"] == "reply" and e["text"]]) == 2
+    assert not [e for e in ev if e["type"] == "error"]
+    for pid in pids.values():  # no orphans: every original worker is gone
+        assert not alive(pid)
