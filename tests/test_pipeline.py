@@ -100,7 +100,7 @@ def test_wake_word_while_speaking_interrupts_and_starts_a_new_request(run_harken
     question = voices.piper("Hey Jarvis.")
     clip = make_clip(
         "bargein", silence(1.0), question, silence(0.6), voices.piper("Tell me a long story about a brave knight and a dragon."),
-        silence(2.5), voices.piper("Hey Jarvis."), silence(0.6), voices.piper("What is two plus two?"), silence(3.0),
+        silence(2.5), voices.piper("Hey Jarvis."), silence(0.6), voices.piper("What color is a banana?"), silence(3.0),
     )
     config = tmp_path / "stories.toml"
     config.write_text('[llm]\nmax_tokens = 120\nsystem_prompt = "You are a storyteller. Tell long, detailed stories."\n')
@@ -112,7 +112,7 @@ def test_wake_word_while_speaking_interrupts_and_starts_a_new_request(run_harken
     replies = run.of("reply")
     assert replies[0]["interrupted"] is True and replies[-1]["interrupted"] is False
     finals = run.of("transcript", final=True)
-    assert len(finals) == 2 and "two" in words(finals[1]["text"]), finals
+    assert len(finals) == 2 and "banana" in words(finals[1]["text"]), finals
     # Playback stopped at the barge-in: silence from there until the second answer.
     pcm, rate = run.output_audio()
     second_start = int(finals[1]["t"] * rate)
@@ -126,3 +126,26 @@ def test_bad_input_file_fails_clearly_and_starts_nothing(run_harken, tmp_path):
     assert run.code == 1
     assert "not a PCM WAV file" in run.stderr and "sox" in run.stderr
     assert run.of("worker") == []
+
+
+@pytest.mark.parametrize("speculate", [True, False])
+def test_a_short_pause_inside_the_question_does_not_cut_it(run_harken, voices, make_clip, tmp_path, speculate):
+    # 0.3 s is longer than the early VAD's silence (a speculative answer starts) and
+    # shorter than the endpoint's: the speculation must be dropped, unheard.
+    clip = make_clip("midpause", silence(1.0), voices.piper("Hey Jarvis."), silence(0.7), voices.piper("What is the capital"),
+                     silence(0.3), voices.piper("of Germany?"), silence(2.5))
+    config = tmp_path / "spec.toml"
+    config.write_text(f"[listen]\nspeculate = {str(speculate).lower()}\n")
+    run = run_harken(clip, "--config", str(config))
+    assert run.code == 0, run.stderr
+    (final,) = run.of("transcript", final=True)
+    assert {"capital", "germany"} <= set(words(final["text"])), final
+    assert len(run.of("reply")) == 1 and not run.of("error")
+    dropped = run.of("speculation", outcome="dropped")
+    if speculate:
+        assert dropped and dropped[0]["t"] < final["t"], dropped  # it guessed at the pause, then let go
+    else:
+        assert not dropped and run.of("utterance")[0]["latency"]["speculative"] is False
+    # Nothing was spoken before the end of the whole question.
+    pcm, rate = run.output_audio()
+    assert rms(pcm[: int(final["t"] * rate)]) == 0

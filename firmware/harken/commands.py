@@ -163,7 +163,7 @@ def summary(history: list[dict[str, Any]], out_dir: Path) -> str:
              f"said       : {' | '.join(said) or '(nothing)'}"]
     for e in errors:
         lines.append(f"error      : {e['stage']}: {e['message']}")
-    rows = [("endpoint delay (VAD silence)", "endpoint_delay"), ("end of speech → final transcript", "endpoint_to_transcript"),
+    rows = [("endpoint delay (VAD silence)", "endpoint_delay"), ("endpoint → final transcript", "endpoint_to_transcript"),
             ("transcript → LLM first token", "llm_first_token"), ("transcript → first clause", "llm_first_clause"),
             ("clause → TTS first audio", "tts_first_audio"), ("END OF SPEECH → FIRST AUDIO OUT", "speech_end_to_first_audio")]
     for u in (e for e in history if e["type"] == "utterance"):

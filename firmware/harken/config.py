@@ -74,6 +74,7 @@ class ListenSettings:
     max_speech: float = setting(15.0, "Longest request (s); longer speech is cut here.", _range(2.0, 60.0))
     timeout: float = setting(6.0, "Seconds to wait for speech after the wake word before going idle.", _range(1.0, 60.0))
     partial_interval: float = setting(0.6, "Seconds between partial transcripts while someone speaks.", _range(0.1, 5.0))
+    speculate: bool = setting(True, "Start answering after a short pause, before the endpoint; speak only once the endpoint confirms it.")
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,14 @@ class Vad:
         return VadState(speech, self._start, segments)
 
 
-def load(settings: Settings, data_dir: Path) -> Vad:
+def load(settings: Settings, data_dir: Path, silence: float | None = None) -> Vad:
+    """The VAD that ends requests; ``silence`` overrides the endpoint silence (the early VAD)."""
     item = entry("vad", "silero-vad")
     (model,) = verified_paths(item).values()
     ls = settings.listen
-    return Vad(model, ls.vad_threshold, ls.endpoint_silence, ls.min_speech, ls.max_speech)
+    return Vad(model, ls.vad_threshold, ls.endpoint_silence if silence is None else silence, ls.min_speech, ls.max_speech)
+
+
+def early_silence(settings: Settings) -> float:
+    """Silence after which the pipeline starts answering speculatively, before the endpoint."""
+    return min(0.2, settings.listen.endpoint_silence / 2)

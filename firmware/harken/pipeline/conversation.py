@@ -62,6 +62,22 @@ class Listening:
     """The request's audio starts here (after the wake phrase)."""
     last_partial: int = 0
     partial_task: asyncio.Task[None] | None = None
+    first_start: int | None = None
+    """Where the request's speech began, as the early VAD saw it."""
+    pending: int | None = None
+    """End of speech seen by the early VAD, waiting for its trailing pad to be recorded."""
+    spec: Speculation | None = None
+
+
+@dataclass
+class Speculation:
+    """An answer started at a short pause, held until the endpoint confirms it."""
+
+    start: int
+    stop: int
+    utterance: Utterance
+    gate: asyncio.Event
+    task: asyncio.Task[None]
 
 
 @dataclass
@@ -228,11 +244,19 @@ class Conversation:
                 continue
             self._endpoint(max(listen.cut, start - PAD), stop, end)
             return
+        if self.settings.listen.speculate:
+            for start, stop in heard.get("early", []):
+                if stop > max(listen.cut, listen.wake_at + WAKE_SEGMENT_SLACK):
+                    listen.first_start = start if listen.first_start is None else listen.first_start
+                    listen.pending = stop
+            if listen.pending is not None and self.ring.end >= listen.pending + PAD:
+                self._speculate(listen, listen.pending, end)
         speaking = bool(heard.get("speech"))
         if speaking:
             since = max(listen.cut, int(heard.get("start") or 0) - PAD)
             if (
-                end - since >= MIN_PARTIAL
+                listen.spec is None
+                and end - since >= MIN_PARTIAL
                 and end - listen.last_partial >= self.settings.listen.partial_interval * RATE
                 and (listen.partial_task is None or listen.partial_task.done())
             ):
@@ -245,6 +269,22 @@ class Conversation:
             self._stop_listening()
             self.set_state(State.IDLE)
 
+    def _speculate(self, listen: Listening, stop: int, end: int) -> None:
+        """A short pause: start answering now, speak only if the endpoint agrees.
+
+        The audio is cut exactly as the endpoint would cut it, so a confirmed
+        speculation hears what the non-speculative path would have heard.
+        """
+        listen.pending = None
+        if listen.spec is not None:
+            self._drop_speculation(listen, "speech went on")
+        start = max(listen.cut, (listen.first_start or stop) - PAD)
+        audio = self.ring.read(start, stop + PAD)
+        utterance = Utterance(speech_end=stop, endpoint_at=end, endpoint_mono=time.monotonic())
+        gate = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(self._respond(audio, utterance, gate), name="respond-speculative")
+        listen.spec = Speculation(start, stop, utterance, gate, task)
+
     async def _partial(self, audio: np.ndarray) -> None:
         try:
             reply = await self.workers["asr"].request("transcribe", payload=audio.astype("<i2").tobytes())
@@ -255,21 +295,42 @@ class Conversation:
         if text and self.state is State.LISTENING:
             self.events.emit("transcript", final=False, text=text)
 
+    def _drop_speculation(self, listen: Listening, why: str) -> None:
+        spec = listen.spec
+        if spec is not None:
+            spec.task.cancel()
+            listen.spec = None
+            self.events.emit("speculation", t=round(spec.stop / RATE, 3), outcome="dropped", reason=why)
+
     def _stop_listening(self) -> None:
-        if self._listen is not None and self._listen.partial_task is not None:
-            self._listen.partial_task.cancel()
+        if self._listen is not None:
+            if self._listen.partial_task is not None:
+                self._listen.partial_task.cancel()
+            self._drop_speculation(self._listen, "listening ended")
         self._listen = None
 
     def _endpoint(self, start: int, stop: int, end: int) -> None:
+        listen = self._listen
+        spec = listen.spec if listen is not None else None
+        if listen is not None and spec is not None and spec.start == start and spec.stop == stop:
+            listen.spec = None  # confirmed: it is the answer now
+            spec.utterance.endpoint_at, spec.utterance.endpoint_mono = end, time.monotonic()
+            self._stop_listening()
+            self.set_state(State.THINKING)
+            self._responding = spec.task
+            spec.gate.set()
+            return
         audio = self.ring.read(start, stop + PAD)
         utterance = Utterance(speech_end=stop, endpoint_at=end, endpoint_mono=time.monotonic())
         self._stop_listening()
         self.set_state(State.THINKING)
-        self._responding = asyncio.get_running_loop().create_task(self._respond(audio, utterance), name="respond")
+        gate = asyncio.Event()
+        gate.set()
+        self._responding = asyncio.get_running_loop().create_task(self._respond(audio, utterance, gate), name="respond")
 
-    async def _respond(self, audio: np.ndarray, utterance: Utterance) -> None:
+    async def _respond(self, audio: np.ndarray, utterance: Utterance, gate: asyncio.Event) -> None:
         try:
-            await self.responder.respond(audio, utterance)
+            await self.responder.respond(audio, utterance, gate)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # task boundary: a bug must not kill the appliance

@@ -51,39 +51,52 @@ class Responder:
         self.player = player
         self.apology = apology
         self.conv = conversation
-        self.finished = True
-        """No answer is being generated (the player may still be playing one)."""
+        self._active = 0
         self.history: list[tuple[float, str, str]] = []
 
     def clean_transcript(self, text: str) -> str:
         return strip_wake_words(text.strip(), self.settings.wake.model)
 
-    async def respond(self, audio: np.ndarray, utt: Utterance) -> None:
-        self.finished = False
+    @property
+    def finished(self) -> bool:
+        """No answer is being generated (the player may still be playing one)."""
+        return self._active == 0
+
+    async def respond(self, audio: np.ndarray, utt: Utterance, gate: asyncio.Event) -> None:
+        """Answer one request. Nothing is said or reported before ``gate`` opens: a
+        speculative answer (started at a short pause) waits there for the endpoint."""
+        self._active += 1
+        answer: asyncio.Task[None] | None = None
         try:
             try:
-                text = await self._transcribe(audio, utt)
+                raw, text = await self._recognize(audio, utt)
                 if text:
-                    await self._answer(text, utt)
+                    answer = asyncio.get_running_loop().create_task(self._answer(text, utt, gate), name="answer")
+                    answer.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved below
+                await gate.wait()
+                self.events.emit("transcript", final=True, text=text, raw=raw, t=round(utt.speech_end / RATE, 3))
+                if answer is not None:
+                    await answer
             except StageFailed as exc:
+                await gate.wait()
                 _LOGGER.warning("answer failed in %s: %s", exc.stage, exc)
                 self.events.emit("error", stage=exc.stage, message=str(exc.__cause__ or exc))
                 self._apologize()
         finally:
-            self.finished = True
+            if answer is not None and not answer.done():
+                answer.cancel()
+            self._active -= 1
             self.conv.changed()
         await self.player.drain()
 
-    async def _transcribe(self, audio: np.ndarray, utt: Utterance) -> str:
+    async def _recognize(self, audio: np.ndarray, utt: Utterance) -> tuple[str, str]:
         try:
             reply = await self.workers["asr"].request("transcribe", payload=audio.astype("<i2").tobytes())
         except HarkenError as exc:
             raise StageFailed("asr", exc) from exc
         utt.marks["transcript"] = time.monotonic()
         raw = reply.data.get("text", "")
-        text = self.clean_transcript(raw)
-        self.events.emit("transcript", final=True, text=text, raw=raw, t=round(utt.speech_end / RATE, 3))
-        return text
+        return raw, self.clean_transcript(raw)
 
     def _messages(self, text: str) -> list[dict[str, str]]:
         llm = self.settings.llm
@@ -95,7 +108,7 @@ class Responder:
         messages.append({"role": "user", "content": text})
         return messages
 
-    async def _answer(self, text: str, utt: Utterance) -> None:
+    async def _answer(self, text: str, utt: Utterance, gate: asyncio.Event) -> None:
         parts: list[str] = []
 
         def on_token(piece: str) -> None:
@@ -105,11 +118,15 @@ class Responder:
         def on_clause(piece: str) -> None:
             utt.marks.setdefault("first_clause", time.monotonic())
 
+        def on_synthesized() -> None:
+            utt.marks.setdefault("tts_first_audio", time.monotonic())
+
         try:
             await stream_reply(self.workers, self.settings, self._messages(text), on_token, on_clause,
-                               lambda pcm, rate: self._play(pcm, rate, utt))
+                               lambda pcm, rate: self._play(pcm, rate, utt), gate=gate, on_synthesized=on_synthesized)
         except asyncio.CancelledError:
-            self.events.emit("reply", text="".join(parts).strip(), interrupted=True)
+            if gate.is_set():  # a barge-in; a speculation that was never confirmed said nothing
+                self.events.emit("reply", text="".join(parts).strip(), interrupted=True)
             raise
         reply = "".join(parts).strip()
         self.events.emit("reply", text=reply, interrupted=False)
@@ -120,10 +137,9 @@ class Responder:
     def _play(self, pcm: np.ndarray, rate: int, utt: Utterance) -> None:
         from harken.pipeline.conversation import State
 
-        if "tts_first_audio" not in utt.marks:
-            utt.marks["tts_first_audio"] = time.monotonic()
         at = self.player.play(pcm, rate)
         if utt.first_audio_at is None:
+            utt.marks["first_audio_out"] = time.monotonic()
             utt.first_audio_at = at
             self.conv.set_state(State.SPEAKING)
         self.conv.changed()
@@ -132,14 +148,16 @@ class Responder:
         m = utt.marks
 
         def span(a: float | None, b: float | None) -> float | None:
-            return round(b - a, 4) if a is not None and b is not None else None
+            return round(max(0.0, b - a), 4) if a is not None and b is not None else None
 
         endpoint_delay = (utt.endpoint_at - utt.speech_end) / RATE
-        if self.conv.origin is None or "tts_first_audio" not in m:
-            first_audio = span(utt.endpoint_mono, m.get("tts_first_audio"))
-            total = round(endpoint_delay + first_audio, 4) if first_audio is not None else None
-        else:  # real time: compare against the input's own clock
-            total = round(m["tts_first_audio"] - (self.conv.origin + utt.speech_end / RATE), 4)
+        out = m.get("first_audio_out")
+        if out is None:
+            total = None
+        elif self.conv.origin is None:  # fast: audio time to the endpoint, then compute time
+            total = round(endpoint_delay + max(0.0, out - utt.endpoint_mono), 4)
+        else:  # real time: against the input's own clock
+            total = round(out - (self.conv.origin + utt.speech_end / RATE), 4)
         return {
             "endpoint_delay": round(endpoint_delay, 4),
             "endpoint_to_transcript": span(utt.endpoint_mono, m.get("transcript")),
@@ -147,6 +165,7 @@ class Responder:
             "llm_first_clause": span(m.get("transcript"), m.get("first_clause")),
             "tts_first_audio": span(m.get("first_clause"), m.get("tts_first_audio")),
             "speech_end_to_first_audio": total,
+            "speculative": m.get("transcript", utt.endpoint_mono) < utt.endpoint_mono,
         }
 
     def _apologize(self) -> None:
@@ -166,9 +185,12 @@ async def stream_reply(
     on_token: Callable[[str], None],
     on_clause: Callable[[str], None],
     on_audio: Callable[[np.ndarray, int], None],
+    gate: asyncio.Event | None = None,
+    on_synthesized: Callable[[], None] | None = None,
 ) -> None:
     """Stream LLM tokens through the clause splitter into TTS, concurrently.
 
+    Audio is handed to ``on_audio`` only once ``gate`` (if any) is open.
     Raises StageFailed naming the stage (llm or tts) that failed.
     """
     clauses: asyncio.Queue[str | None] = asyncio.Queue()
@@ -199,6 +221,10 @@ async def stream_reply(
             try:
                 async for msg in workers["tts"].stream("synthesize", {"text": piece}):
                     if msg.type == "audio":
+                        if on_synthesized is not None:
+                            on_synthesized()
+                        if gate is not None:
+                            await gate.wait()
                         on_audio(np.frombuffer(msg.payload, dtype="<i2"), int(msg.data["rate"]))
             except HarkenError as exc:
                 raise StageFailed("tts", exc) from exc

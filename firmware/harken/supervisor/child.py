@@ -88,6 +88,7 @@ class Worker:
         self.ch = channel
         self.engine: Any = None
         self.vad: Any = None
+        self.early: Any = None
         self.offset: int | None = None
         self.handlers: dict[str, Callable[[Message], None]] = {
             "wake": {"audio": self.on_audio, "flush": self.on_flush, "reset": self.on_reset},
@@ -102,6 +103,7 @@ class Worker:
         if self.role == "wake":
             self.engine = wake.load(self.settings, self.data_dir)
             self.vad = vad.load(self.settings, self.data_dir)
+            self.early = vad.load(self.settings, self.data_dir, silence=vad.early_silence(self.settings))
             return self.settings.wake.model
         loader = {"asr": asr, "llm": llm, "tts": tts}[self.role]
         self.engine = loader.load(self.settings, self.data_dir)
@@ -118,20 +120,24 @@ class Worker:
         if self.offset is None:
             self.offset = int(req.data.get("at", 0))
         scores = self.engine.process(pcm)
-        self._heard(req, scores, self.vad.accept(pcm))
+        self._heard(req, scores, self.vad.accept(pcm), self.early.accept(pcm))
 
     def on_flush(self, req: Message) -> None:
-        self._heard(req, [], self.vad.flush())
+        self._heard(req, [], self.vad.flush(), self.early.flush())
 
-    def _heard(self, req: Message, scores: list[float], state: Any) -> None:
+    def _heard(self, req: Message, scores: list[float], state: Any, early: Any) -> None:
+        """Wake scores per 80 ms frame; the VAD's state and completed segments; the
+        early VAD's segments (same model, shorter silence: a likely end of the request)."""
         off = self.offset or 0
         self.reply(req, "heard", scores=scores, speech=state.speech,
                    start=None if state.start is None else state.start + off,
-                   segments=[(a + off, b + off) for a, b in state.segments])
+                   segments=[(a + off, b + off) for a, b in state.segments],
+                   early=[(a + off, b + off) for a, b in early.segments])
 
     def on_reset(self, req: Message) -> None:
         self.engine.reset()
         self.vad.reset()
+        self.early.reset()
         self.offset = None
         self.reply(req, "done")
 
