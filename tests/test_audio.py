@@ -95,3 +95,12 @@ def test_reads_float_wav(tmp_path):
     pcm, rate = read_wav(path)
     assert rate == 16000 and len(pcm) == 1600
     assert abs(int(pcm.max()) - 16384) < 50
+
+
+def test_ring_buffer_restart_starts_a_new_stream_at_an_index():
+    ring = RingBuffer(8)
+    ring.append(np.arange(5, dtype=np.int16))
+    ring.restart(100)
+    assert ring.start == ring.end == 100 and ring.read(0, 200).size == 0
+    ring.append(np.arange(3, dtype=np.int16))
+    assert ring.read(0, 200).tolist() == [0, 1, 2] and ring.start == 100

@@ -190,7 +190,7 @@ async def transcribe_files(settings: config.Settings, files: list[Path]) -> list
             segments: list[tuple[int, int]] = []
             fed = 0
             async for chunk in source.chunks():
-                reply = await wake.request("audio", {"at": fed}, chunk.astype("<i2").tobytes())
+                reply = await wake.request("audio", {"at": fed, "vad_from": 0}, chunk.astype("<i2").tobytes())
                 fed += len(chunk)
                 segments += [tuple(s) for s in reply.data["segments"]]
             segments += [tuple(s) for s in (await wake.request("flush")).data["segments"]]

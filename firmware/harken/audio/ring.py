@@ -11,11 +11,17 @@ class RingBuffer:
         self.capacity = capacity
         self.end = 0
         """Absolute index one past the newest sample."""
+        self._first = 0
+
+    def restart(self, at: int) -> None:
+        """Forget everything; the next sample appended has index ``at``."""
+        self.end = at
+        self._first = at
 
     @property
     def start(self) -> int:
         """Absolute index of the oldest sample still held."""
-        return max(0, self.end - self.capacity)
+        return max(self._first, self.end - self.capacity)
 
     def append(self, pcm: np.ndarray) -> None:
         if len(pcm) > self.capacity:  # only the newest samples fit

@@ -15,22 +15,32 @@ FRAME = 1280
 
 class WakeDetector:
     def __init__(self, model_path: Path, melspec: Path, embedding: Path) -> None:
-        self._paths = (model_path, melspec, embedding)
-        self.reset()
-
-    def reset(self) -> None:
-        """Start a new stream. openWakeWord 0.5.1 cannot clear its feature buffers
-        (its ``reset()`` keeps old audio, which can fire on the next stream), so the
-        model is built afresh: about 0.1 s."""
         from openwakeword.model import Model  # heavy import, worker only
 
-        model_path, melspec, embedding = self._paths
         self._model = Model(
             wakeword_models=[str(model_path)],
             inference_framework="onnx",
             melspec_model_path=str(melspec),
             embedding_model_path=str(embedding),
         )
+        self._pending = np.zeros(0, dtype=np.int16)
+
+    def reset(self) -> None:
+        """Start a new stream, as a freshly loaded model would.
+
+        openWakeWord 0.5.1's ``Model.reset()`` clears only its score history and
+        keeps the audio features of the old stream, which can fire on the next
+        one; rebuilding the model leaks its onnxruntime sessions' memory. So the
+        preprocessor's buffers are re-initialised here the way its constructor
+        does (this is tied to the pinned 0.5.1).
+        """
+        pre = self._model.preprocessor
+        pre.raw_data_buffer.clear()
+        pre.melspectrogram_buffer = np.ones((76, 32))
+        pre.accumulated_samples = 0
+        pre.raw_data_remainder = np.empty(0)
+        pre.feature_buffer = pre._get_embeddings(np.random.randint(-1000, 1000, 16000 * 4).astype(np.int16))
+        self._model.reset()
         self._pending = np.zeros(0, dtype=np.int16)
 
     def process(self, pcm: np.ndarray) -> list[float]:

@@ -45,6 +45,10 @@ WAKE_CUT_BACK = int(0.12 * RATE)
 WAKE_SEGMENT_SLACK = int(0.3 * RATE)
 """A VAD segment ending this soon after the detection is the wake phrase itself."""
 MIN_PARTIAL = int(0.5 * RATE)
+VAD_LEAD = int(1.5 * RATE)
+"""The VADs start this long before the wake word fired: before most wake phrases began."""
+SAME_END = int(0.15 * RATE)
+"""The early VAD's end of speech is this close to the endpoint's when no speech came between."""
 
 
 class State(enum.Enum):
@@ -64,6 +68,8 @@ class Listening:
     partial_task: asyncio.Task[None] | None = None
     first_start: int | None = None
     """Where the request's speech began, as the early VAD saw it."""
+    early_stop: int | None = None
+    """The latest end of speech the early VAD saw."""
     pending: int | None = None
     """End of speech seen by the early VAD, waiting for its trailing pad to be recorded."""
     spec: Speculation | None = None
@@ -115,12 +121,16 @@ class Conversation:
         self._responding: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self.lost_chunks = 0
+        self._vad_from: int | None = None
+        """While listening: where the wake worker's VADs should start (None: they sleep)."""
         self.origin: float | None = None
         """Monotonic time of input sample 0 in real-time modes; None in fast mode."""
         self.responder = Responder(settings, workers, events, player, apology, self)
 
     # -- state -------------------------------------------------------------------------------
     def set_state(self, state: State) -> None:
+        if state is not State.LISTENING:
+            self._vad_from = None
         if state is not self.state:
             _LOGGER.debug("state %s -> %s at %.2fs", self.state.value, state.value, self.now / RATE)
             self.state = state
@@ -144,7 +154,8 @@ class Conversation:
                     self.origin = time.monotonic() - len(chunk) / RATE
                 self.ring.append(chunk)
                 fed += len(chunk)
-                ident, replies = await wake.submit("audio", {"at": fed - len(chunk)}, chunk.astype("<i2").tobytes())
+                request = {"at": fed - len(chunk), "vad_from": self._vad_from}
+                ident, replies = await wake.submit("audio", request, chunk.astype("<i2").tobytes())
                 await in_flight.put((fed, ident, replies))
             ident, replies = await wake.submit("flush")
             await in_flight.put((fed, ident, replies))
@@ -223,6 +234,7 @@ class Conversation:
             self._barge_in(at)
         self._stop_listening()
         self._listen = Listening(wake_at=at, cut=max(0, at - WAKE_CUT_BACK), last_partial=at)
+        self._vad_from = max(0, at - VAD_LEAD)
         self.set_state(State.LISTENING)
 
     def _barge_in(self, at: int) -> None:
@@ -244,13 +256,13 @@ class Conversation:
                 continue
             self._endpoint(max(listen.cut, start - PAD), stop, end)
             return
-        if self.settings.listen.speculate:
-            for start, stop in heard.get("early", []):
-                if stop > max(listen.cut, listen.wake_at + WAKE_SEGMENT_SLACK):
-                    listen.first_start = start if listen.first_start is None else listen.first_start
-                    listen.pending = stop
-            if listen.pending is not None and self.ring.end >= listen.pending + PAD:
-                self._speculate(listen, listen.pending, end)
+        for start, stop in heard.get("early", []):
+            if stop > max(listen.cut, listen.wake_at + WAKE_SEGMENT_SLACK):
+                listen.first_start = start if listen.first_start is None else listen.first_start
+                listen.early_stop = stop
+                listen.pending = stop if self.settings.listen.speculate else None
+        if listen.pending is not None and self.ring.end >= listen.pending + PAD:
+            self._speculate(listen, listen.pending, end)
         speaking = bool(heard.get("speech"))
         if speaking:
             since = max(listen.cut, int(heard.get("start") or 0) - PAD)
@@ -311,6 +323,11 @@ class Conversation:
 
     def _endpoint(self, start: int, stop: int, end: int) -> None:
         listen = self._listen
+        # Both VADs run the same model; the endpoint's keeps a little more of the trailing
+        # silence. Cut the audio where the early VAD ended it, so that a speculation and
+        # the endpoint hear exactly the same samples.
+        if listen is not None and listen.early_stop is not None and 0 <= stop - listen.early_stop <= SAME_END:
+            stop = listen.early_stop
         spec = listen.spec if listen is not None else None
         if listen is not None and spec is not None and spec.start == start and spec.stop == stop:
             listen.spec = None  # confirmed: it is the answer now

@@ -87,9 +87,6 @@ class Worker:
         self.data_dir = data_dir
         self.ch = channel
         self.engine: Any = None
-        self.vad: Any = None
-        self.early: Any = None
-        self.offset: int | None = None
         self.handlers: dict[str, Callable[[Message], None]] = {
             "wake": {"audio": self.on_audio, "flush": self.on_flush, "reset": self.on_reset},
             "asr": {"transcribe": self.on_transcribe},
@@ -98,47 +95,27 @@ class Worker:
         }[role]
 
     def load(self) -> str:
-        from harken.engines import asr, llm, tts, vad, wake
+        from harken.engines import asr, listener, llm, tts
 
-        if self.role == "wake":
-            self.engine = wake.load(self.settings, self.data_dir)
-            self.vad = vad.load(self.settings, self.data_dir)
-            self.early = vad.load(self.settings, self.data_dir, silence=vad.early_silence(self.settings))
-            return self.settings.wake.model
-        loader = {"asr": asr, "llm": llm, "tts": tts}[self.role]
+        loader = {"wake": listener, "asr": asr, "llm": llm, "tts": tts}[self.role]
         self.engine = loader.load(self.settings, self.data_dir)
-        return {"asr": self.settings.asr.model, "llm": self.settings.llm.model, "tts": self.settings.tts.voice}[self.role]
+        s = self.settings
+        return {"wake": s.wake.model, "asr": s.asr.model, "llm": s.llm.model, "tts": s.tts.voice}[self.role]
 
     def reply(self, req: Message, kind: str, payload: bytes = b"", **data: Any) -> None:
         self.ch.send(Message(kind, req.id, data, payload))
 
-    # -- wake + VAD: every frame of the microphone ------------------------------------------
-    # The VAD counts samples from the start of its own stream; ``at`` of the first audio
-    # frame says where that is on the supervisor's clock (it differs after a restart).
+    # -- wake word on every chunk of the microphone; VADs while listening --------------------
     def on_audio(self, req: Message) -> None:
-        pcm = _pcm(req)
-        if self.offset is None:
-            self.offset = int(req.data.get("at", 0))
-        scores = self.engine.process(pcm)
-        self._heard(req, scores, self.vad.accept(pcm), self.early.accept(pcm))
+        vad_from = req.data.get("vad_from")
+        heard = self.engine.hear(_pcm(req), int(req.data.get("at", 0)), None if vad_from is None else int(vad_from))
+        self.reply(req, "heard", **heard)
 
     def on_flush(self, req: Message) -> None:
-        self._heard(req, [], self.vad.flush(), self.early.flush())
-
-    def _heard(self, req: Message, scores: list[float], state: Any, early: Any) -> None:
-        """Wake scores per 80 ms frame; the VAD's state and completed segments; the
-        early VAD's segments (same model, shorter silence: a likely end of the request)."""
-        off = self.offset or 0
-        self.reply(req, "heard", scores=scores, speech=state.speech,
-                   start=None if state.start is None else state.start + off,
-                   segments=[(a + off, b + off) for a, b in state.segments],
-                   early=[(a + off, b + off) for a, b in early.segments])
+        self.reply(req, "heard", **self.engine.flush())
 
     def on_reset(self, req: Message) -> None:
         self.engine.reset()
-        self.vad.reset()
-        self.early.reset()
-        self.offset = None
         self.reply(req, "done")
 
     # -- ASR --------------------------------------------------------------------------------
