@@ -178,7 +178,7 @@ def summary(history: list[dict[str, Any]], out_dir: Path) -> str:
 # -- transcribe ---------------------------------------------------------------------------------
 async def transcribe_files(settings: config.Settings, files: list[Path]) -> list[str]:
     from harken.audio.files import FileSource
-    from harken.pipeline.conversation import PAD
+    from harken.pipeline.conversation import PAD, TAIL
     from harken.supervisor.supervisor import Supervisor
 
     sources = [FileSource(f, paced=False) for f in files]  # every file checked before workers start
@@ -196,7 +196,7 @@ async def transcribe_files(settings: config.Settings, files: list[Path]) -> list
             segments += [tuple(s) for s in (await wake.request("flush")).data["segments"]]
             parts = []
             for start, end in segments:
-                audio = source.audio[max(0, start - PAD) : end + PAD]
+                audio = source.audio[max(0, start - PAD) : end + TAIL]
                 text = (await asr.request("transcribe", payload=audio.astype("<i2").tobytes())).data["text"]
                 if text:
                     parts.append(text)

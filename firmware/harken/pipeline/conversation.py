@@ -39,7 +39,9 @@ FRAME = 1280
 IN_FLIGHT = 8
 """Chunks sent to the wake worker ahead of the answers being processed."""
 PAD = int(0.25 * RATE)
-"""Audio kept before and after a speech segment when it is cut for ASR."""
+"""Audio kept before a speech segment when it is cut for ASR."""
+TAIL = int(0.15 * RATE)
+"""Audio kept after it (the VAD's end already includes a little silence)."""
 WAKE_CUT_BACK = int(0.12 * RATE)
 """The wake word fires about this long after its phrase ends; listening starts there."""
 WAKE_SEGMENT_SLACK = int(0.3 * RATE)
@@ -48,7 +50,7 @@ MIN_PARTIAL = int(0.5 * RATE)
 VAD_LEAD = int(1.5 * RATE)
 """The VADs start this long before the wake word fired: before most wake phrases began."""
 SAME_END = int(0.15 * RATE)
-"""The early VAD's end of speech is this close to the endpoint's when no speech came between."""
+"""The two VADs place the same end of speech within this of each other."""
 
 
 class State(enum.Enum):
@@ -95,6 +97,8 @@ class Utterance:
     endpoint_mono: float
     marks: dict[str, float] = field(default_factory=dict)
     first_audio_at: int | None = None
+    speculative: bool = False
+    """Started at a short pause, before the endpoint confirmed it."""
 
 
 class Conversation:
@@ -261,7 +265,7 @@ class Conversation:
                 listen.first_start = start if listen.first_start is None else listen.first_start
                 listen.early_stop = stop
                 listen.pending = stop if self.settings.listen.speculate else None
-        if listen.pending is not None and self.ring.end >= listen.pending + PAD:
+        if listen.pending is not None and self.ring.end >= listen.pending + TAIL:
             self._speculate(listen, listen.pending, end)
         speaking = bool(heard.get("speech"))
         if speaking:
@@ -291,7 +295,7 @@ class Conversation:
         if listen.spec is not None:
             self._drop_speculation(listen, "speech went on")
         start = max(listen.cut, (listen.first_start or stop) - PAD)
-        audio = self.ring.read(start, stop + PAD)
+        audio = self.ring.read(start, stop + TAIL)
         utterance = Utterance(speech_end=stop, endpoint_at=end, endpoint_mono=time.monotonic())
         gate = asyncio.Event()
         task = asyncio.get_running_loop().create_task(self._respond(audio, utterance, gate), name="respond-speculative")
@@ -326,18 +330,19 @@ class Conversation:
         # Both VADs run the same model; the endpoint's keeps a little more of the trailing
         # silence. Cut the audio where the early VAD ended it, so that a speculation and
         # the endpoint hear exactly the same samples.
-        if listen is not None and listen.early_stop is not None and 0 <= stop - listen.early_stop <= SAME_END:
+        if listen is not None and listen.early_stop is not None and abs(stop - listen.early_stop) <= SAME_END:
             stop = listen.early_stop
         spec = listen.spec if listen is not None else None
         if listen is not None and spec is not None and spec.start == start and spec.stop == stop:
             listen.spec = None  # confirmed: it is the answer now
             spec.utterance.endpoint_at, spec.utterance.endpoint_mono = end, time.monotonic()
+            spec.utterance.speculative = True
             self._stop_listening()
             self.set_state(State.THINKING)
             self._responding = spec.task
             spec.gate.set()
             return
-        audio = self.ring.read(start, stop + PAD)
+        audio = self.ring.read(start, stop + TAIL)
         utterance = Utterance(speech_end=stop, endpoint_at=end, endpoint_mono=time.monotonic())
         self._stop_listening()
         self.set_state(State.THINKING)

@@ -165,7 +165,7 @@ class Responder:
             "llm_first_clause": span(m.get("transcript"), m.get("first_clause")),
             "tts_first_audio": span(m.get("first_clause"), m.get("tts_first_audio")),
             "speech_end_to_first_audio": total,
-            "speculative": m.get("transcript", utt.endpoint_mono) < utt.endpoint_mono,
+            "speculative": utt.speculative,
         }
 
     def _apologize(self) -> None:
@@ -194,6 +194,7 @@ async def stream_reply(
     Raises StageFailed naming the stage (llm or tts) that failed.
     """
     clauses: asyncio.Queue[str | None] = asyncio.Queue()
+    handed: list[str] = []
 
     async def generate() -> None:
         splitter = ClauseSplitter(settings.tts.min_clause_chars)
@@ -202,6 +203,9 @@ async def stream_reply(
 
         def hand_over(pieces: list[str]) -> None:
             for piece in pieces:
+                if not handed:
+                    workers["llm"].control("hold")  # let TTS have the CPU for the first clause
+                handed.append(piece)
                 on_clause(piece)
                 clauses.put_nowait(piece)
 
@@ -221,6 +225,7 @@ async def stream_reply(
             try:
                 async for msg in workers["tts"].stream("synthesize", {"text": piece}):
                     if msg.type == "audio":
+                        workers["llm"].control("resume")
                         if on_synthesized is not None:
                             on_synthesized()
                         if gate is not None:
@@ -238,3 +243,5 @@ async def stream_reply(
         if failed:
             raise failed[0] from failed[0].__cause__
         raise
+    finally:
+        workers["llm"].control("resume")

@@ -29,6 +29,8 @@ from harken.supervisor.protocol import Message, read_message
 
 _LOGGER = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
+HOLD_LIMIT = 5.0
+"""Longest pause a ``hold`` can impose on a streaming request, in seconds."""
 
 
 def _die_with_parent() -> None:
@@ -51,6 +53,9 @@ class Channel:
         self._wlock = threading.Lock()
         self.inbox: queue.Queue[Message | None] = queue.Queue()
         self.cancelled: set[int] = set()
+        self.running = threading.Event()
+        """Cleared by a ``hold`` frame: a streaming request pauses between pieces."""
+        self.running.set()
         self._thread = threading.Thread(target=self._read, name="worker-reader", daemon=True)
 
     def start(self) -> None:
@@ -61,6 +66,10 @@ class Channel:
             while (msg := read_message(self._rfile)) is not None:
                 if msg.type == "cancel":
                     self.cancelled.add(int(msg.data.get("target", -1)))
+                elif msg.type == "hold":
+                    self.running.clear()
+                elif msg.type == "resume":
+                    self.running.set()
                 else:
                     self.inbox.put(msg)
         except (ProtocolError, OSError) as exc:
@@ -130,9 +139,13 @@ class Worker:
         if not isinstance(messages, list) or not messages:
             raise ProtocolError("generate needs a non-empty 'messages' list")
         parts = []
+        self.ch.running.set()
         for piece in self.engine.stream(
             messages, int(req.data.get("max_tokens", 80)), float(req.data.get("temperature", 0.2))
         ):
+            # Held while the first clause is synthesized: on two cores, generating ahead
+            # would only slow down the audio that the listener is waiting for.
+            self.ch.running.wait(HOLD_LIMIT)
             if req.id in self.ch.cancelled:
                 self.reply(req, "done", cancelled=True, text="".join(parts))
                 return

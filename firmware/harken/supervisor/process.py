@@ -237,5 +237,9 @@ class WorkerProcess:
             self.forget(ident)
 
     def cancel(self, ident: int) -> None:
+        self.control("cancel", target=ident)
+
+    def control(self, kind: str, **data: Any) -> None:
+        """Send a control frame (cancel, hold, resume) that the worker acts on between pieces of work."""
         if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(Message("cancel", 0, {"target": ident}).to_frame())
+            self._writer.write(Message(kind, 0, data).to_frame())
