@@ -2,7 +2,6 @@ import base64
 import hashlib
 import json
 import subprocess
-import sys
 
 import pytest
 

@@ -15,7 +15,6 @@ from typing import Any, Awaitable, Callable
 import numpy as np
 
 from harken import config
-from harken.audio import RATE
 from harken.errors import ConfigError, HarkenError
 from harken.telemetry.events import EventLog
 

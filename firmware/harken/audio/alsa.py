@@ -74,6 +74,8 @@ class AlsaSource:
             queue.append(item)
             ready.set()
 
+        failure: list[BaseException] = []
+
         def capture() -> None:
             limit = int(self.seconds * self.rate) if self.seconds is not None else None
             taken = 0
@@ -88,8 +90,9 @@ class AlsaSource:
                         audio = audio[: limit - taken]
                     taken += len(audio)
                     loop.call_soon_threadsafe(deliver, audio.copy())
-            except Exception:  # thread boundary: report and end the stream
+            except Exception as exc:  # thread boundary: hand the failure to the loop
                 _LOGGER.exception("capture from %s failed", self.device)
+                failure.append(exc)
             finally:
                 pcm.close()
                 loop.call_soon_threadsafe(deliver, None)
@@ -111,6 +114,8 @@ class AlsaSource:
                     pending = pending[CHUNK:]
             if len(pending):
                 yield np.concatenate([pending, np.zeros(CHUNK - len(pending), dtype=np.int16)])
+            if failure:
+                raise AudioError(f"capture from ALSA device '{self.device}' failed: {failure[0]}")
         finally:
             self._stop.set()
             await asyncio.to_thread(thread.join, JOIN_TIMEOUT)
@@ -195,4 +200,8 @@ class AlsaPlayer(Player):
             self._stop = True
             self._wake.notify()
         self._thread.join(JOIN_TIMEOUT)
+        try:
+            self._pcm.drain()  # let the device play out what it holds
+        except Exception:  # a device that is gone has nothing left to play
+            pass
         self._pcm.close()

@@ -129,7 +129,7 @@ class Conversation:
         """While listening: where the wake worker's VADs should start (None: they sleep)."""
         self.origin: float | None = None
         """Monotonic time of input sample 0 in real-time modes; None in fast mode."""
-        self.responder = Responder(settings, workers, events, player, apology, self)
+        self.responder = Responder(self, apology)
 
     # -- state -------------------------------------------------------------------------------
     def set_state(self, state: State) -> None:

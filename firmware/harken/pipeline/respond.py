@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from harken.audio import RATE
-from harken.audio.player import Player
 from harken.config import Settings
 from harken.errors import HarkenError
 from harken.pipeline.text import ClauseSplitter, strip_wake_words
 from harken.supervisor.process import WorkerProcess
-from harken.telemetry.events import EventLog
 
 if TYPE_CHECKING:
     from harken.pipeline.conversation import Conversation, Utterance
@@ -36,21 +34,15 @@ class StageFailed(HarkenError, RuntimeError):
 
 
 class Responder:
-    def __init__(
-        self,
-        settings: Settings,
-        workers: dict[str, WorkerProcess],
-        events: EventLog,
-        player: Player,
-        apology: tuple[np.ndarray, int] | None,
-        conversation: Conversation,
-    ) -> None:
-        self.settings = settings
-        self.workers = workers
-        self.events = events
-        self.player = player
-        self.apology = apology
+    """The answering half of a Conversation; it shares the conversation's workers, events and player."""
+
+    def __init__(self, conversation: Conversation, apology: tuple[np.ndarray, int] | None) -> None:
         self.conv = conversation
+        self.settings = conversation.settings
+        self.workers = conversation.workers
+        self.events = conversation.events
+        self.player = conversation.player
+        self.apology = apology
         self._active = 0
         self.history: list[tuple[float, str, str]] = []
 
