@@ -123,3 +123,37 @@ def test_idle_workers_killed_are_restarted_and_serve(tmp_path, data_dir, two_que
     assert not [e for e in ev if e["type"] == "error"]
     for pid in pids.values():  # no orphans: every original worker is gone
         assert not alive(pid)
+
+
+def test_sigterm_stops_cleanly_with_no_orphans(tmp_path, data_dir, two_questions):
+    proc, events, out = start(tmp_path, data_dir, two_questions)
+    try:
+        pids = wait_for(events, ready_pids, proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "stopped by SIGTERM" in proc.stderr.read()
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [role for role, pid in pids.items() if alive(pid)]
+    from harken.audio.wav import read_wav
+
+    read_wav(out)  # the output file was closed properly, not left half-written
+
+
+def test_workers_die_with_a_killed_supervisor(tmp_path, data_dir, two_questions):
+    proc, events, out = start(tmp_path, data_dir, two_questions)
+    try:
+        pids = wait_for(events, ready_pids, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [role for role, pid in pids.items() if alive(pid)]

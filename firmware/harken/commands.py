@@ -22,18 +22,29 @@ EXIT_OK = 0
 
 
 def _run_async(coro_fn: Callable[[], Awaitable[int]]) -> int:
-    """Run a coroutine; SIGTERM and SIGINT cancel it so that workers are stopped cleanly."""
+    """Run a coroutine; SIGTERM and SIGINT cancel it so that workers are stopped cleanly.
+
+    A SIGTERM (systemd stopping the service) is a normal end: exit 0. Ctrl-C: 130.
+    """
+    received: list[int] = []
 
     async def main() -> int:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
+
+        def stop(sig: int) -> None:
+            received.append(sig)
+            task.cancel()  # type: ignore[union-attr]
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
+            loop.add_signal_handler(sig, stop, sig)
         try:
             return await coro_fn()
         except asyncio.CancelledError:
-            print("harken: stopped", file=sys.stderr)
-            return 130
+            if not received:
+                raise
+            print(f"harken: stopped by {signal.Signals(received[0]).name}", file=sys.stderr)
+            return EXIT_OK if received[0] == signal.SIGTERM else 130
 
     return asyncio.run(main())
 
