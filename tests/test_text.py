@@ -46,3 +46,12 @@ def test_real_words_are_kept():
     assert strip_wake_words("What time is it?", "hey_jarvis") == "What time is it?"
     assert strip_wake_words("Visit the museum", "hey_jarvis") == "Visit the museum"
     assert strip_wake_words("Travel plans for June", "hey_jarvis") == "Travel plans for June"
+
+
+def test_whole_wake_phrase_is_recognised_only_with_its_name():
+    from harken.pipeline.text import split_wake_phrase
+
+    assert split_wake_phrase("Hey, Jarvis, what time is it?", "hey_jarvis") == ("What time is it?", True)
+    assert split_wake_phrase("Hey darvis tell me a joke.", "hey_jarvis") == ("Tell me a joke.", True)
+    assert split_wake_phrase("Hey, do you want to miss it?", "hey_jarvis") == ("Do you want to miss it?", False)
+    assert split_wake_phrase("Page office turn on the lights", "hey_jarvis") == ("Page office turn on the lights", False)

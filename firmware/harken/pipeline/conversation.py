@@ -47,6 +47,8 @@ WAKE_CUT_BACK = int(0.12 * RATE)
 WAKE_SEGMENT_SLACK = int(0.3 * RATE)
 """A VAD segment ending this soon after the detection is the wake phrase itself."""
 MIN_PARTIAL = int(0.5 * RATE)
+MAX_PHRASE = int(2.0 * RATE)
+"""No wake phrase lasts longer than this."""
 VAD_LEAD = int(1.5 * RATE)
 """The VADs start this long before the wake word fired: before most wake phrases began."""
 SAME_END = int(0.15 * RATE)
@@ -75,6 +77,17 @@ class Listening:
     pending: int | None = None
     """End of speech seen by the early VAD, waiting for its trailing pad to be recorded."""
     spec: Speculation | None = None
+
+
+@dataclass
+class Request:
+    """A request's audio, cut from the ring buffer."""
+
+    start: int
+    audio: np.ndarray
+    """From the end of the wake phrase to the end of speech."""
+    whole: np.ndarray | None = None
+    """With no pause after the wake phrase: the same speech from its start, phrase included."""
 
 
 @dataclass
@@ -258,7 +271,7 @@ class Conversation:
                 # The wake phrase's own segment, closed by a pause: the request starts after it.
                 listen.cut = max(listen.cut, stop)
                 continue
-            self._endpoint(max(listen.cut, start - PAD), stop, end)
+            self._endpoint(listen, start, stop, end)
             return
         for start, stop in heard.get("early", []):
             if stop > max(listen.cut, listen.wake_at + WAKE_SEGMENT_SLACK):
@@ -294,12 +307,24 @@ class Conversation:
         listen.pending = None
         if listen.spec is not None:
             self._drop_speculation(listen, "speech went on")
-        start = max(listen.cut, (listen.first_start or stop) - PAD)
-        audio = self.ring.read(start, stop + TAIL)
+        request = self._request(listen, listen.first_start or stop, stop)
         utterance = Utterance(speech_end=stop, endpoint_at=end, endpoint_mono=time.monotonic())
         gate = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(self._respond(audio, utterance, gate), name="respond-speculative")
-        listen.spec = Speculation(start, stop, utterance, gate, task)
+        task = asyncio.get_running_loop().create_task(self._respond(request, utterance, gate), name="respond-speculative")
+        listen.spec = Speculation(request.start, stop, utterance, gate, task)
+
+    def _request(self, listen: Listening, speech_start: int, stop: int) -> Request:
+        """Cut the request's audio: from the end of the wake phrase to the end of speech.
+
+        When the speech began before the wake word fired, the question followed the
+        phrase without a pause; the same speech is then also cut from its beginning,
+        wake phrase included, as a second reading (see Responder).
+        """
+        start = max(listen.cut, speech_start - PAD)
+        whole = None
+        if speech_start < listen.wake_at:
+            whole = self.ring.read(max(speech_start - PAD, listen.wake_at - MAX_PHRASE), stop + TAIL)
+        return Request(start, self.ring.read(start, stop + TAIL), whole)
 
     async def _partial(self, audio: np.ndarray) -> None:
         try:
@@ -325,15 +350,15 @@ class Conversation:
             self._drop_speculation(self._listen, "listening ended")
         self._listen = None
 
-    def _endpoint(self, start: int, stop: int, end: int) -> None:
-        listen = self._listen
+    def _endpoint(self, listen: Listening, speech_start: int, stop: int, end: int) -> None:
         # Both VADs run the same model; the endpoint's keeps a little more of the trailing
         # silence. Cut the audio where the early VAD ended it, so that a speculation and
         # the endpoint hear exactly the same samples.
-        if listen is not None and listen.early_stop is not None and abs(stop - listen.early_stop) <= SAME_END:
+        if listen.early_stop is not None and abs(stop - listen.early_stop) <= SAME_END:
             stop = listen.early_stop
-        spec = listen.spec if listen is not None else None
-        if listen is not None and spec is not None and spec.start == start and spec.stop == stop:
+        request = self._request(listen, speech_start, stop)
+        spec = listen.spec
+        if spec is not None and spec.start == request.start and spec.stop == stop:
             listen.spec = None  # confirmed: it is the answer now
             spec.utterance.endpoint_at, spec.utterance.endpoint_mono = end, time.monotonic()
             spec.utterance.speculative = True
@@ -342,17 +367,16 @@ class Conversation:
             self._responding = spec.task
             spec.gate.set()
             return
-        audio = self.ring.read(start, stop + TAIL)
         utterance = Utterance(speech_end=stop, endpoint_at=end, endpoint_mono=time.monotonic())
         self._stop_listening()
         self.set_state(State.THINKING)
         gate = asyncio.Event()
         gate.set()
-        self._responding = asyncio.get_running_loop().create_task(self._respond(audio, utterance, gate), name="respond")
+        self._responding = asyncio.get_running_loop().create_task(self._respond(request, utterance, gate), name="respond")
 
-    async def _respond(self, audio: np.ndarray, utterance: Utterance, gate: asyncio.Event) -> None:
+    async def _respond(self, request: Request, utterance: Utterance, gate: asyncio.Event) -> None:
         try:
-            await self.responder.respond(audio, utterance, gate)
+            await self.responder.respond(request, utterance, gate)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # task boundary: a bug must not kill the appliance

@@ -17,11 +17,11 @@ import numpy as np
 from harken.audio import RATE
 from harken.config import Settings
 from harken.errors import HarkenError
-from harken.pipeline.text import ClauseSplitter, strip_wake_words
+from harken.pipeline.text import ClauseSplitter, split_wake_phrase, strip_wake_words
 from harken.supervisor.process import WorkerProcess
 
 if TYPE_CHECKING:
-    from harken.pipeline.conversation import Conversation, Utterance
+    from harken.pipeline.conversation import Conversation, Request, Utterance
 
 _LOGGER = logging.getLogger(__name__)
 APOLOGY = "Sorry, something went wrong. Please try again."
@@ -54,14 +54,14 @@ class Responder:
         """No answer is being generated (the player may still be playing one)."""
         return self._active == 0
 
-    async def respond(self, audio: np.ndarray, utt: Utterance, gate: asyncio.Event) -> None:
+    async def respond(self, request: Request, utt: Utterance, gate: asyncio.Event) -> None:
         """Answer one request. Nothing is said or reported before ``gate`` opens: a
         speculative answer (started at a short pause) waits there for the endpoint."""
         self._active += 1
         answer: asyncio.Task[None] | None = None
         try:
             try:
-                raw, text = await self._recognize(audio, utt)
+                raw, text = await self._recognize(request, utt)
                 if text:
                     answer = asyncio.get_running_loop().create_task(self._answer(text, utt, gate), name="answer")
                     answer.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved below
@@ -81,14 +81,28 @@ class Responder:
             self.conv.changed()
         await self.player.drain()
 
-    async def _recognize(self, audio: np.ndarray, utt: Utterance) -> tuple[str, str]:
+    async def _recognize(self, request: Request, utt: Utterance) -> tuple[str, str]:
+        """Final transcript. With no pause after the wake phrase, the cut after the
+        phrase is only an estimate: the speech is also read from its beginning, and
+        if the recogniser heard the whole wake phrase there, what follows it is the
+        question, heard whole. Otherwise the cut reading stands."""
+        raw = await self._transcribe(request.audio)
+        text = self.clean_transcript(raw)
+        if request.whole is not None:
+            whole = await self._transcribe(request.whole)
+            rest, found = split_wake_phrase(whole.strip(), self.settings.wake.model)
+            _LOGGER.debug("after the cut: %r; from the start: %r (wake phrase %s)", raw, whole, "heard" if found else "not heard")
+            if found and rest:
+                raw, text = whole, rest
+        utt.marks["transcript"] = time.monotonic()
+        return raw, text
+
+    async def _transcribe(self, audio: np.ndarray) -> str:
         try:
             reply = await self.workers["asr"].request("transcribe", payload=audio.astype("<i2").tobytes())
         except HarkenError as exc:
             raise StageFailed("asr", exc) from exc
-        utt.marks["transcript"] = time.monotonic()
-        raw = reply.data.get("text", "")
-        return raw, self.clean_transcript(raw)
+        return str(reply.data.get("text", ""))
 
     def _messages(self, text: str) -> list[dict[str, str]]:
         llm = self.settings.llm

@@ -82,21 +82,31 @@ def _wakeish(word: str, wake_words: tuple[str, ...]) -> bool:
     return any(SequenceMatcher(None, word, w).ratio() >= 0.75 for w in wake_words)
 
 
+def split_wake_phrase(text: str, wake_model: str) -> tuple[str, bool]:
+    """Remove the wake phrase (or what is left of it) from the start of a transcript.
+
+    Returns the rest and whether the phrase's last word ("Jarvis", "Alexa", …)
+    was among the words removed, i.e. whether the whole phrase was recognised.
+    """
+    wake_words = WAKE_WORDS.get(wake_model, ())
+    words = text.split()
+    dropped, whole = 0, False
+    while dropped < min(len(words), len(wake_words)):
+        word = re.sub(r"[^a-z']", "", words[dropped].lower())
+        if not word or not _wakeish(word, wake_words):
+            break
+        whole = whole or SequenceMatcher(None, word, wake_words[-1]).ratio() >= 0.75
+        dropped += 1
+    if not dropped:
+        return text, False
+    rest = " ".join(words[dropped:]).lstrip(" ,.;:!-")
+    return rest[:1].upper() + rest[1:], whole
+
+
 def strip_wake_words(text: str, wake_model: str) -> str:
     """Drop what is left of the wake phrase at the start of a transcript.
 
     Listening starts where the phrase is estimated to end; when a question
     follows without a pause, a fragment of the phrase can still be heard.
     """
-    wake_words = WAKE_WORDS.get(wake_model, ())
-    words = text.split()
-    dropped = 0
-    while dropped < min(len(words), len(wake_words)):
-        word = re.sub(r"[^a-z']", "", words[dropped].lower())
-        if not word or not _wakeish(word, wake_words):
-            break
-        dropped += 1
-    if not dropped:
-        return text
-    rest = " ".join(words[dropped:]).lstrip(" ,.;:!-")
-    return rest[:1].upper() + rest[1:]
+    return split_wake_phrase(text, wake_model)[0]
