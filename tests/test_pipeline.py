@@ -149,3 +149,14 @@ def test_a_short_pause_inside_the_question_does_not_cut_it(run_harken, voices, m
     # Nothing was spoken before the end of the whole question.
     pcm, rate = run.output_audio()
     assert rms(pcm[: int(final["t"] * rate)]) == 0
+
+
+def test_unwritable_events_file_fails_clearly(tmp_path):
+    import subprocess
+
+    from conftest import harken_cmd
+
+    proc = subprocess.run(harken_cmd("run", "--input", str(DEMO), "--events", str(tmp_path / "no" / "such" / "dir.jsonl")),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "dir.jsonl: No such file or directory" in proc.stderr

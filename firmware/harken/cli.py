@@ -106,5 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     except HarkenError as exc:
         print(f"harken: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except OSError as exc:  # an output or events file that cannot be written, a full disk, ...
+        print(f"harken: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

@@ -58,7 +58,6 @@ class TimelinePlayer(Player):
         self._horizon = 0  # output samples
         self._moved = asyncio.Event()
         self._ended = False
-        self.spoken_samples = 0
 
     def _out(self, position: int) -> int:
         return position * self.rate // RATE
@@ -119,7 +118,6 @@ class TimelinePlayer(Player):
                 self._segments.pop(0)
 
     def _write_at(self, start: int, pcm: np.ndarray) -> None:
-        self.spoken_samples += len(pcm)
         if self._writer is None:
             return
         gap = start - self._writer.frames

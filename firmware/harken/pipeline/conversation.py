@@ -185,7 +185,7 @@ class Conversation:
                     heard = await wake.receive(ident, replies)
                 except WorkerError as exc:  # the wake worker died or hung: this chunk is lost
                     self.lost_chunks += 1
-                    _LOGGER.warning("lost %.2f s of audio: %s", FRAME / RATE, exc)
+                    _LOGGER.warning("lost %.2f s of audio (%.2f s in all): %s", FRAME / RATE, self.lost_chunks * FRAME / RATE, exc)
                     continue
                 finally:
                     wake.forget(ident)

@@ -72,6 +72,9 @@ class WorkerProcess:
                 sys.executable, "-m", "harken.supervisor.child", self.role, str(child.fileno()),
                 pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL, env=env,
             )
+        except OSError as exc:  # out of memory, too many processes, ...
+            parent.close()
+            raise WorkerError(self.role, f"cannot start a process: {exc}") from exc
         finally:
             child.close()
         self._proc = proc
