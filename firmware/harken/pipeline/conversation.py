@@ -191,7 +191,11 @@ class Conversation:
                     wake.forget(ident)
                 if self.fast:
                     await self._hold_clock(end)
-                self._on_heard(heard.data, end)
+                try:
+                    self._on_heard(heard.data, end)
+                except Exception as exc:  # task boundary: one bad chunk must not stop the appliance
+                    _LOGGER.exception("handling audio at %.2f s failed", end / RATE)
+                    self.events.emit("error", stage="pipeline", message=f"{type(exc).__name__}: {exc}")
 
         try:
             async with asyncio.TaskGroup() as tg:
@@ -216,7 +220,7 @@ class Conversation:
 
     async def _finish(self) -> None:
         if self._listen is not None and self._listen.partial_task is not None:
-            await self._listen.partial_task
+            await asyncio.gather(self._listen.partial_task, return_exceptions=True)
         if self.state is State.LISTENING:
             self.events.emit("timeout", t=round(self.now / RATE, 3), reason="input ended while listening")
             self._stop_listening()
