@@ -39,7 +39,7 @@ class Voices:
     def __init__(self) -> None:
         from harken.engines import tts
 
-        self._piper = tts.load(Settings(), Path("/nonexistent"))
+        self._piper = tts.load(Settings(), Path("/nonexistent"), deterministic=True)  # same clip every run
 
     def piper(self, text: str) -> np.ndarray:
         return resample(np.concatenate(list(self._piper.synthesize(text))), self._piper.rate, RATE)

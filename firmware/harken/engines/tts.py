@@ -12,11 +12,14 @@ from harken.models.catalog import entry, verified_paths
 
 
 class Synthesizer:
-    def __init__(self, model: Path, config: Path, length_scale: float) -> None:
+    def __init__(self, model: Path, config: Path, length_scale: float, deterministic: bool = False) -> None:
+        """``deterministic`` turns off the voice's sampling noise: the same text then
+        always gives the same samples (test recordings); otherwise each reading varies."""
         from piper import PiperVoice, SynthesisConfig
 
         self._voice = PiperVoice.load(model, config_path=config)
-        self._syn = SynthesisConfig(length_scale=length_scale)
+        noise = {"noise_scale": 0.0, "noise_w_scale": 0.0} if deterministic else {}
+        self._syn = SynthesisConfig(length_scale=length_scale, **noise)
         self.rate = int(self._voice.config.sample_rate)
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
@@ -25,8 +28,8 @@ class Synthesizer:
             yield chunk.audio_int16_array
 
 
-def load(settings: Settings, data_dir: Path) -> Synthesizer:
+def load(settings: Settings, data_dir: Path, deterministic: bool = False) -> Synthesizer:
     item = entry("tts", settings.tts.voice)
     paths = verified_paths(item)
     model, config = (paths[f.path] for f in item.files)
-    return Synthesizer(model, config, settings.tts.length_scale)
+    return Synthesizer(model, config, settings.tts.length_scale, deterministic)
