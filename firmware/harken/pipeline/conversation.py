@@ -43,7 +43,12 @@ PAD = int(0.25 * RATE)
 TAIL = int(0.15 * RATE)
 """Audio kept after it (the VAD's end already includes a little silence)."""
 WAKE_CUT_BACK = int(0.12 * RATE)
-"""The wake word fires about this long after its phrase ends; listening starts there."""
+"""The wake word fires about this long after its phrase ends."""
+BOUNDARY_WINDOW = (int(0.22 * RATE), int(0.06 * RATE))
+"""Where, before the detection, the gap between the phrase and the next word is looked for."""
+BOUNDARY_FRAME = 320
+DIP = 0.2
+"""A frame quieter than this fraction of the phrase's median loudness is a gap between words."""
 WAKE_SEGMENT_SLACK = int(0.3 * RATE)
 """A VAD segment ending this soon after the detection is the wake phrase itself."""
 MIN_PARTIAL = int(0.5 * RATE)
@@ -53,6 +58,28 @@ VAD_LEAD = int(1.5 * RATE)
 """The VADs start this long before the wake word fired: before most wake phrases began."""
 SAME_END = int(0.15 * RATE)
 """The two VADs place the same end of speech within this of each other."""
+
+
+def phrase_end(ring: RingBuffer, at: int) -> int:
+    """Estimate where the wake phrase ended, the wake word having fired at ``at``.
+
+    The detector fires shortly after the phrase (or at its very end). If the
+    question follows without a pause, the best cut is the quietest moment just
+    before the detection: the gap between the phrase's last word and the next.
+    If there is no clear gap there, a fixed distance before the detection.
+    """
+    early, late = BOUNDARY_WINDOW
+    phrase = ring.read(at - int(0.8 * RATE), at).astype(np.float64)
+    if len(phrase) < int(0.8 * RATE):
+        return max(0, at - WAKE_CUT_BACK)
+    frames = phrase[: len(phrase) // BOUNDARY_FRAME * BOUNDARY_FRAME].reshape(-1, BOUNDARY_FRAME)
+    loudness = np.sqrt(np.mean(frames**2, axis=1))
+    first = (len(phrase) - early) // BOUNDARY_FRAME
+    last = (len(phrase) - late) // BOUNDARY_FRAME
+    quietest = first + int(np.argmin(loudness[first:last]))
+    if loudness[quietest] < DIP * float(np.median(loudness)):
+        return at - len(phrase) + quietest * BOUNDARY_FRAME
+    return max(0, at - WAKE_CUT_BACK)
 
 
 class State(enum.Enum):
@@ -254,7 +281,7 @@ class Conversation:
         if self.state in (State.THINKING, State.SPEAKING):
             self._barge_in(at)
         self._stop_listening()
-        self._listen = Listening(wake_at=at, cut=max(0, at - WAKE_CUT_BACK), last_partial=at)
+        self._listen = Listening(wake_at=at, cut=phrase_end(self.ring, at), last_partial=at)
         self._vad_from = max(0, at - VAD_LEAD)
         self.set_state(State.LISTENING)
 

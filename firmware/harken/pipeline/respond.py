@@ -83,16 +83,18 @@ class Responder:
 
     async def _recognize(self, request: Request, utt: Utterance) -> tuple[str, str]:
         """Final transcript. With no pause after the wake phrase, the cut after the
-        phrase is only an estimate: the speech is also read from its beginning, and
-        if the recogniser heard the whole wake phrase there, what follows it is the
-        question, heard whole. Otherwise the cut reading stands."""
+        phrase is only an estimate: the speech is also read from its beginning. If
+        the recogniser heard the whole wake phrase there and more words after it
+        than in the cut reading (the cut clipped a word), that reading wins.
+        Otherwise the cut reading stands: without the phrase before it, the
+        question's first word is usually recognised better."""
         raw = await self._transcribe(request.audio)
         text = self.clean_transcript(raw)
         if request.whole is not None:
             whole = await self._transcribe(request.whole)
             rest, found = split_wake_phrase(whole.strip(), self.settings.wake.model)
             _LOGGER.debug("after the cut: %r; from the start: %r (wake phrase %s)", raw, whole, "heard" if found else "not heard")
-            if found and rest:
+            if found and len(rest.split()) > len(text.split()):
                 raw, text = whole, rest
         utt.marks["transcript"] = time.monotonic()
         return raw, text
