@@ -66,6 +66,10 @@ def _printer(verbose: bool) -> Callable[[dict[str, Any]], None]:
             line = f"{t}end of speech → first audio: {total:.2f} s" if total is not None else None
         elif kind == "barge_in":
             line = f"{t}barge-in: stopped speaking"
+        elif kind == "speculation" and verbose:
+            line = f"{t}early guess at the end of the question dropped ({ev['reason']})"
+        elif kind == "ready":
+            line = "ready: listening" + (f" on {ev['capture']}" if "capture" in ev else "")
         elif kind == "timeout":
             line = f"{t}{ev['reason']}; back to idle"
         elif kind == "error":
@@ -177,7 +181,8 @@ def summary(history: list[dict[str, Any]], out_dir: Path) -> str:
             ("transcript → LLM first token", "llm_first_token"), ("transcript → first clause", "llm_first_clause"),
             ("clause → TTS first audio", "tts_first_audio"), ("END OF SPEECH → FIRST AUDIO OUT", "speech_end_to_first_audio")]
     for u in (e for e in history if e["type"] == "utterance"):
-        lines += ["", f"latency ({u['mode']})" + " " * 22 + "seconds"]
+        how = "answer started at a short pause, confirmed by the endpoint" if u["latency"].get("speculative") else "answer started at the endpoint"
+        lines += ["", f"latency ({u['mode']}; {how})", f"  {'':<36}{'seconds':>8}"]
         for label, key in rows:
             value = u["latency"].get(key)
             lines.append(f"  {label:<36}{value:8.3f}" if value is not None else f"  {label:<36}{'-':>8}")
