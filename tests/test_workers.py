@@ -52,11 +52,11 @@ def two_questions(voices, make_clip):
     )
 
 
-def start(tmp_path, data_dir, clip):
+def start(tmp_path, data_dir, clip, *extra):
     events = tmp_path / "events.jsonl"
     out = tmp_path / "out.wav"
     proc = subprocess.Popen(
-        harken_cmd("run", "--data-dir", str(data_dir), "--input", str(clip), "--output", str(out), "--events", str(events), "-q"),
+        harken_cmd("run", "--data-dir", str(data_dir), "--input", str(clip), "--output", str(out), "--events", str(events), "-q", *extra),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     return proc, events, out
@@ -72,7 +72,11 @@ def finish(proc):
 
 
 def test_llm_killed_mid_request_apologizes_restarts_and_answers_the_next(tmp_path, data_dir, two_questions):
-    proc, events, out = start(tmp_path, data_dir, two_questions)
+    # Long answers: the LLM is certainly still writing when the final transcript is reported
+    # (a short one could already be complete, written during the speculation).
+    config = tmp_path / "long.toml"
+    config.write_text('[llm]\nmax_tokens = 160\nsystem_prompt = "You are a storyteller. Answer with long, detailed stories."\n')
+    proc, events, out = start(tmp_path, data_dir, two_questions, "--config", str(config))
     try:
         pids = wait_for(events, ready_pids, proc)
         wait_for(events, lambda ev: [e for e in ev if e["type"] == "transcript" and e["final"]], proc)
