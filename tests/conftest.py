@@ -42,7 +42,7 @@ class Voices:
         self._piper = tts.load(Settings(), Path("/nonexistent"), deterministic=True)  # same clip every run
 
     def piper(self, text: str) -> np.ndarray:
-        return resample(np.concatenate(list(self._piper.synthesize(text))), self._piper.rate, RATE)
+        return self._piper.render(text, RATE)
 
     @staticmethod
     def espeak(text: str, voice: str = "en-us") -> np.ndarray:

@@ -22,6 +22,12 @@ class Synthesizer:
         self._syn = SynthesisConfig(length_scale=length_scale, **noise)
         self.rate = int(self._voice.config.sample_rate)
 
+    def render(self, text: str, rate: int) -> np.ndarray:
+        """The whole text as one int16 array at ``rate`` (recordings for tests and tools)."""
+        from harken.audio.resample import resample
+
+        return resample(np.concatenate(list(self.synthesize(text))), self.rate, rate)
+
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         """Yield int16 mono audio at ``self.rate``, one chunk per sentence."""
         for chunk in self._voice.synthesize(text, syn_config=self._syn):

@@ -359,11 +359,11 @@ class Conversation:
 
     async def _partial(self, audio: np.ndarray) -> None:
         try:
-            reply = await self.workers["asr"].request("transcribe", payload=audio.astype("<i2").tobytes())
+            raw = await self.responder.transcribe(audio)
         except HarkenError as exc:
             _LOGGER.warning("partial transcript failed: %s", exc)
             return
-        text = self.responder.clean_transcript(reply.data.get("text", ""))
+        text = self.responder.clean_transcript(raw)
         if text and self.state is State.LISTENING:
             self.events.emit("transcript", final=False, text=text)
 

@@ -88,10 +88,10 @@ class Responder:
         than in the cut reading (the cut clipped a word), that reading wins.
         Otherwise the cut reading stands: without the phrase before it, the
         question's first word is usually recognised better."""
-        raw = await self._transcribe(request.audio)
+        raw = await self.transcribe(request.audio)
         text = self.clean_transcript(raw)
         if request.whole is not None:
-            whole = await self._transcribe(request.whole)
+            whole = await self.transcribe(request.whole)
             rest, found = split_wake_phrase(whole.strip(), self.settings.wake.model)
             _LOGGER.debug("after the cut: %r; from the start: %r (wake phrase %s)", raw, whole, "heard" if found else "not heard")
             if found and len(rest.split()) > len(text.split()):
@@ -99,7 +99,8 @@ class Responder:
         utt.marks["transcript"] = time.monotonic()
         return raw, text
 
-    async def _transcribe(self, audio: np.ndarray) -> str:
+    async def transcribe(self, audio: np.ndarray) -> str:
+        """Raw text of one piece of audio from the ASR worker; StageFailed('asr') if it fails."""
         try:
             reply = await self.workers["asr"].request("transcribe", payload=audio.astype("<i2").tobytes())
         except HarkenError as exc:
