@@ -114,7 +114,8 @@ def run_harken(tmp_path: Path, data_dir: Path):
 
     def run(wav: Path, *extra: str, fast: bool = True, timeout: float = CLI_TIMEOUT) -> Run:
         events, output = tmp_path / "events.jsonl", tmp_path / "out.wav"
-        args = ["run", "--data-dir", str(data_dir), "--input", str(wav), "--output", str(output), "--events", str(events), "-q"]
+        args = ["run", "--data-dir", str(data_dir), "--input", str(wav), "--output", str(output), "--events", str(events), "-q",
+                "--control", str(tmp_path / "control.sock")]
         if fast:
             args.append("--fast")
         proc = subprocess.run(harken_cmd(*args, *extra), capture_output=True, text=True, timeout=timeout)
@@ -127,3 +128,41 @@ def words(text: str) -> list[str]:
     import re
 
     return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
+
+
+def corrupt_model_env(tmp_path: Path, role: str, name: str, file: str) -> dict[str, str]:
+    """An environment in which one model file is corrupt on disk (same size, one byte flipped).
+
+    The model's package is shadowed on PYTHONPATH by a copy holding the altered
+    file: what a failing SD card or an interrupted copy leaves behind.
+    """
+    import os
+
+    from harken.models import catalog
+
+    item = catalog.entry(role, name)
+    real = item.paths()[file]
+    pkg = tmp_path / "shadow" / item.module
+    (pkg / Path(file).parent).mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text("")
+    data = bytearray(real.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (pkg / file).write_bytes(bytes(data))
+    return dict(os.environ, PYTHONPATH=str(tmp_path / "shadow"))
+
+
+def worker_processes(marker: str) -> list[int]:
+    """Live harken worker processes whose environment contains ``marker`` (a test's tmp path)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            if b"harken.supervisor.child" not in cmdline or marker.encode() not in (proc / "environ").read_bytes():
+                continue
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found

@@ -8,7 +8,7 @@ import pytest
 from harken.errors import ModelError
 from harken.models import catalog, store
 from harken.models.catalog import CatalogEntry, ModelFile
-from conftest import harken_cmd, read_events
+from conftest import harken_cmd
 
 
 def test_every_default_model_is_installed_and_verifies():
@@ -74,28 +74,16 @@ def test_models_list_shows_role_name_size_sha_licence_path():
     assert "hey_jarvis*" in text and "CC-BY-NC-SA-4.0" in text
 
 
-def test_a_corrupt_model_stops_the_device_with_the_fix_and_no_worker_left(tmp_path, data_dir):
-    """A model file altered on disk (same size, other bytes) never reaches an engine."""
-    import os
-    import subprocess
+def test_a_corrupt_model_fails_a_one_shot_command_with_the_fix_and_no_worker_left(tmp_path, data_dir):
+    """A model file altered on disk (same size, other bytes) never reaches an engine.
 
-    from conftest import DEMO
+    (`harken run` keeps serving without that role instead: see test_faults.py.)"""
+    from conftest import DEMO, corrupt_model_env, worker_processes
 
-    real = catalog.entry("vad", "silero-vad").paths()["data/silero_vad.onnx"]
-    pkg = tmp_path / "shadow" / "silero_vad"
-    (pkg / "data").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    data = bytearray(real.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (pkg / "data" / "silero_vad.onnx").write_bytes(bytes(data))
-    env = dict(os.environ, PYTHONPATH=str(tmp_path / "shadow"))
-    events = tmp_path / "events.jsonl"
-    proc = subprocess.run(harken_cmd("run", "--data-dir", str(data_dir), "--input", str(DEMO), "--fast", "-q", "--events", str(events)),
+    env = corrupt_model_env(tmp_path, "vad", "silero-vad", "data/silero_vad.onnx")
+    proc = subprocess.run(harken_cmd("transcribe", "--data-dir", str(data_dir), str(DEMO)),
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 1
     assert "wake worker: failed to load" in proc.stderr and "is corrupt" in proc.stderr
     assert "pip install --no-deps --force-reinstall 'silero-vad==6.2.3'" in proc.stderr
-    started = [e["pid"] for e in read_events(events) if e["type"] == "worker" and e["state"] == "ready"]
-    assert len(started) == 3  # asr, llm and tts loaded, and were stopped again
-    assert not [pid for pid in started if os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
-    assert subprocess.run(["pgrep", "-f", "harken.supervisor.child"], capture_output=True).stdout == b"" or True
+    assert worker_processes(str(tmp_path)) == []  # the workers that did load were stopped

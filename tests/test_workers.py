@@ -32,7 +32,7 @@ def ready_pids(events):
     """Worker pids once the device says it is ready (workers up, prompts rendered)."""
     if not [e for e in events if e["type"] == "ready"]:
         return None
-    return {e["role"]: e["pid"] for e in events if e["type"] == "worker" and e["state"] == "ready"}
+    return {e["role"]: e["pid"] for e in events if e["type"] == "worker" and e["state"] == "ready" and "load_s" in e}
 
 
 def alive(pid: int) -> bool:
@@ -56,7 +56,8 @@ def start(tmp_path, data_dir, clip, *extra):
     events = tmp_path / "events.jsonl"
     out = tmp_path / "out.wav"
     proc = subprocess.Popen(
-        harken_cmd("run", "--data-dir", str(data_dir), "--input", str(clip), "--output", str(out), "--events", str(events), "-q", *extra),
+        harken_cmd("run", "--data-dir", str(data_dir), "--input", str(clip), "--output", str(out), "--events", str(events), "-q",
+                   "--control", str(tmp_path / "control.sock"), *extra),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     return proc, events, out
@@ -86,11 +87,11 @@ def test_llm_killed_mid_request_apologizes_restarts_and_answers_the_next(tmp_pat
         if proc.poll() is None:
             proc.kill()
     ev = read_events(events)
-    died = [e for e in ev if e["type"] == "worker" and e["state"] == "died"]
-    assert [d["role"] for d in died] == ["llm"] and "SIGKILL" in died[0]["reason"]
+    died = [e for e in ev if e["type"] == "worker" and e["state"] == "backoff"]
+    assert [d["role"] for d in died] == ["llm"] and "SIGKILL" in died[0]["reason"] and died[0]["pid"] == pids["llm"]
     errors = [e for e in ev if e["type"] == "error"]
     assert [e["stage"] for e in errors] == ["llm"]
-    new_llm = [e for e in ev if e["type"] == "worker" and e["role"] == "llm" and e["state"] == "ready"][-1]
+    new_llm = [e for e in ev if e["type"] == "worker" and e["role"] == "llm" and e["state"] == "ready" and "load_s" in e][-1]
     assert new_llm["pid"] != pids["llm"] and new_llm["restarts"] == 1 and alive(new_llm["pid"]) is False
     finals = [e for e in ev if e["type"] == "transcript" and e["final"]]
     assert len(finals) == 2 and "sky" in words(finals[1]["text"])
@@ -115,10 +116,10 @@ def test_idle_workers_killed_are_restarted_and_serve(tmp_path, data_dir, two_que
         if proc.poll() is None:
             proc.kill()
     ev = read_events(events)
-    died = {e["role"] for e in ev if e["type"] == "worker" and e["state"] == "died"}
+    died = {e["role"] for e in ev if e["type"] == "worker" and e["state"] == "backoff"}
     assert died == {"wake", "asr", "tts"}
     for role in died:
-        readies = [e for e in ev if e["type"] == "worker" and e["role"] == role and e["state"] == "ready"]
+        readies = [e for e in ev if e["type"] == "worker" and e["role"] == role and e["state"] == "ready" and "load_s" in e]
         assert len(readies) == 2 and readies[1]["pid"] != pids[role]
     assert len([e for e in ev if e["type"] == "wake"]) == 2
     finals = [e for e in ev if e["type"] == "transcript" and e["final"]]

@@ -57,6 +57,12 @@ class AudioSettings:
     capture_rate: int = setting(16000, "Rate the capture device is opened at; resampled to 16 kHz.", _range(8000, 192000))
     playback_rate: int = setting(22050, "Rate of the playback device and of WAV output files.", _range(8000, 192000))
     period_ms: int = setting(80, "ALSA period length in milliseconds.", _range(10, 500))
+    deaf_after: float = setting(2.0, "Seconds without a frame from the capture device after which it is reopened.", _range(0.5, 60.0))
+    silence_after: float = setting(
+        10.0, "Seconds of digital silence (every sample within silence_level of zero) after which the capture device is reopened.",
+        _range(1.0, 3600.0))
+    silence_level: int = setting(1, "Largest sample value (of 32767) that still counts as digital silence.", _range(0, 1000))
+    reopen_backoff_cap: float = setting(10.0, "Longest wait (s) between attempts to reopen a deaf capture device.", _range(0.5, 300.0))
 
 
 @dataclass(frozen=True)
@@ -111,9 +117,18 @@ class TtsSettings:
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    start_timeout: float = setting(120.0, "Seconds a worker may take to load its model.", _range(5.0, 900.0))
-    request_timeout: float = setting(60.0, "Seconds a single request may take.", _range(1.0, 900.0))
-    restart_delay: float = setting(0.5, "Seconds before a dead worker is restarted.", _range(0.0, 60.0))
+    start_timeout: float = setting(120.0, "Seconds a worker may take to load its model and pass its readiness probe.", _range(5.0, 900.0))
+    request_timeout: float = setting(60.0, "Seconds a single request may take in all.", _range(1.0, 900.0))
+    ping_interval: float = setting(1.0, "Seconds an idle worker may go without a liveness ping.", _range(0.1, 60.0))
+    wake_deadline: float = setting(2.0, "Longest the wake worker may lag behind the microphone, or take to answer a ping (s).", _range(0.2, 300.0))
+    asr_deadline: float = setting(10.0, "Longest one transcription, or a ping answer, may take (s).", _range(0.2, 300.0))
+    llm_deadline: float = setting(10.0, "Longest gap between LLM tokens (the first includes reading the prompt), or before a ping answer (s).", _range(0.2, 300.0))
+    tts_deadline: float = setting(10.0, "Longest gap between TTS audio chunks (one sentence), or before a ping answer (s).", _range(0.2, 300.0))
+    kill_grace: float = setting(1.0, "Seconds between SIGTERM and SIGKILL for a hung worker.", _range(0.0, 30.0))
+    backoff_initial: float = setting(0.5, "Delay (s) before the first restart of a failed worker; doubles with each failure in the window.", _range(0.0, 60.0))
+    backoff_cap: float = setting(30.0, "Longest delay (s) between restarts.", _range(0.0, 600.0))
+    max_failures: int = setting(5, "Failures within failure_window after which a worker is given up (FATAL).", _range(1, 100))
+    failure_window: float = setting(300.0, "Seconds over which failures are counted.", _range(1.0, 86400.0))
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,8 @@ class PathSettings:
     def data(self) -> Path:
         if self.data_dir:
             return Path(self.data_dir).expanduser()
+        if os.environ.get("STATE_DIRECTORY"):  # set by systemd's StateDirectory=
+            return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
         if os.geteuid() == 0:
             return Path("/var/lib/harken")
         base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")

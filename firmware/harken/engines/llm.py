@@ -9,6 +9,9 @@ from harken.config import Settings
 from harken.models.catalog import entry, verified_paths
 
 
+SEED = 1234
+
+
 class LanguageModel:
     def __init__(self, model: Path, context: int, threads: int) -> None:
         from llama_cpp import Llama
@@ -20,9 +23,12 @@ class LanguageModel:
 
         llama-cpp-python keeps the evaluated tokens and reuses the longest common
         prefix on the next call, so the system prompt is evaluated only once.
+        The sampling seed is fixed per request: without it llama-cpp-python
+        derives each call's seed from the previous one, and the answer to a
+        question would depend on how many requests (probes, warm-up) came before.
         """
         chunks = self._llm.create_chat_completion(
-            messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True
+            messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True, seed=SEED
         )
         for chunk in chunks:
             text = chunk["choices"][0]["delta"].get("content")

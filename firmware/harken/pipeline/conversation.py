@@ -170,9 +170,21 @@ class Conversation:
         self.origin: float | None = None
         """Monotonic time of input sample 0 in real-time modes; None in fast mode."""
         self.responder = Responder(self, apology)
+        self._notices: list[tuple[np.ndarray, int]] = []
 
     # -- state -------------------------------------------------------------------------------
+    def announce(self, pcm: np.ndarray, rate: int) -> None:
+        """Say a notice (degraded service): now if idle, else once the current exchange is over."""
+        self._notices.append((pcm, rate))
+        if self.state is State.IDLE:
+            self.set_state(State.IDLE)
+
     def set_state(self, state: State) -> None:
+        if state is State.IDLE and self._notices:
+            for pcm, rate in self._notices:
+                self.player.play(pcm, rate)
+            self._notices.clear()
+            state = State.SPEAKING
         if state is not State.LISTENING:
             self._vad_from = None
         if state is not self.state:
@@ -199,10 +211,17 @@ class Conversation:
                 self.ring.append(chunk)
                 fed += len(chunk)
                 request = {"at": fed - len(chunk), "vad_from": self._vad_from}
-                ident, replies = await wake.submit("audio", request, chunk.astype("<i2").tobytes())
+                try:
+                    ident, replies = await wake.submit("audio", request, chunk.astype("<i2").tobytes())
+                except WorkerError as exc:  # given up (or not back in time): nobody can listen to this chunk
+                    self._lose(exc)
+                    continue
                 await in_flight.put((fed, ident, replies))
-            ident, replies = await wake.submit("flush")
-            await in_flight.put((fed, ident, replies))
+            try:
+                ident, replies = await wake.submit("flush")
+                await in_flight.put((fed, ident, replies))
+            except WorkerError as exc:
+                self._lose(exc)
             await in_flight.put(None)
 
         async def consume() -> None:
@@ -211,8 +230,7 @@ class Conversation:
                 try:
                     heard = await wake.receive(ident, replies)
                 except WorkerError as exc:  # the wake worker died or hung: this chunk is lost
-                    self.lost_chunks += 1
-                    _LOGGER.warning("lost %.2f s of audio (%.2f s in all): %s", FRAME / RATE, self.lost_chunks * FRAME / RATE, exc)
+                    self._lose(exc)
                     continue
                 finally:
                     wake.forget(ident)
@@ -234,6 +252,11 @@ class Conversation:
                 raise ours[0] from group
             raise
         await self._finish()
+
+    def _lose(self, exc: Exception) -> None:
+        self.lost_chunks += 1
+        if self.lost_chunks == 1 or self.lost_chunks % 125 == 0:  # at most one line per 10 s of audio
+            _LOGGER.warning("lost %.2f s of audio so far: %s", self.lost_chunks * FRAME / RATE, exc)
 
     async def _hold_clock(self, end: int) -> None:
         """Fast mode: do not let input time pass while the device is busy computing."""

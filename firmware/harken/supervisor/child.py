@@ -24,13 +24,15 @@ from typing import Any, Callable
 import numpy as np
 
 from harken import config
-from harken.errors import HarkenError, ProtocolError
+from harken.errors import ConfigError, HarkenError, ModelError, ProtocolError
 from harken.supervisor.protocol import Message, read_message
 
 _LOGGER = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 HOLD_LIMIT = 5.0
 """Longest pause a ``hold`` can impose on a streaming request, in seconds."""
+BEAT = 0.5
+"""While held, the work loop tells the supervisor it is alive this often (s)."""
 
 
 def _die_with_parent() -> None:
@@ -144,8 +146,11 @@ class Worker:
             messages, int(req.data.get("max_tokens", 80)), float(req.data.get("temperature", 0.2))
         ):
             # Held while the first clause is synthesized: on two cores, generating ahead
-            # would only slow down the audio that the listener is waiting for.
-            self.ch.running.wait(HOLD_LIMIT)
+            # would only slow down the audio that the listener is waiting for. The work
+            # loop beats while it waits, so the supervisor's watchdog sees it is alive.
+            held = time.monotonic()
+            while not self.ch.running.wait(BEAT) and time.monotonic() - held < HOLD_LIMIT:
+                self.reply(req, "beat")
             if req.id in self.ch.cancelled:
                 self.reply(req, "done", cancelled=True, text="".join(parts))
                 return
@@ -202,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         worker = Worker(role, config.from_dict(init.data["settings"]), Path(init.data["data_dir"]), channel)
         model = worker.load()
     except (HarkenError, OSError, ValueError, RuntimeError) as exc:
-        channel.send(Message("fatal", 0, {"message": str(exc)}))
+        # A corrupt or missing model will not mend by retrying: the supervisor gives up at once.
+        permanent = isinstance(exc, (ModelError, ConfigError))
+        channel.send(Message("fatal", 0, {"message": str(exc), "permanent": permanent}))
         return 3
     channel.send(Message("ready", 0, {"model": model, "load_s": time.monotonic() - started, "pid": os.getpid()}))
     worker.serve()

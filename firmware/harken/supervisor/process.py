@@ -1,9 +1,21 @@
-"""The supervisor's handle on one worker process.
+"""The supervisor's handle on one worker process, and its watchdog.
 
-It spawns ``harken.supervisor.child`` with one end of a socketpair, sends the
-settings, waits for ``ready``, routes replies to requests by id, and notices
-death (EOF or exit). A dead worker fails its in-flight requests with
-:class:`WorkerDied`, is reported as an event and is restarted.
+A worker's life runs as one task: spawn ``harken.supervisor.child`` with one
+end of a socketpair, send the settings, wait for ``ready`` (STARTING), pass a
+golden probe (PROBING), then serve (READY ⇄ BUSY) while the watchdog checks it:
+
+- liveness: an idle worker gets a ``ping`` every ``ping_interval``;
+- progress: while a request or ping is outstanding, some frame must arrive
+  within the role's deadline (the wake worker's answer to each chunk of audio,
+  each LLM token, each TTS sentence, the transcript). Frames come from the
+  worker's work loop, never from a side thread, so a worker stuck in native
+  code or stopped (SIGSTOP) misses the deadline.
+
+A worker that dies or misses a deadline fails its in-flight requests at once
+(:class:`WorkerDied`), is killed if need be (SIGTERM, then SIGKILL), and is
+restarted after a backoff; too many failures in a window make it FATAL, as does
+a model that cannot load (a corrupt file will not mend by retrying). Requests
+wait while a worker restarts and fail at once while it is FATAL.
 """
 
 from __future__ import annotations
@@ -16,18 +28,25 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from harken import config
 from harken.errors import HarkenError, ProtocolError, WorkerDied, WorkerError
+from harken.supervisor.health import Health, Policy, WorkerState
 from harken.supervisor.protocol import MAX_HEADER, Message, read_message_async
 from harken.telemetry.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 
 _DIED = "__died__"
-MAX_LOAD_FAILURES = 3
+TICK = 0.1
+"""How often the watchdog looks at a worker (s)."""
+IDLE_AFTER = 0.5
+"""A worker with nothing outstanding for this long is READY again (not BUSY)."""
+
+S = WorkerState
 
 
 def describe_exit(code: int) -> str:
@@ -39,31 +58,137 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+class LoadFailed(WorkerError):
+    def __init__(self, role: str, message: str, permanent: bool) -> None:
+        super().__init__(role, message)
+        self.permanent = permanent
+
+
+@dataclass
+class Connection:
+    """One incarnation of the worker: its process and socket."""
+
+    proc: asyncio.subprocess.Process
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    close_reason: str = "closed its pipe"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+Probe = Callable[["WorkerProcess"], Awaitable[None]]
+
+
 class WorkerProcess:
-    def __init__(self, role: str, settings: config.Settings, data_dir: Path, events: EventLog) -> None:
+    def __init__(self, role: str, settings: config.Settings, data_dir: Path, events: EventLog,
+                 probe: Probe | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.role = role
         self.settings = settings
         self.data_dir = data_dir
         self.events = events
-        self.state = "stopped"
-        self.pid: int | None = None
+        self.probe = probe
+        self.clock = clock
+        w = settings.workers
+        self.deadline: float = getattr(w, f"{role}_deadline")
+        self.health = Health(role, Policy(w.backoff_initial, w.backoff_cap, w.max_failures, w.failure_window),
+                             self._on_change, clock)
         self.model: str | None = None
-        self.restarts = 0
         self.load_seconds: float | None = None
+        self.listeners: list[Callable[[WorkerProcess], None]] = []
+        """Called after every state change (the supervisor's status line, degraded-service notices)."""
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Queue[Message]] = {}
-        self._proc: asyncio.subprocess.Process | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._ready = asyncio.Event()
+        self._conn: Connection | None = None
+        self._serving = asyncio.Event()
+        """Set while the worker serves requests, or is FATAL (so that waiters fail fast)."""
+        self._life: asyncio.Task[None] | None = None
         self._stopping = False
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._failure: str | None = None
+        self._last_frame = 0.0
+        self._waiting_since: float | None = None
+        """When something (a request or a ping) became outstanding; None while nothing is."""
+        self._ping: int | None = None
+        self._last_request = 0.0
 
-    # -- lifecycle -----------------------------------------------------------------------
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        return self.health.state.value
+
+    @property
+    def pid(self) -> int | None:
+        return self._conn.pid if self._conn is not None else None
+
+    @property
+    def restarts(self) -> int:
+        return self.health.restarts
+
+    def _on_change(self, health: Health, before: WorkerState, after: WorkerState, reason: str) -> None:
+        if after in (S.READY, S.BUSY, S.FATAL):
+            self._serving.set()
+        else:
+            self._serving.clear()
+        fields: dict[str, Any] = {"role": self.role, "state": after.value, "reason": reason, "pid": self.pid}
+        if after is S.READY and before is S.PROBING:
+            fields.update(model=self.model, load_s=round(self.load_seconds or 0.0, 3), restarts=health.restarts)
+        if after is S.BACKOFF:
+            fields["retry_in"] = round(health.backoff_left(), 3)
+        self.events.emit("worker", **fields)
+        for fn in self.listeners:
+            try:
+                fn(self)
+            except Exception:  # a listener's bug must not stop the watchdog
+                _LOGGER.exception("worker state listener failed")
+
+    def describe(self) -> dict[str, Any]:
+        """What ``harken status`` shows for this worker."""
+        h = self.health
+        return {
+            "role": self.role, "state": self.state, "pid": self.pid, "model": self.model,
+            "restarts": h.restarts, "reason": h.reason, "since_s": round(self.clock() - h.since, 1),
+            "failures_in_window": len(h.failures), "load_s": None if self.load_seconds is None else round(self.load_seconds, 3),
+            "retry_in_s": round(h.backoff_left(), 1) if h.state is S.BACKOFF else None,
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Spawn the worker and wait until its model is loaded; raise WorkerError if it cannot."""
-        self._stopping = False
-        self.state = "starting"
+        """Begin the worker's life; return once it serves requests or is FATAL."""
+        if self._life is None or self._life.done():
+            self._stopping = False
+            self.health.fire("start")
+            self._life = asyncio.get_running_loop().create_task(self._live(), name=f"{self.role}-life")
+        waiter = asyncio.ensure_future(self._serving.wait())
+        await asyncio.wait({waiter, self._life}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if self._life.done() and not self._life.cancelled() and self._life.exception() is not None:
+            raise self._life.exception()  # type: ignore[misc]  # a bug in the watchdog itself
+
+    async def _live(self) -> None:
+        while True:
+            permanent = False
+            try:
+                await self._launch()
+                self.health.fire("loaded")
+                await self._probe()
+                self.health.fire("probed", "probe passed")
+                reason = await self._watch()
+            except LoadFailed as exc:
+                reason, permanent = str(exc), exc.permanent
+            except HarkenError as exc:  # the probe failed, or the pipe broke
+                reason = str(exc)
+            self._fail_pending(reason)
+            if self.health.fire("fatal" if permanent else "failed", reason) is S.FATAL:
+                self.events.emit("error", stage=self.role, message=f"{self.role} worker is down: {self.health.reason}")
+                await self._bury()
+                return
+            await self._bury()
+            await asyncio.sleep(self.health.backoff_left())
+            self.health.fire("retry")
+
+    async def _launch(self) -> None:
+        """Spawn the worker and wait until its model is loaded (STARTING)."""
         parent, child = socket.socketpair()
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -74,124 +199,181 @@ class WorkerProcess:
             )
         except OSError as exc:  # out of memory, too many processes, ...
             parent.close()
-            raise WorkerError(self.role, f"cannot start a process: {exc}") from exc
+            raise LoadFailed(self.role, f"cannot start a process: {exc}", permanent=False) from exc
         finally:
             child.close()
-        self._proc = proc
-        self.pid = proc.pid
         reader, writer = await asyncio.open_connection(sock=parent, limit=MAX_HEADER + 1)
-        self._writer = writer
+        conn = self._conn = Connection(proc, reader, writer)
         writer.write(Message("init", 0, {"settings": config.to_dict(self.settings), "data_dir": str(self.data_dir)}).to_frame())
         started = time.monotonic()
+        timeout = self.settings.workers.start_timeout
         try:
-            first = await asyncio.wait_for(read_message_async(reader), self.settings.workers.start_timeout)
-        except (asyncio.TimeoutError, ProtocolError, ConnectionError) as exc:
-            await self._kill(proc)
-            raise WorkerError(self.role, f"did not start within {self.settings.workers.start_timeout:.0f} s ({exc or 'timeout'})") from exc
-        if first is None or first.type != "ready":
-            reason = first.data.get("message", "") if first is not None else f"{describe_exit(await proc.wait())} while loading"
-            await self._kill(proc)
-            raise WorkerError(self.role, f"failed to load: {reason}")
+            first = await asyncio.wait_for(read_message_async(reader), timeout)
+        except asyncio.TimeoutError:
+            raise LoadFailed(self.role, f"did not load its model within {timeout:.0f} s", permanent=False) from None
+        except (ProtocolError, ConnectionError) as exc:
+            raise LoadFailed(self.role, f"sent a bad frame while loading ({exc})", permanent=False) from exc
+        if first is None:
+            raise LoadFailed(self.role, f"{describe_exit(await proc.wait())} while loading", permanent=False)
+        if first.type != "ready":
+            raise LoadFailed(self.role, f"failed to load: {first.data.get('message', first.type)}",
+                             permanent=bool(first.data.get("permanent")))
         self.model = first.data.get("model")
         self.load_seconds = time.monotonic() - started
-        self.state = "ready"
-        self._ready.set()
-        self.events.emit("worker", role=self.role, state="ready", pid=proc.pid, model=self.model,
-                         load_s=round(self.load_seconds, 3), restarts=self.restarts)
-        self._spawn(self._read_loop(reader, proc), f"{self.role}-reader")
+        self._last_frame = self.clock()
+        self._waiting_since = None
+        asyncio.get_running_loop().create_task(self._read_loop(conn), name=f"{self.role}-reader")
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _read_loop(self, reader: asyncio.StreamReader, proc: asyncio.subprocess.Process) -> None:
-        reason = "closed its pipe"
+    async def _probe(self) -> None:
+        """The golden probe (PROBING); raises WorkerError if it fails, times out or the worker dies."""
+        conn = self._conn
+        if self.probe is None or conn is None:
+            return
+        probe = asyncio.ensure_future(self.probe(self))
+        died = asyncio.ensure_future(conn.closed.wait())
         try:
-            while (msg := await read_message_async(reader)) is not None:
+            done, _ = await asyncio.wait({probe, died}, timeout=self.settings.workers.start_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            died.cancel()
+            probe.cancel()
+        if probe in done:
+            probe.result()  # raises what the probe raised
+            return
+        if died in done:
+            raise WorkerError(self.role, f"{describe_exit(await conn.proc.wait())} during its readiness probe")
+        raise WorkerError(self.role, f"readiness probe did not finish within {self.settings.workers.start_timeout:.0f} s")
+
+    async def _read_loop(self, conn: Connection) -> None:
+        try:
+            while (msg := await read_message_async(conn.reader)) is not None:
+                if conn is not self._conn:
+                    break
+                self._last_frame = self.clock()
+                if msg.type == "beat":  # a held LLM is alive
+                    continue
+                if msg.type == "pong" and msg.id == self._ping:
+                    self._ping = None
+                    continue
                 queue = self._pending.get(msg.id)
                 if queue is not None:
                     queue.put_nowait(msg)
         except (ProtocolError, ConnectionError) as exc:
-            reason = f"sent a bad frame ({exc})"
-        if proc.returncode is None and not self._stopping:
-            await self._kill(proc)
-        code = await proc.wait()
-        await self._on_exit(proc, code, reason)
+            conn.close_reason = f"sent a bad frame ({exc})"
+        conn.closed.set()
 
-    async def _on_exit(self, proc: asyncio.subprocess.Process, code: int, reason: str) -> None:
-        self._ready.clear()
+    async def _watch(self) -> str:
+        """Watch a serving worker until it dies or misses a deadline; return why."""
+        conn = self._conn
+        assert conn is not None
+        while True:
+            try:
+                await asyncio.wait_for(conn.closed.wait(), TICK)
+            except asyncio.TimeoutError:
+                pass
+            if conn.closed.is_set():
+                code = await conn.proc.wait()
+                return f"{describe_exit(code)}; {conn.close_reason}"
+            now = self.clock()
+            outstanding = bool(self._pending) or self._ping is not None
+            if not outstanding:
+                self._waiting_since = None
+            elif self._waiting_since is not None:
+                silent = now - max(self._last_frame, self._waiting_since)
+                if silent > self.deadline:
+                    what = "a request" if self._pending else "a liveness ping"
+                    return f"hung: no answer to {what} for {silent:.1f} s (deadline {self.deadline:g} s)"
+            if self._pending:
+                if self.health.state is S.READY:
+                    self.health.fire("request")
+            elif self.health.state is S.BUSY and now - self._last_request >= IDLE_AFTER:
+                self.health.fire("idle")
+            if not outstanding and now - self._last_frame >= self.settings.workers.ping_interval:
+                self._ping = next(self._ids)
+                self._waiting_since = now
+                self._write(Message("ping", self._ping))
+
+    def _fail_pending(self, reason: str) -> None:
         for queue in self._pending.values():
-            queue.put_nowait(Message(_DIED, 0, {"code": code}))
-        if self._stopping:
-            self.state = "stopped"
+            queue.put_nowait(Message(_DIED, 0, {"reason": reason}))
+        self._ping = None
+        self._waiting_since = None
+
+    async def _bury(self) -> None:
+        """Make sure the current process is gone: SIGTERM, then SIGKILL after the grace period."""
+        conn = self._conn
+        if conn is None:
             return
-        how = describe_exit(code)
-        self.state = "restarting"
-        self.events.emit("worker", role=self.role, state="died", pid=proc.pid, reason=f"{how}; {reason}")
-        _LOGGER.warning("%s worker (pid %s) %s; restarting", self.role, proc.pid, how)
-        await self._restart()
-
-    async def _restart(self) -> None:
-        for attempt in range(1, MAX_LOAD_FAILURES + 1):
-            await asyncio.sleep(self.settings.workers.restart_delay * attempt)
-            if self._stopping:
-                return
-            try:
-                self.restarts += 1
-                await self.start()
-                return
-            except WorkerError as exc:
-                self._failure = str(exc)
-                self.events.emit("worker", role=self.role, state="failed", reason=str(exc), attempt=attempt)
-        self.state = "fatal"
-        self._ready.set()  # wake waiters so they fail fast
-        self.events.emit("error", stage=self.role, message=f"{self.role} worker gave up after {MAX_LOAD_FAILURES} failed restarts: {self._failure}")
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        self._stopping = True
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            try:
-                if self._writer is not None:
-                    self._writer.write(Message("shutdown").to_frame())
-                    self._writer.close()
-                await asyncio.wait_for(proc.wait(), timeout)
-            except (asyncio.TimeoutError, ConnectionError, OSError):
-                await self._kill(proc)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.state = "stopped"
-
-    @staticmethod
-    async def _kill(proc: asyncio.subprocess.Process) -> None:
+        conn.writer.close()
+        proc = conn.proc
         if proc.returncode is None:
             try:
-                proc.kill()
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), self.settings.workers.kill_grace)
+                except asyncio.TimeoutError:
+                    _LOGGER.warning("%s worker (pid %d) ignored SIGTERM; killing it", self.role, proc.pid)
+                    proc.kill()
             except ProcessLookupError:
                 pass
         await proc.wait()
+        self._conn = None
 
-    # -- requests ------------------------------------------------------------------------
-    async def _wait_ready(self) -> None:
-        await asyncio.wait_for(self._ready.wait(), self.settings.workers.start_timeout)
-        if self.state == "fatal":
-            raise WorkerError(self.role, f"is down: {self._failure}")
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker: ask it to exit, kill it if it does not within ``timeout``."""
+        if self.health.state is S.STOPPED:
+            return
+        self._stopping = True
+        self.health.fire("stop")
+        if self._life is not None:
+            self._life.cancel()
+            await asyncio.gather(self._life, return_exceptions=True)
+        conn = self._conn
+        if conn is not None and conn.proc.returncode is None:
+            try:
+                conn.writer.write(Message("shutdown").to_frame())
+                conn.writer.close()
+                await asyncio.wait_for(conn.proc.wait(), timeout)
+            except (asyncio.TimeoutError, ConnectionError, OSError):
+                pass
+        self._fail_pending("stopped")
+        await self._bury()
+        self.health.fire("stopped")
+
+    # -- requests ------------------------------------------------------------------------------
+    def _write(self, msg: Message) -> None:
+        conn = self._conn
+        if conn is None or conn.writer.is_closing():
+            raise WorkerDied(self.role, "is restarting")
+        conn.writer.write(msg.to_frame())
+
+    async def _wait_serving(self) -> None:
+        if not self._serving.is_set():
+            try:
+                await asyncio.wait_for(self._serving.wait(), self.settings.workers.start_timeout)
+            except asyncio.TimeoutError:
+                raise WorkerError(self.role, f"is not ready ({self.state}: {self.health.reason})") from None
+        if self.health.state is S.FATAL:
+            raise WorkerError(self.role, f"is down: {self.health.reason}")
 
     async def submit(self, kind: str, data: dict[str, Any] | None = None, payload: bytes = b"") -> tuple[int, asyncio.Queue[Message]]:
-        """Send a request without waiting; replies arrive on the returned queue."""
-        await self._wait_ready()
+        """Send a request without waiting for the answer; replies arrive on the returned queue."""
+        await self._wait_serving()
+        return self.send(kind, data, payload)
+
+    def send(self, kind: str, data: dict[str, Any] | None = None, payload: bytes = b"") -> tuple[int, asyncio.Queue[Message]]:
+        """Send a request now, whatever the state (the readiness probe uses this)."""
         ident = next(self._ids)
         queue: asyncio.Queue[Message] = asyncio.Queue()
         self._pending[ident] = queue
         try:
-            if self._writer is None:
-                raise RuntimeError("not started")
-            self._writer.write(Message(kind, ident, data or {}, payload).to_frame())
-        except (ConnectionError, RuntimeError) as exc:
+            self._write(Message(kind, ident, data or {}, payload))
+        except (ConnectionError, WorkerDied) as exc:
             self._pending.pop(ident, None)
             raise WorkerDied(self.role, f"pipe closed ({exc})") from exc
+        self._last_request = self.clock()
+        if self._waiting_since is None:
+            self._waiting_since = self._last_request
         return ident, queue
 
     async def receive(self, ident: int, queue: asyncio.Queue[Message], timeout: float | None = None) -> Message:
@@ -203,7 +385,7 @@ class WorkerProcess:
             raise WorkerError(self.role, "request timed out") from None
         if msg.type == _DIED:
             self.forget(ident)
-            raise WorkerDied(self.role, f"died during the request (exit code {msg.data.get('code')})")
+            raise WorkerDied(self.role, f"failed during the request: {msg.data.get('reason')}")
         if msg.type == "error":
             self.forget(ident)
             raise WorkerError(self.role, msg.data.get("message", "unknown error"))
@@ -212,16 +394,19 @@ class WorkerProcess:
     def forget(self, ident: int) -> None:
         self._pending.pop(ident, None)
 
-    async def request(self, kind: str, data: dict[str, Any] | None = None, payload: bytes = b"") -> Message:
-        ident, queue = await self.submit(kind, data, payload)
+    async def request(self, kind: str, data: dict[str, Any] | None = None, payload: bytes = b"",
+                      probing: bool = False) -> Message:
+        """One request, one reply. ``probing``: send even though the worker is not serving yet."""
+        ident, queue = self.send(kind, data, payload) if probing else await self.submit(kind, data, payload)
         try:
             return await self.receive(ident, queue)
         finally:
             self.forget(ident)
 
-    async def stream(self, kind: str, data: dict[str, Any] | None = None, payload: bytes = b"") -> AsyncIterator[Message]:
+    async def stream(self, kind: str, data: dict[str, Any] | None = None, payload: bytes = b"",
+                     probing: bool = False) -> AsyncIterator[Message]:
         """Yield replies until ``done``; a consumer that stops early cancels the request."""
-        ident, queue = await self.submit(kind, data, payload)
+        ident, queue = self.send(kind, data, payload) if probing else await self.submit(kind, data, payload)
         finished = False
         try:
             while True:
@@ -244,5 +429,6 @@ class WorkerProcess:
 
     def control(self, kind: str, **data: Any) -> None:
         """Send a control frame (cancel, hold, resume) that the worker acts on between pieces of work."""
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(Message(kind, 0, data).to_frame())
+        conn = self._conn
+        if conn is not None and not conn.writer.is_closing():
+            conn.writer.write(Message(kind, 0, data).to_frame())

@@ -6,11 +6,14 @@ import asyncio
 import logging
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
 from harken.config import Settings
-from harken.errors import HarkenError, WorkerError
+from harken.errors import WorkerError
+from harken.supervisor.health import WorkerState
+from harken.supervisor.probes import PROBES
 from harken.supervisor.process import WorkerProcess
 from harken.telemetry.events import EventLog
 
@@ -20,25 +23,37 @@ ROLES = ("wake", "asr", "llm", "tts")
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, events: EventLog, roles: tuple[str, ...] = ROLES, data_dir: Path | None = None) -> None:
+    """Start, watch and stop the workers.
+
+    ``required`` (one-shot commands): every worker must come up, or start()
+    raises. Otherwise (``harken run``) a worker that is given up (FATAL) leaves
+    the others serving: degraded service, reported and spoken.
+    """
+
+    def __init__(self, settings: Settings, events: EventLog, roles: tuple[str, ...] = ROLES,
+                 data_dir: Path | None = None, required: bool = True) -> None:
         self.settings = settings
         self.events = events
+        self.required = required
         data = data_dir or settings.paths.data
-        self.workers = {role: WorkerProcess(role, settings, data, events) for role in roles}
+        self.workers = {role: WorkerProcess(role, settings, data, events, probe=PROBES[role]) for role in roles}
 
     async def start(self) -> None:
-        """Start every worker at once; if any cannot load, stop the others and raise."""
+        """Start every worker at once; return when each serves or has been given up."""
         results = await asyncio.gather(*(w.start() for w in self.workers.values()), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
+        crashed = [r for r in results if isinstance(r, BaseException)]
+        if crashed:
             await self.stop()
-            for exc in failures:
-                if not isinstance(exc, HarkenError):
-                    raise exc
-            if len(failures) == 1:
-                raise failures[0]
-            raise WorkerError("+".join(r for r, x in zip(self.workers, results) if isinstance(x, BaseException)),
-                              "; ".join(str(f) for f in failures))
+            raise crashed[0]
+        down = self.down()
+        if down and self.required:
+            await self.stop()
+            if len(down) == 1:
+                raise WorkerError(down[0].role, down[0].health.reason)
+            raise WorkerError("+".join(w.role for w in down), "; ".join(f"{w.role}: {w.health.reason}" for w in down))
+
+    def down(self) -> list[WorkerProcess]:
+        return [w for w in self.workers.values() if w.health.state is WorkerState.FATAL]
 
     async def stop(self) -> None:
         await asyncio.gather(*(w.stop() for w in self.workers.values()), return_exceptions=True)
@@ -50,6 +65,22 @@ class Supervisor:
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.stop()
 
+    def summary(self) -> str:
+        """One line for systemd's STATUS= and `harken status`."""
+        workers = list(self.workers.values())
+        down = [w.role for w in workers if w.health.state is WorkerState.FATAL]
+        other = [f"{w.role} {w.state}" for w in workers if not w.health.serving and w.health.state is not WorkerState.FATAL]
+        serving = sum(w.health.serving for w in workers)
+        parts = [f"{serving}/{len(workers)} workers serving"]
+        if down:
+            parts.insert(0, "degraded: " + ", ".join(down) + " down")
+        if other:
+            parts.append(", ".join(other))
+        return "; ".join(parts)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [w.describe() for w in self.workers.values()]
+
     async def prerender(self, text: str, attempts: int = 3) -> tuple[np.ndarray, int] | None:
         """Render a prompt for later (the spoken apology); None if TTS keeps failing.
 
@@ -60,6 +91,8 @@ class Supervisor:
                 return await self.synthesize(text)
             except WorkerError as exc:
                 _LOGGER.warning("pre-rendering %r failed (attempt %d): %s", text, attempt, exc)
+                if self.workers["tts"].health.state is WorkerState.FATAL:
+                    return None
         return None
 
     async def synthesize(self, text: str) -> tuple[np.ndarray, int]:
