@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fast", action="store_true", help="with --input: run as fast as possible instead of in real time")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop capturing after this many seconds (ALSA)")
     run.add_argument("--quiet", "-q", action="store_true", help="do not print events as they happen")
+    run.add_argument("--control", metavar="PATH", help="control socket for `harken status` (default: /run/harken/control.sock "
+                     "as root, else $XDG_RUNTIME_DIR/harken/control.sock)")
+
+    st = sub.add_parser("status", help="show a running harken's workers and audio health",
+                        description="Ask a running `harken run` (through its control socket) for the state of every "
+                        "worker (state, pid, model, restarts, last reason) and of the microphone.")
+    st.add_argument("--control", metavar="PATH", help="control socket of the running harken (default: as `harken run`)")
+    st.add_argument("--json", action="store_true", help="print the status as JSON")
 
     tr = sub.add_parser("transcribe", help="speech recognition only: print what each WAV file says",
                         description="Split each WAV file into speech segments with the VAD and transcribe them.")
@@ -92,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "say": commands.cmd_say,
         "ask": commands.cmd_ask,
         "models": commands.cmd_models,
+        "status": commands.cmd_status,
     }[args.command]
     try:
         settings = _settings(args) if hasattr(args, "config") else config.Settings()

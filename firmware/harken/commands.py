@@ -49,7 +49,7 @@ def _run_async(coro_fn: Callable[[], Awaitable[int]]) -> int:
     return asyncio.run(main())
 
 
-def _printer(verbose: bool) -> Callable[[dict[str, Any]], None]:
+def _printer(verbose: int) -> Callable[[dict[str, Any]], None]:
     def show(ev: dict[str, Any]) -> None:
         kind = ev["type"]
         t = f"[{ev['t']:7.2f}s] " if isinstance(ev.get("t"), (int, float)) else " " * 11
@@ -74,50 +74,52 @@ def _printer(verbose: bool) -> Callable[[dict[str, Any]], None]:
             line = f"{t}{ev['reason']}; back to idle"
         elif kind == "error":
             line = f"{t}ERROR in {ev['stage']}: {ev['message']}"
-        elif kind == "worker" and (verbose or ev["state"] != "ready" or ev.get("restarts")):
-            detail = ev.get("reason") or f"model {ev.get('model')}, loaded in {ev.get('load_s')} s"
-            line = f"{t}worker {ev['role']} {ev['state']} (pid {ev.get('pid')}): {detail}"
+        elif kind == "worker":
+            line = _worker_line(ev, verbose)
         if line:
             print(line, flush=True)
 
     return show
 
 
+def _worker_line(ev: dict[str, Any], verbose: int) -> str | None:
+    """Failures always; a (re)start once it is ready; every other change with -v, busy/ready with -vv."""
+    state, role, pid = ev["state"], ev["role"], ev.get("pid")
+    if state in ("backoff", "fatal"):
+        retry = f"; restarting in {ev['retry_in']:.1f} s" if state == "backoff" else "; given up (degraded service)"
+        return f"worker {role} {'FAILED' if state == 'backoff' else 'DOWN'} (pid {pid}): {ev.get('reason')}{retry}"
+    if "load_s" in ev and (verbose or ev.get("restarts")):
+        return f"worker {role} ready (pid {pid}): model {ev.get('model')}, loaded in {ev['load_s']:.1f} s, probe passed"
+    if verbose >= 2 or (verbose and state not in ("busy", "ready")):
+        return f"worker {role} {state}" + (f" (pid {pid})" if pid else "")
+    return None
+
+
 # -- run ----------------------------------------------------------------------------------------
 async def conversation_on_file(settings: config.Settings, events: EventLog, input_wav: Path,
-                               output_wav: Path | None, fast: bool) -> None:
+                               output_wav: Path | None, fast: bool, control: Path | None = None) -> None:
     from harken.audio.files import FileSource, TimelinePlayer
-    from harken.pipeline.conversation import Conversation
-    from harken.pipeline.respond import APOLOGY
-    from harken.supervisor.supervisor import Supervisor
+    from harken.supervisor.service import serve
 
     source = FileSource(input_wav, paced=not fast)  # bad input fails before any worker starts
     player = TimelinePlayer(output_wav, settings.audio.playback_rate)
     try:
-        async with Supervisor(settings, events) as sup:
-            apology = await sup.prerender(APOLOGY)
-            events.emit("ready", input=str(input_wav), seconds=round(source.seconds, 3))
-            conv = Conversation(settings, sup.workers, events, player, fast=fast, apology=apology)
-            await conv.run(source.chunks())
+        await serve(settings, events, source, player, control, fast=fast,
+                    ready_fields={"input": str(input_wav), "seconds": round(source.seconds, 3)})
     finally:
         player.close(total_input=len(source.audio))
 
 
-async def conversation_on_alsa(settings: config.Settings, events: EventLog, duration: float | None) -> None:
+async def conversation_on_alsa(settings: config.Settings, events: EventLog, duration: float | None, control: Path | None) -> None:
     from harken.audio.alsa import AlsaPlayer, AlsaSource
-    from harken.pipeline.conversation import Conversation
-    from harken.pipeline.respond import APOLOGY
-    from harken.supervisor.supervisor import Supervisor
+    from harken.supervisor.service import serve
 
     a = settings.audio
-    source = AlsaSource(a.capture_device, a.capture_rate, a.period_ms, seconds=duration)
+    source = AlsaSource(a, seconds=duration, on_health=lambda change: events.emit("audio", **change))
     player = AlsaPlayer(a.playback_device, a.playback_rate, a.period_ms)
     try:
-        async with Supervisor(settings, events) as sup:
-            apology = await sup.prerender(APOLOGY)
-            events.emit("ready", capture=a.capture_device, playback=a.playback_device)
-            conv = Conversation(settings, sup.workers, events, player, fast=False, apology=apology)
-            await conv.run(source.chunks())
+        await serve(settings, events, source, player, control,
+                    ready_fields={"capture": a.capture_device, "playback": a.playback_device})
     finally:
         player.close()
 
@@ -127,20 +129,49 @@ def cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
         raise ConfigError(["--output and --fast need --input IN.wav (without --input, harken runs on ALSA devices)"])
     if args.input and args.duration is not None:
         raise ConfigError(["--duration applies to ALSA capture; with --input the file's length is the duration"])
+    from harken.supervisor.control import default_path
+
+    control = Path(args.control) if args.control else default_path()
     events = EventLog(Path(args.events) if args.events else None)
     if not args.quiet:
-        events.subscribe(_printer(args.verbose > 0))
+        events.subscribe(_printer(args.verbose))
     try:
         if args.input:
             out = Path(args.output) if args.output else None
-            return _run_async(lambda: _ok(conversation_on_file(settings, events, Path(args.input), out, args.fast)))
-        return _run_async(lambda: _ok(conversation_on_alsa(settings, events, args.duration)))
+            return _run_async(lambda: _ok(conversation_on_file(settings, events, Path(args.input), out, args.fast, control)))
+        return _run_async(lambda: _ok(conversation_on_alsa(settings, events, args.duration, control)))
     finally:
         events.close()
 
 
 async def _ok(coro: Awaitable[None]) -> int:
     await coro
+    return EXIT_OK
+
+
+# -- status -------------------------------------------------------------------------------------
+def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.supervisor.control import default_path, query
+
+    path = Path(args.control) if args.control else default_path()
+    answer = query(path, "status")
+    answer.pop("ok", None)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return EXIT_OK
+    print(f"harken {answer['version']} (pid {answer['pid']}), up {answer['uptime_s']:.0f} s: {answer['summary']}")
+    print(f"conversation: {answer['conversation'] or '-'}; audio lost while the wake worker was down: {answer['lost_audio_s']:.1f} s")
+    rows = [("ROLE", "STATE", "PID", "MODEL", "RESTARTS", "FOR", "LAST REASON")]
+    for w in answer["workers"]:
+        rows.append((w["role"], w["state"] + (f" (retry in {w['retry_in_s']:.0f} s)" if w.get("retry_in_s") else ""),
+                     str(w["pid"] or "-"), str(w["model"] or "-"), str(w["restarts"]), f"{w['since_s']:.0f} s", w["reason"] or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(n) for c, n in zip(r, widths)) + "  " + r[-1])
+    audio = answer["audio"]
+    details = ", ".join(f"{k} {v}" for k, v in audio.items() if k not in ("device", "state", "reason") and v is not None)
+    print(f"audio: {audio.get('device')} {audio.get('state')}" + (f" ({audio['reason']})" if audio.get("reason") else "")
+          + (f"; {details}" if details else ""))
     return EXIT_OK
 
 
@@ -156,7 +187,7 @@ def cmd_demo(args: argparse.Namespace, settings: config.Settings) -> int:
     print(f"Harken demo: {recording.name} ({'as fast as possible' if args.fast else 'in real time'}); "
           "starting the wake, ASR, LLM and TTS workers…", flush=True)
     events = EventLog(out_dir / "events.jsonl")
-    events.subscribe(_printer(args.verbose > 0))
+    events.subscribe(_printer(args.verbose))
     try:
         code = _run_async(lambda: _ok(conversation_on_file(settings, events, recording, out_dir / "reply.wav", args.fast)))
     finally:

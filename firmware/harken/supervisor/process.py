@@ -211,10 +211,16 @@ class WorkerProcess:
             first = await asyncio.wait_for(read_message_async(reader), timeout)
         except asyncio.TimeoutError:
             raise LoadFailed(self.role, f"did not load its model within {timeout:.0f} s", permanent=False) from None
-        except (ProtocolError, ConnectionError) as exc:
+        except ConnectionError:  # the worker died: say how
+            first = None
+        except ProtocolError as exc:
             raise LoadFailed(self.role, f"sent a bad frame while loading ({exc})", permanent=False) from exc
         if first is None:
-            raise LoadFailed(self.role, f"{describe_exit(await proc.wait())} while loading", permanent=False)
+            try:
+                how = describe_exit(await asyncio.wait_for(proc.wait(), 2.0))
+            except asyncio.TimeoutError:
+                how = "closed its pipe"
+            raise LoadFailed(self.role, f"{how} while loading", permanent=False)
         if first.type != "ready":
             raise LoadFailed(self.role, f"failed to load: {first.data.get('message', first.type)}",
                              permanent=bool(first.data.get("permanent")))
