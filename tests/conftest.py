@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,3 +167,64 @@ def worker_processes(marker: str) -> list[int]:
         except OSError:  # gone meanwhile
             continue
     return found
+
+
+# -- a running device ---------------------------------------------------------------------------
+WAIT = 120.0
+
+
+def wait_for(path, predicate, proc, timeout=WAIT):
+    """Poll the events file until predicate(events) is truthy; bounded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = read_events(path)
+        found = predicate(events)
+        if found:
+            return found
+        if proc.poll() is not None:
+            pytest.fail(f"harken exited early ({proc.returncode}): {stderr_of(proc)}")
+        time.sleep(0.02)
+    pytest.fail(f"timed out; events so far: {[e['type'] for e in read_events(path)]}")
+
+
+def ready_pids(events):
+    """Worker pids once the device says it is ready (workers up, prompts rendered)."""
+    if not [e for e in events if e["type"] == "ready"]:
+        return None
+    return {e["role"]: e["pid"] for e in events if e["type"] == "worker" and e["state"] == "ready" and "load_s" in e}
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def start(tmp_path, data_dir, clip, *extra, env=None):
+    """`harken run` on a recording, in the background; stderr goes to a file (a pipe could fill up)."""
+    events = tmp_path / "events.jsonl"
+    out = tmp_path / "out.wav"
+    with (tmp_path / "stderr.txt").open("w") as err:
+        proc = subprocess.Popen(
+            harken_cmd("run", "--data-dir", str(data_dir), "--input", str(clip), "--output", str(out), "--events", str(events),
+                       "-q", "--control", str(tmp_path / "control.sock"), *extra),
+            stdout=subprocess.DEVNULL, stderr=err, text=True, env=env,
+        )
+    proc.stderr_path = tmp_path / "stderr.txt"  # type: ignore[attr-defined]
+    return proc, events, out
+
+
+def stderr_of(proc) -> str:
+    return proc.stderr_path.read_text()
+
+
+def finish(proc):
+    try:
+        proc.wait(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("harken did not finish")
+    return proc.returncode

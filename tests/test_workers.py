@@ -4,44 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import pytest
 
-from conftest import harken_cmd, read_events, rms, silence, words
-
-WAIT = 120.0
-
-
-def wait_for(path, predicate, proc, timeout=WAIT):
-    """Poll the events file until predicate(events) is truthy; bounded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events = read_events(path)
-        found = predicate(events)
-        if found:
-            return found
-        if proc.poll() is not None:
-            pytest.fail(f"harken exited early ({proc.returncode}): {proc.stderr.read() if proc.stderr else ''}")
-        time.sleep(0.02)
-    pytest.fail(f"timed out; events so far: {[e['type'] for e in read_events(path)]}")
-
-
-def ready_pids(events):
-    """Worker pids once the device says it is ready (workers up, prompts rendered)."""
-    if not [e for e in events if e["type"] == "ready"]:
-        return None
-    return {e["role"]: e["pid"] for e in events if e["type"] == "worker" and e["state"] == "ready" and "load_s" in e}
-
-
-def alive(pid: int) -> bool:
-    """A process that exists and is not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+from conftest import alive, finish, read_events, ready_pids, rms, silence, start, stderr_of, wait_for, words
 
 
 @pytest.fixture
@@ -50,26 +17,6 @@ def two_questions(voices, make_clip):
         "two-questions", silence(4.0), voices.piper("Hey Jarvis."), silence(0.6), voices.piper("What is the capital of France?"),
         silence(6.0), voices.piper("Hey Jarvis."), silence(0.6), voices.piper("What color is the sky?"), silence(3.0),
     )
-
-
-def start(tmp_path, data_dir, clip, *extra):
-    events = tmp_path / "events.jsonl"
-    out = tmp_path / "out.wav"
-    proc = subprocess.Popen(
-        harken_cmd("run", "--data-dir", str(data_dir), "--input", str(clip), "--output", str(out), "--events", str(events), "-q",
-                   "--control", str(tmp_path / "control.sock"), *extra),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    return proc, events, out
-
-
-def finish(proc):
-    try:
-        proc.wait(timeout=WAIT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("harken did not finish")
-    return proc.returncode
 
 
 def test_llm_killed_mid_request_apologizes_restarts_and_answers_the_next(tmp_path, data_dir, two_questions):
@@ -82,7 +29,7 @@ def test_llm_killed_mid_request_apologizes_restarts_and_answers_the_next(tmp_pat
         pids = wait_for(events, ready_pids, proc)
         wait_for(events, lambda ev: [e for e in ev if e["type"] == "transcript" and e["final"]], proc)
         os.kill(pids["llm"], signal.SIGKILL)
-        assert finish(proc) == 0, proc.stderr.read()
+        assert finish(proc) == 0, stderr_of(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -111,7 +58,7 @@ def test_idle_workers_killed_are_restarted_and_serve(tmp_path, data_dir, two_que
         pids = wait_for(events, ready_pids, proc)
         for role in ("wake", "asr", "tts"):
             os.kill(pids[role], signal.SIGKILL)
-        assert finish(proc) == 0, proc.stderr.read()
+        assert finish(proc) == 0, stderr_of(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -139,7 +86,7 @@ def test_sigterm_stops_cleanly_with_no_orphans(tmp_path, data_dir, two_questions
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "stopped by SIGTERM" in proc.stderr.read()
+    assert "stopped by SIGTERM" in stderr_of(proc)
     deadline = time.monotonic() + 5
     while any(alive(p) for p in pids.values()) and time.monotonic() < deadline:
         time.sleep(0.05)
