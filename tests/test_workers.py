@@ -56,7 +56,7 @@ def test_idle_workers_killed_are_restarted_and_serve(tmp_path, data_dir, two_que
     proc, events, out = start(tmp_path, data_dir, two_questions)
     try:
         pids = wait_for(events, ready_pids, proc)
-        for role in ("wake", "asr", "tts"):
+        for role in ("wake", "asr", "llm", "tts"):
             os.kill(pids[role], signal.SIGKILL)
         assert finish(proc) == 0, stderr_of(proc)
     finally:
@@ -64,7 +64,7 @@ def test_idle_workers_killed_are_restarted_and_serve(tmp_path, data_dir, two_que
             proc.kill()
     ev = read_events(events)
     died = {e["role"] for e in ev if e["type"] == "worker" and e["state"] == "backoff"}
-    assert died == {"wake", "asr", "tts"}
+    assert died == {"wake", "asr", "llm", "tts"}
     for role in died:
         readies = [e for e in ev if e["type"] == "worker" and e["role"] == role and e["state"] == "ready" and "load_s" in e]
         assert len(readies) == 2 and readies[1]["pid"] != pids[role]

@@ -119,13 +119,15 @@ class TtsSettings:
 class WorkerSettings:
     start_timeout: float = setting(120.0, "Seconds a worker may take to load its model and pass its readiness probe.", _range(5.0, 900.0))
     request_timeout: float = setting(60.0, "Seconds a single request may take in all.", _range(1.0, 900.0))
-    ping_interval: float = setting(1.0, "Seconds an idle worker may go without a liveness ping.", _range(0.1, 60.0))
+    ping_interval: float = setting(0.5, "Seconds an idle worker may go without a liveness ping (a hang is noticed within its deadline plus this).", _range(0.1, 60.0))
     wake_deadline: float = setting(2.0, "Longest the wake worker may lag behind the microphone, or take to answer a ping (s).", _range(0.2, 300.0))
     asr_deadline: float = setting(10.0, "Longest one transcription, or a ping answer, may take (s).", _range(0.2, 300.0))
     llm_deadline: float = setting(10.0, "Longest gap between LLM tokens (the first includes reading the prompt), or before a ping answer (s).", _range(0.2, 300.0))
     tts_deadline: float = setting(10.0, "Longest gap between TTS audio chunks (one sentence), or before a ping answer (s).", _range(0.2, 300.0))
     kill_grace: float = setting(1.0, "Seconds between SIGTERM and SIGKILL for a hung worker.", _range(0.0, 30.0))
-    backoff_initial: float = setting(0.5, "Delay (s) before the first restart of a failed worker; doubles with each failure in the window.", _range(0.0, 60.0))
+    backoff_initial: float = setting(
+        0.5, "Delay (s) before restarting a worker that failed twice within failure_window (the first restart is at once); doubles with each further failure.",
+        _range(0.0, 60.0))
     backoff_cap: float = setting(30.0, "Longest delay (s) between restarts.", _range(0.0, 600.0))
     max_failures: int = setting(5, "Failures within failure_window after which a worker is given up (FATAL).", _range(1, 100))
     failure_window: float = setting(300.0, "Seconds over which failures are counted.", _range(1.0, 86400.0))

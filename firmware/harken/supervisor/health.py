@@ -57,8 +57,13 @@ class Policy:
     failure_window: float = 300.0
 
     def delay(self, failures: int) -> float:
-        """Wait before the restart that follows the ``failures``-th failure in the window."""
-        return min(self.backoff_cap, self.backoff_initial * 2 ** max(0, failures - 1))
+        """Wait before the restart that follows the ``failures``-th failure in the window.
+
+        The first failure is restarted at once (a one-off crash should cost only the
+        model's load time); from the second on, the wait doubles up to the cap."""
+        if failures <= 1:
+            return 0.0
+        return min(self.backoff_cap, self.backoff_initial * 2 ** (failures - 2))
 
 
 Listener = Callable[["Health", WorkerState, WorkerState, str], None]

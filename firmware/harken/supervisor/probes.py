@@ -18,7 +18,6 @@ import numpy as np
 from harken.errors import WorkerError
 from harken.supervisor.process import WorkerProcess
 
-CHUNK = 1280
 ASR_WORDS = {"what", "time"}
 """Words the ASR probe must hear in probe-asr.wav ("What time is it?")."""
 MIN_RMS = 200.0
@@ -38,13 +37,10 @@ def _pcm(audio: np.ndarray) -> bytes:
 
 
 async def _peak_wake_score(worker: WorkerProcess, audio: np.ndarray) -> float:
-    peak = 0.0
     await worker.request("reset", probing=True)
-    for at in range(0, len(audio) - CHUNK + 1, CHUNK):
-        heard = await worker.request("audio", {"at": at, "vad_from": None}, _pcm(audio[at : at + CHUNK]), probing=True)
-        peak = max([peak, *map(float, heard.data.get("scores", []))])
+    heard = await worker.request("audio", {"at": 0, "vad_from": None}, _pcm(audio), probing=True)
     await worker.request("reset", probing=True)
-    return peak
+    return max(map(float, heard.data.get("scores", [])), default=0.0)
 
 
 async def probe_wake(worker: WorkerProcess) -> None:

@@ -41,7 +41,7 @@ from harken.telemetry.events import EventLog
 _LOGGER = logging.getLogger(__name__)
 
 _DIED = "__died__"
-TICK = 0.1
+TICK = 0.25
 """How often the watchdog looks at a worker (s)."""
 IDLE_AFTER = 0.5
 """A worker with nothing outstanding for this long is READY again (not BUSY)."""
@@ -97,6 +97,8 @@ class WorkerProcess:
                              self._on_change, clock)
         self.model: str | None = None
         self.load_seconds: float | None = None
+        """Spawn → model loaded, of the current process."""
+        self.probe_seconds: float | None = None
         self.listeners: list[Callable[[WorkerProcess], None]] = []
         """Called after every state change (the supervisor's status line, degraded-service notices)."""
         self._ids = itertools.count(1)
@@ -132,7 +134,8 @@ class WorkerProcess:
             self._serving.clear()
         fields: dict[str, Any] = {"role": self.role, "state": after.value, "reason": reason, "pid": self.pid}
         if after is S.READY and before is S.PROBING:
-            fields.update(model=self.model, load_s=round(self.load_seconds or 0.0, 3), restarts=health.restarts)
+            fields.update(model=self.model, load_s=round(self.load_seconds or 0.0, 3),
+                          probe_s=round(self.probe_seconds or 0.0, 3), restarts=health.restarts)
         if after is S.BACKOFF:
             fields["retry_in"] = round(health.backoff_left(), 3)
         self.events.emit("worker", **fields)
@@ -171,7 +174,9 @@ class WorkerProcess:
             try:
                 await self._launch()
                 self.health.fire("loaded")
+                probing = time.monotonic()
                 await self._probe()
+                self.probe_seconds = time.monotonic() - probing
                 self.health.fire("probed", "probe passed")
                 reason = await self._watch()
             except LoadFailed as exc:
