@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -142,6 +143,7 @@ def test_a_corrupt_model_is_given_up_with_the_fix_and_the_rest_keeps_working(tmp
     proc, events, out = start(tmp_path, data_dir, DEMO, env=env)  # in real time, so that status can be asked meanwhile
     try:
         wait_for(events, lambda ev: [e for e in ev if e["type"] == "ready"], proc)
+        assert stat.S_IMODE(os.stat(tmp_path / "control.sock").st_mode) == 0o600  # only its owner may control it
         status = subprocess.run(harken_cmd("status", "--control", str(tmp_path / "control.sock")),
                                 capture_output=True, text=True, timeout=30)
         as_json = query(tmp_path / "control.sock", "status")
