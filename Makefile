@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv
 TEST_PACKAGES := pocketsphinx-testdata espeak-ng systemd
 
-.PHONY: install system-deps test-deps demo test clean bench
+.PHONY: install system-deps test-deps demo test clean bench bench-faults
 
 install: $(STAMP)
 
@@ -44,6 +44,9 @@ test: $(STAMP) test-deps
 
 bench: $(STAMP) test-deps
 	$(PY) tools/bench-pipeline
+
+bench-faults: $(STAMP)
+	$(PY) tools/bench-faults
 
 clean:
 	rm -rf $(VENV) .pytest_cache

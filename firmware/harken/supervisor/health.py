@@ -36,15 +36,15 @@ S = WorkerState
 LIVE = (S.STARTING, S.PROBING, S.READY, S.BUSY)
 
 TRANSITIONS: dict[tuple[WorkerState, str], WorkerState] = {
-    (S.STOPPED, "start"): S.STARTING,
-    (S.FATAL, "start"): S.STARTING,  # an operator's explicit restart
-    (S.BACKOFF, "retry"): S.STARTING,
-    (S.STARTING, "loaded"): S.PROBING,
-    (S.PROBING, "probed"): S.READY,
-    (S.READY, "request"): S.BUSY,
-    (S.BUSY, "idle"): S.READY,
-    **{(state, "stop"): S.STOPPING for state in (*LIVE, S.BACKOFF, S.FATAL)},
-    (S.STOPPING, "stopped"): S.STOPPED,
+    (S.STOPPED, "start"): S.STARTING,  # the supervisor starts the worker
+    (S.FATAL, "start"): S.STARTING,  # an operator's explicit restart of a role given up
+    (S.BACKOFF, "retry"): S.STARTING,  # the backoff delay is over
+    (S.STARTING, "loaded"): S.PROBING,  # the process said ready: its model is loaded
+    (S.PROBING, "probed"): S.READY,  # the golden probe passed: it may serve
+    (S.READY, "request"): S.BUSY,  # a request is outstanding
+    (S.BUSY, "idle"): S.READY,  # nothing outstanding for a moment
+    **{(state, "stop"): S.STOPPING for state in (*LIVE, S.BACKOFF, S.FATAL)},  # shutdown, from anywhere
+    (S.STOPPING, "stopped"): S.STOPPED,  # the process is gone
 }
 """(state, event) → next state. ``failed`` is decided by the policy (BACKOFF or FATAL)."""
 

@@ -28,7 +28,8 @@ def clip(name: str) -> np.ndarray:
     from harken.audio.wav import read_wav
 
     pcm, rate = read_wav(Path(str(resources.files("harken") / "assets" / name)))
-    assert rate == 16000, f"{name} must be 16 kHz"
+    if rate != 16000:
+        raise WorkerError("probe", f"{name} is {rate} Hz; the probe recordings must be 16 kHz (tools/make-clips)")
     return pcm
 
 

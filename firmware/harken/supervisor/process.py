@@ -276,7 +276,8 @@ class WorkerProcess:
     async def _watch(self) -> str:
         """Watch a serving worker until it dies or misses a deadline; return why."""
         conn = self._conn
-        assert conn is not None
+        if conn is None:
+            raise WorkerDied(self.role, "has no process to watch")
         while True:
             try:
                 await asyncio.wait_for(conn.closed.wait(), TICK)
