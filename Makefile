@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.harken-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv
-TEST_PACKAGES := pocketsphinx-testdata espeak-ng systemd
+TEST_PACKAGES := pocketsphinx-testdata espeak-ng systemd mosquitto openssl
 
 .PHONY: install system-deps test-deps demo test clean bench bench-faults
 

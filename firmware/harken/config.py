@@ -149,6 +149,60 @@ class PathSettings:
         return Path(base) / "harken"
 
 
+def _device_id(value: Any) -> str | None:
+    if value and not all(c.isalnum() or c in "-_" for c in value):
+        return "may hold only letters, digits, '-' and '_' (it is part of MQTT topics)"
+    return None
+
+
+def _listen_address(value: Any) -> str | None:
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return "must be HOST:PORT (e.g. 127.0.0.1:9105), or empty to turn the exporter off"
+    return None
+
+
+def _mqtt_url(value: Any) -> str | None:
+    if value and not value.startswith(("mqtt://", "mqtts://")):
+        return "must start with mqtt:// or mqtts:// (e.g. mqtts://broker.lan:8883), or be empty to stay off the fleet"
+    return None
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    id: str = setting("", "Device id in MQTT topics (harken/<id>/...). Empty: this machine's hostname.", _device_id)
+    groups: tuple[str, ...] = setting((), "Fleet groups this device answers commands for (harken/group/<name>/cmd).")
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    url: str = setting("", "Broker, mqtt://host[:1883] or mqtts://host[:8883]. Empty: no fleet link.", _mqtt_url)
+    username: str = setting("", "Broker user name (empty: none).")
+    password: str = setting("", "Broker password.")
+    ca_file: str = setting("", "CA certificate (PEM) for mqtts://; empty: the system's CAs.")
+    keepalive: int = setting(30, "MQTT keepalive (s).", _range(5, 3600))
+    metrics_interval: float = setting(30.0, "Seconds between metrics snapshots on harken/<id>/metrics.", _range(1.0, 86400.0))
+    buffer_events: int = setting(1000, "Events kept while the broker is away (oldest dropped first, counted).", _range(0, 1000000))
+    reconnect_max: float = setting(60.0, "Longest wait between reconnection attempts (s); starts at 1 s and doubles.", _range(1.0, 3600.0))
+    discovery: bool = setting(True, "Announce the device to Home Assistant (MQTT device discovery).")
+    ha_commands: bool = setting(
+        True, "Obey Home Assistant's restart button and say box (harken/<id>/ha/...) unsigned: only the broker's ACLs guard them.")
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    trusted_keys: tuple[str, ...] = setting((), "Operator public keys (base64 Ed25519, from `harken fleet keygen`) whose signed commands are obeyed.")
+    max_age: float = setting(60.0, "A signed command older (or newer) than this many seconds is refused as stale.", _range(1.0, 86400.0))
+    max_command_bytes: int = setting(65536, "Largest command accepted, in bytes.", _range(1024, 16777216))
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    listen: str = setting("127.0.0.1:9105", "Prometheus exporter address (HOST:PORT); empty: off.", _listen_address)
+
+
 @dataclass(frozen=True)
 class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
@@ -159,14 +213,26 @@ class Settings:
     tts: TtsSettings = field(default_factory=TtsSettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     paths: PathSettings = field(default_factory=PathSettings)
+    device: DeviceSettings = field(default_factory=DeviceSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 SECTIONS: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in dataclasses.fields(Settings)}
 
 DEFAULT_PATHS = (Path("/etc/harken/harken.toml"),)
+FLEET_OVERRIDES = "fleet-overrides.toml"
+"""Settings changed over MQTT (set_config), kept in the data directory; read after the files, so they win."""
+
+
+STRINGS = "tuple[str, ...]"
+"""The one list type: a TOML array of strings (kept as a tuple: settings are frozen)."""
 
 
 def _type_ok(expected: Any, value: Any) -> bool:
+    if expected == STRINGS:
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
     if expected in ("bool", bool):
         return isinstance(value, bool)
     if expected in ("int", int):
@@ -177,6 +243,8 @@ def _type_ok(expected: Any, value: Any) -> bool:
 
 
 def _type_name(expected: Any) -> str:
+    if expected == STRINGS:
+        return "list of strings"
     return expected if isinstance(expected, str) else expected.__name__
 
 
@@ -231,6 +299,8 @@ def load(paths: list[Path] | tuple[Path, ...] | None = None, overrides: dict[str
                     if why:
                         problems.append(f"{origin}: [{section}] {key} = {value!r} {why} ({fld.metadata['help']})")
                     else:
+                        if fld.type == STRINGS:
+                            value = tuple(value)
                         values[section][key] = float(value) if _type_name(fld.type) == "float" else value
     if problems:
         raise ConfigError(problems)
@@ -243,4 +313,10 @@ def to_dict(settings: Settings) -> dict[str, Any]:
 
 def from_dict(data: dict[str, Any]) -> Settings:
     """Rebuild settings that ``to_dict`` produced (used to hand settings to workers)."""
-    return Settings(**{name: SECTIONS[name](**data.get(name, {})) for name in SECTIONS})
+
+    def section(name: str) -> Any:
+        cls = SECTIONS[name]
+        lists = {f.name for f in dataclasses.fields(cls) if f.type == STRINGS}
+        return cls(**{k: tuple(v) if k in lists else v for k, v in data.get(name, {}).items()})
+
+    return Settings(**{name: section(name) for name in SECTIONS})
