@@ -1,0 +1,64 @@
+"""The fleet protocol: MQTT topics and the signed command envelope, shared by device and operator.
+
+Topics, under ``harken/<device_id>/``:
+
+- ``status``  retained ``online`` / ``offline`` (``offline`` is also the last will);
+- ``state``   retained JSON: version, device, board, groups, models, workers, audio, uptime;
+- ``metrics`` JSON snapshot every ``[mqtt] metrics_interval`` (the numbers of ``/metrics``);
+- ``events``  one JSON event per message (the event log's events);
+- ``cmd``     signed commands in; ``harken/group/<group>/cmd`` reaches every member;
+- ``reply``   replies when a command names no MQTT 5 response topic.
+
+A command is published as UTF-8 JSON, the **envelope**::
+
+    {"v": 1, "key": KEY_ID, "body": BASE64(BODY), "sig": BASE64(ED25519(BODY))}
+
+where BODY is the exact bytes of a JSON object::
+
+    {"command": "ping", "args": {...}, "target": "device:<id>" | "group:<name>",
+     "ts": UNIX_SECONDS, "nonce": 32 HEX DIGITS}
+
+and KEY_ID is the first 16 hex digits of sha256(raw 32-byte public key). The
+signature covers the body's bytes as sent, so no canonical JSON is needed. The
+operator sets the MQTT 5 ``ResponseTopic`` (and ``CorrelationData``); the device
+replies there with the same correlation data, as JSON::
+
+    {"ok": true, "device": ID, "command": NAME, "result": {...}}
+    {"ok": false, "device": ID, "command": NAME or null, "code": CODE, "error": "what is wrong and what to do"}
+
+CODE is one of REJECTIONS (the command was refused and changed nothing) or
+``failed`` (it was accepted and failed).
+"""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1
+ROOT = "harken"
+
+REJECTIONS = (
+    "too_large",  # over [fleet] max_command_bytes
+    "malformed",  # not an envelope, or a body that is not a command object
+    "unsigned",  # no key or signature
+    "unknown_key",  # signed by a key the device does not trust
+    "bad_signature",  # the signature does not match the body
+    "stale",  # ts further than [fleet] max_age from the device's clock
+    "replayed",  # a nonce already seen within max_age
+    "wrong_target",  # signed for another device or a group it is not in
+    "unknown_command",
+    "bad_args",  # arguments missing or of the wrong kind
+)
+
+
+def topic(device_id: str, leaf: str) -> str:
+    return f"{ROOT}/{device_id}/{leaf}"
+
+
+def group_topic(group: str) -> str:
+    return f"{ROOT}/group/{group}/cmd"
+
+
+def discovery_topic(device_id: str) -> str:
+    return f"homeassistant/device/harken_{device_id}/config"
+
+
+HA_STATUS = "homeassistant/status"
