@@ -16,9 +16,14 @@ EXIT_USAGE = 2
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
-    paths = [Path(p) for p in args.config] if args.config else None
+    """The configuration files, then the fleet's overrides (set_config) from the data directory."""
+    paths = [Path(p) for p in args.config] if args.config else [p for p in config.DEFAULT_PATHS if p.exists()]
     overrides = {"paths": {"data_dir": args.data_dir}} if getattr(args, "data_dir", None) else None
-    return config.load(paths, overrides)
+    settings = config.load(paths, overrides)
+    fleet = settings.paths.data / config.FLEET_OVERRIDES
+    if fleet.exists():
+        settings = config.load([*paths, fleet], overrides)
+    return settings
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -76,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("text")
     ask.add_argument("--output", "-o", metavar="F.wav", help="write the speech to this WAV file instead of playing it")
 
+    from harken.fleet.cli import add_parser as add_fleet
+
+    add_fleet(sub)
+
     models = sub.add_parser("models", help="the default models", description="Inspect the models Harken uses.")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     ml = msub.add_parser("list", help="role, name, size, sha256, licence and path of every model")
@@ -91,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.verbose:
         os.environ["HARKEN_LOG_LEVEL"] = logging.getLevelName(level)
+    if args.command == "fleet":  # the operator's side: no engines, no device configuration
+        from harken.fleet.cli import run as run_fleet
+
+        return run_fleet(args)
     from harken import commands
 
     handler = {

@@ -171,6 +171,8 @@ class Conversation:
         """Monotonic time of input sample 0 in real-time modes; None in fast mode."""
         self.responder = Responder(self, apology)
         self._notices: list[tuple[np.ndarray, int]] = []
+        self.muted = False
+        """Muted (a fleet command): the wake word is ignored until unmuted."""
 
     # -- state -------------------------------------------------------------------------------
     def announce(self, pcm: np.ndarray, rate: int) -> None:
@@ -293,7 +295,7 @@ class Conversation:
 
     def _on_score(self, score: float, at: int) -> None:
         threshold = self.settings.wake.threshold
-        if score < threshold:
+        if score < threshold or self.muted:
             self._armed = True
             return
         if not self._armed or at - self._last_wake < self.settings.wake.refractory * RATE:

@@ -352,6 +352,11 @@ class WorkerProcess:
         await self._bury()
         self.health.fire("stopped")
 
+    async def restart(self) -> None:
+        """An operator's restart: stop (the request in flight fails), start again, and wait until it serves."""
+        await self.stop()
+        await self.start()
+
     # -- requests ------------------------------------------------------------------------------
     def _write(self, msg: Message) -> None:
         conn = self._conn

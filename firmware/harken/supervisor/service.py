@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Protocol
@@ -24,6 +25,7 @@ from typing import Any, AsyncIterator, Protocol
 import numpy as np
 
 from harken import __version__, config
+from harken.errors import HarkenError
 from harken.audio.player import Player
 from harken.supervisor.control import ControlServer
 from harken.supervisor.health import WorkerState
@@ -38,6 +40,8 @@ SHUTDOWN_BOUND = 10.0
 """Seconds within which a stopping device has stopped every worker and closed its audio."""
 WORKER_STOP = 4.0
 """Of which each worker gets this long to exit by itself before SIGTERM/SIGKILL."""
+METRICS_REFRESH = 5.0
+"""Seconds between refreshes of the gauges (worker states, RSS, temperature) for /metrics."""
 
 NOTICES = {
     "wake": "My wake word detector has stopped working, so I cannot hear you. Please check the device.",
@@ -51,36 +55,101 @@ class Source(Protocol):
     def chunks(self) -> AsyncIterator[np.ndarray]: ...
 
 
-def _audio_health(source: Any) -> dict[str, Any]:
-    health = getattr(source, "health", None)
-    return health() if callable(health) else {"device": getattr(source, "name", "file"), "state": "ok"}
+class Service:
+    """The running device: what `harken status` and the fleet link see and act on."""
 
+    def __init__(self, settings: config.Settings, events: EventLog, source: Source, player: Player, fast: bool) -> None:
+        self.settings = settings
+        self.events = events
+        self.source = source
+        self.player = player
+        self.fast = fast
+        self.started = time.monotonic()
+        self.device_id = settings.device.id or socket.gethostname().split(".")[0].replace(".", "-") or "harken"
+        self.sup = Supervisor(settings, events, required=False)
+        self.conv: Any = None
+        self.phase = "starting"
+        self.notifier = Notifier()
+        self.notices: dict[str, tuple[np.ndarray, int]] = {}
+        self.announced: set[str] = set()
+        self.metrics: Any = None
+        self.link: Any = None
+        self.muted = False
+        self.last_heard = ""
+        self.last_latency: dict[str, Any] = {}
+        self._dropped_counted = 0
+        events.subscribe(self._on_event)
 
-async def serve(settings: config.Settings, events: EventLog, source: Source, player: Player,
-                control: Path | None, fast: bool = False, ready_fields: dict[str, Any] | None = None) -> None:
-    from harken.pipeline.conversation import Conversation
-    from harken.pipeline.respond import APOLOGY
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if event["type"] == "utterance":
+            self.last_heard, self.last_latency = event.get("transcript", ""), event.get("latency", {})
+            if self.link is not None:
+                self.link.publish_state()
 
-    started = time.monotonic()
-    notifier = Notifier()
-    sup = Supervisor(settings, events, required=False)
-    conv: Conversation | None = None
-    phase = "starting"
-    notices: dict[str, tuple[np.ndarray, int]] = {}
-    announced: set[str] = set()
+    # -- what status, metrics and the fleet see ---------------------------------------------------
+    def status_line(self) -> str:
+        line = self.sup.summary() if self.phase == "running" else f"{self.phase}; {self.sup.summary()}"
+        return line + ("; muted" if self.muted else "")
 
-    def status_line() -> str:
-        return sup.summary() if phase == "running" else f"{phase}; {sup.summary()}"
+    def audio_health(self) -> dict[str, Any]:
+        health = getattr(self.source, "health", None)
+        return health() if callable(health) else {"device": "file", "state": "ok"}
 
-    async def status(_: dict[str, Any]) -> dict[str, Any]:
+    async def status(self, _: dict[str, Any]) -> dict[str, Any]:
+        conv = self.conv
         return {
-            "version": __version__, "pid": os.getpid(), "phase": phase, "uptime_s": round(time.monotonic() - started, 1),
-            "summary": status_line(), "conversation": conv.state.value if conv is not None else None,
+            "version": __version__, "pid": os.getpid(), "device": self.device_id, "phase": self.phase,
+            "uptime_s": round(time.monotonic() - self.started, 1), "summary": self.status_line(),
+            "conversation": conv.state.value if conv is not None else None,
             "lost_audio_s": round(conv.lost_chunks * 1280 / 16000, 2) if conv is not None else 0.0,
-            "workers": sup.describe(), "audio": _audio_health(source),
+            "workers": self.sup.describe(), "audio": self.audio_health(),
+            "mqtt": None if self.link is None else {"connected": self.link.connected, "buffered": len(self.link.buffer),
+                                                   "dropped": self.link.dropped},
         }
 
-    async def fault(request: dict[str, Any]) -> dict[str, Any]:
+    def refresh_metrics(self) -> None:
+        if self.metrics is None:
+            return
+        if self.link is not None and self.link.dropped > self._dropped_counted:
+            self.metrics.mqtt_dropped(self.link.dropped - self._dropped_counted)
+            self._dropped_counted = self.link.dropped
+        self.metrics.update(self.sup.describe(), self.audio_health(), None if self.link is None else self.link.connected)
+
+    # -- what the fleet may change ---------------------------------------------------------------
+    def apply_settings(self, settings: config.Settings) -> None:
+        """Settings the conversation reads as it goes (see telemetry.agent.LIVE)."""
+        self.settings = settings
+        if self.conv is not None:
+            self.conv.settings = settings
+            self.conv.responder.settings = settings
+
+    def speak(self, pcm: np.ndarray, rate: int) -> None:
+        if self.conv is None:
+            raise HarkenError("the device is still starting")
+        self.conv.announce(pcm, rate)
+
+    async def ask(self, text: str) -> str:
+        llm = self.settings.llm
+        messages = [{"role": "system", "content": llm.system_prompt}, {"role": "user", "content": text}]
+        parts = []
+        async for msg in self.sup.workers["llm"].stream("generate", {"messages": messages, "max_tokens": llm.max_tokens,
+                                                                     "temperature": llm.temperature}):
+            if msg.type == "token":
+                parts.append(str(msg.data.get("text", "")))
+        answer = "".join(parts).strip()
+        if answer:
+            self.speak(*await self.sup.synthesize(answer))
+        return answer
+
+    def set_muted(self, muted: bool) -> None:
+        self.muted = muted
+        if self.conv is not None:
+            self.conv.muted = muted
+        self.notifier.status(self.status_line())
+        self.events.emit("muted" if muted else "unmuted")
+
+    # -- fault injection (tests only) --------------------------------------------------------------
+    async def fault(self, request: dict[str, Any]) -> dict[str, Any]:
         if os.environ.get("HARKEN_FAULT_INJECTION") != "1":
             raise ValueError("fault injection is off (set HARKEN_FAULT_INJECTION=1 in harken's environment to test faults)")
         seconds = float(request.get("block_loop", 0))
@@ -89,55 +158,108 @@ async def serve(settings: config.Settings, events: EventLog, source: Source, pla
         time.sleep(seconds)  # deliberately blocks the loop: the watchdog pings must stop
         return {"blocked_s": seconds}
 
-    def on_worker(worker: WorkerProcess) -> None:
-        notifier.status(status_line())
+    # -- worker changes ----------------------------------------------------------------------------
+    def on_worker(self, worker: WorkerProcess) -> None:
+        self.notifier.status(self.status_line())
         state = worker.health.state
         if state is WorkerState.READY:
-            announced.discard(worker.role)
-        elif state is WorkerState.FATAL and conv is not None:
-            announce(worker.role)
+            self.announced.discard(worker.role)
+        elif state is WorkerState.FATAL:
+            self.announce(worker.role)
+        if self.link is not None and state in (WorkerState.READY, WorkerState.FATAL, WorkerState.BACKOFF):
+            self.link.publish_state()
 
-    def announce(role: str) -> None:
-        notice = notices.get(role)
-        if notice is not None and role not in announced and conv is not None:
-            announced.add(role)
-            conv.announce(*notice)
+    def announce(self, role: str) -> None:
+        notice = self.notices.get(role)
+        if notice is not None and role not in self.announced and self.conv is not None:
+            self.announced.add(role)
+            self.conv.announce(*notice)
 
-    server = ControlServer(control, {"status": status, "fault": fault}) if control is not None else None
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        if server is not None:
-            await server.start()
-        for worker in sup.workers.values():
-            worker.listeners.append(on_worker)
-        notifier.status("starting: loading models")
-        tasks.append(asyncio.get_running_loop().create_task(notifier.watchdog(), name="sd-watchdog"))
-        await sup.start()
-        apology = await sup.prerender(APOLOGY)
-        for role, text in NOTICES.items():
-            rendered = await sup.prerender(text, attempts=1)
-            if rendered is not None:
-                notices[role] = rendered
-        conv = Conversation(settings, sup.workers, events, player, fast=fast, apology=apology)
-        phase = "running"
-        notifier.ready(status_line())
-        events.emit("ready", **(ready_fields or {}), degraded=[w.role for w in sup.down()])
-        for worker in sup.down():
-            announce(worker.role)
-        await conv.run(source.chunks())
-    finally:
-        phase = "stopping"
-        notifier.stopping()
-        for task in tasks:
-            task.cancel()
+    # -- the whole life ----------------------------------------------------------------------------
+    async def run(self, control: Path | None, ready_fields: dict[str, Any] | None = None) -> None:
+        from harken.pipeline.conversation import Conversation
+        from harken.pipeline.respond import APOLOGY
+
+        server = ControlServer(control, {"status": self.status, "fault": self.fault}) if control is not None else None
+        tasks: list[asyncio.Task[None]] = []
         try:
-            await asyncio.wait_for(asyncio.shield(_stop(sup)), SHUTDOWN_BOUND)
-        except asyncio.TimeoutError:
-            _LOGGER.error("workers did not stop within %.0f s; killing them", SHUTDOWN_BOUND)
-            _kill_all(sup)
-        if server is not None:
-            await server.close()
-        notifier.close()
+            if server is not None:
+                await server.start()
+            await self._start_fleet(tasks)
+            for worker in self.sup.workers.values():
+                worker.listeners.append(self.on_worker)
+            self.notifier.status("starting: loading models")
+            tasks.append(asyncio.get_running_loop().create_task(self.notifier.watchdog(), name="sd-watchdog"))
+            await self.sup.start()
+            apology = await self.sup.prerender(APOLOGY)
+            for role, text in NOTICES.items():
+                rendered = await self.sup.prerender(text, attempts=1)
+                if rendered is not None:
+                    self.notices[role] = rendered
+            self.conv = Conversation(self.settings, self.sup.workers, self.events, self.player, fast=self.fast, apology=apology)
+            self.conv.muted = self.muted
+            self.phase = "running"
+            self.notifier.ready(self.status_line())
+            self.events.emit("ready", **(ready_fields or {}), degraded=[w.role for w in self.sup.down()])
+            if self.link is not None:
+                self.link.publish_state()
+            for worker in self.sup.down():
+                self.announce(worker.role)
+            await self.conv.run(self.source.chunks())
+        finally:
+            self.phase = "stopping"
+            self.notifier.stopping()
+            for task in tasks:
+                task.cancel()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._stop_all()), SHUTDOWN_BOUND)
+            except asyncio.TimeoutError:
+                _LOGGER.error("workers did not stop within %.0f s; killing them", SHUTDOWN_BOUND)
+                _kill_all(self.sup)
+            if server is not None:
+                await server.close()
+            self.notifier.close()
+
+    async def _start_fleet(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Metrics (exporter) and the MQTT link; neither may stop the device from working."""
+        from harken.telemetry.agent import DeviceAgent, LogRing
+        from harken.telemetry.link import DeviceLink
+        from harken.telemetry.metrics import Exporter, Metrics
+
+        self.metrics = Metrics()
+        self.events.subscribe(self.metrics.on_event)
+        listen = self.settings.metrics.listen
+        if listen:
+            host, _, port = listen.rpartition(":")
+            exporter = Exporter(self.metrics, host, int(port))
+            if exporter.start():
+                tasks.append(asyncio.get_running_loop().create_task(self._refresh_metrics(exporter), name="metrics-refresh"))
+        if not self.settings.mqtt.url:
+            return
+        logs = LogRing()
+        logging.getLogger().addHandler(logs)
+        agent = DeviceAgent(self, self.metrics, logs)
+        self.link = DeviceLink(self.settings, self.device_id, agent, on_command=self.metrics.command)
+        self.events.subscribe(self.link.publish_event)
+        self.link.start()
+
+    async def _refresh_metrics(self, exporter: Any) -> None:
+        try:
+            while True:
+                self.refresh_metrics()
+                await asyncio.sleep(METRICS_REFRESH)
+        finally:
+            exporter.close()
+
+    async def _stop_all(self) -> None:
+        await _stop(self.sup)
+        if self.link is not None:
+            await self.link.close()
+
+
+async def serve(settings: config.Settings, events: EventLog, source: Source, player: Player,
+                control: Path | None, fast: bool = False, ready_fields: dict[str, Any] | None = None) -> None:
+    await Service(settings, events, source, player, fast).run(control, ready_fields)
 
 
 async def _stop(sup: Supervisor) -> None:

@@ -1,0 +1,46 @@
+"""Home Assistant MQTT device discovery: one retained message describes the device and its entities.
+
+Published on ``homeassistant/device/harken_<id>/config`` when the link connects
+and again whenever Home Assistant announces ``online`` on ``homeassistant/status``.
+Availability follows ``harken/<id>/status``. With ``[mqtt] ha_commands`` the
+device also offers a restart button and a text box whose text it speaks; those two
+arrive unsigned on ``harken/<id>/ha/...`` and are guarded only by the broker's ACLs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harken.fleet import protocol
+
+
+def payload(device_id: str, version: str, board: str, ha_commands: bool) -> dict[str, Any]:
+    state = protocol.topic(device_id, "state")
+    uid = f"harken_{device_id}"
+    components: dict[str, dict[str, Any]] = {
+        f"{uid}_health": {"p": "sensor", "name": "Health", "unique_id": f"{uid}_health", "state_topic": state,
+                          "value_template": "{{ value_json.health }}", "icon": "mdi:heart-pulse"},
+        f"{uid}_uptime": {"p": "sensor", "name": "Uptime", "unique_id": f"{uid}_uptime", "state_topic": state,
+                          "value_template": "{{ value_json.uptime_s }}", "unit_of_measurement": "s",
+                          "device_class": "duration", "entity_category": "diagnostic"},
+        f"{uid}_latency": {"p": "sensor", "name": "Answer latency", "unique_id": f"{uid}_latency", "state_topic": state,
+                           "value_template": "{{ value_json.last_latency.speech_end_to_first_audio | default(none) }}",
+                           "unit_of_measurement": "s", "device_class": "duration", "icon": "mdi:timer-outline"},
+        f"{uid}_heard": {"p": "sensor", "name": "Last heard", "unique_id": f"{uid}_heard", "state_topic": state,
+                         "value_template": "{{ value_json.last_heard | default('') }}", "icon": "mdi:ear-hearing"},
+    }
+    if ha_commands:
+        components[f"{uid}_restart"] = {"p": "button", "name": "Restart workers", "unique_id": f"{uid}_restart",
+                                        "command_topic": protocol.topic(device_id, "ha/restart"), "payload_press": "PRESS",
+                                        "device_class": "restart"}
+        components[f"{uid}_say"] = {"p": "text", "name": "Say", "unique_id": f"{uid}_say", "max": 255,
+                                    "command_topic": protocol.topic(device_id, "ha/say")}
+    return {
+        "dev": {"ids": [uid], "name": f"Harken {device_id}", "mf": "Harken", "mdl": board, "sw": version},
+        "o": {"name": "harken", "sw": version},
+        "avty_t": protocol.topic(device_id, "status"),
+        "pl_avail": "online",
+        "pl_not_avail": "offline",
+        "qos": 1,
+        "cmps": components,
+    }
