@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -256,3 +257,18 @@ def test_sigkill_of_the_device_leaves_offline_through_the_last_will(device):
     device["proc"].wait(timeout=30)
     with Subscriber(device["broker"], ["harken/dev1/status"]) as sub:
         sub.wait_for(lambda ms: [m for m in ms if m.payload == b"offline"], timeout=30)
+
+
+def test_the_fleet_cli_loads_no_engine(tmp_path):
+    """The operator's side must install and run without onnxruntime, llama.cpp, piper or numpy."""
+    script = (
+        "import sys\n"
+        "from harken.cli import main\n"
+        f"assert main(['fleet', 'keygen', '--out', {str(tmp_path / 'k')!r}]) == 0\n"
+        "heavy = [m for m in ('numpy', 'onnxruntime', 'llama_cpp', 'sherpa_onnx', 'piper', 'openwakeword', 'prometheus_client')"
+        " if m in sys.modules]\n"
+        "print(heavy)\n"
+        "sys.exit(1 if heavy else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
