@@ -65,3 +65,21 @@ def test_cli_exits_2_with_every_problem_and_starts_nothing(tmp_path):
 def test_integer_where_float_expected_becomes_float(tmp_path):
     s = config.load([write(tmp_path, "[listen]\ntimeout = 5\n")])
     assert s.listen.timeout == 5.0 and isinstance(s.listen.timeout, float)
+
+
+def test_lists_of_strings_and_fleet_keys_are_checked(tmp_path):
+    from harken.fleet.signing import generate_keypair
+
+    _, pub = generate_keypair(tmp_path / "keys")
+    good = write(tmp_path, f'[device]\nid = "kitchen-1"\ngroups = ["kitchen", "ground"]\n[fleet]\ntrusted_keys = ["{pub.read_text().strip()}"]\n')
+    settings = config.load([good])
+    assert settings.device.groups == ("kitchen", "ground") and len(settings.fleet.trusted_keys) == 1
+    assert config.from_dict(config.to_dict(settings)) == settings  # as handed to workers
+    bad = write(tmp_path, '[device]\nid = "a/b"\ngroups = "kitchen"\n[fleet]\ntrusted_keys = ["c2hvcnQ="]\n[mqtt]\nurl = "http://x"\n')
+    with pytest.raises(ConfigError) as err:
+        config.load([bad])
+    text = str(err.value)
+    assert "[device] id = 'a/b' may hold only letters" in text
+    assert "[device] groups = 'kitchen' must be of type list of strings" in text
+    assert "entry 1 ('c2hvcnQ=') is not an Ed25519 public key" in text and "operator.pub" in text
+    assert "must start with mqtt:// or mqtts://" in text

@@ -170,6 +170,21 @@ def _mqtt_url(value: Any) -> str | None:
     return None
 
 
+def _public_keys(value: Any) -> str | None:
+    import base64
+    import binascii
+
+    for i, key in enumerate(value):
+        try:
+            raw = base64.b64decode(key.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            return (f"entry {i + 1} ({key[:20]!r}) is not an Ed25519 public key: paste the one line of "
+                    "operator.pub that `harken fleet keygen` wrote")
+    return None
+
+
 @dataclass(frozen=True)
 class DeviceSettings:
     id: str = setting("", "Device id in MQTT topics (harken/<id>/...). Empty: this machine's hostname.", _device_id)
@@ -193,7 +208,8 @@ class MqttSettings:
 
 @dataclass(frozen=True)
 class FleetSettings:
-    trusted_keys: tuple[str, ...] = setting((), "Operator public keys (base64 Ed25519, from `harken fleet keygen`) whose signed commands are obeyed.")
+    trusted_keys: tuple[str, ...] = setting(
+        (), "Operator public keys (base64 Ed25519, from `harken fleet keygen`) whose signed commands are obeyed.", _public_keys)
     max_age: float = setting(60.0, "A signed command older (or newer) than this many seconds is refused as stale.", _range(1.0, 86400.0))
     max_command_bytes: int = setting(65536, "Largest command accepted, in bytes.", _range(1024, 16777216))
 

@@ -19,7 +19,11 @@ where BODY is the exact bytes of a JSON object::
      "ts": UNIX_SECONDS, "nonce": 32 HEX DIGITS}
 
 and KEY_ID is the first 16 hex digits of sha256(raw 32-byte public key). The
-signature covers the body's bytes as sent, so no canonical JSON is needed. The
+signature covers the body's bytes as sent, so no canonical JSON is needed.
+BASE64 is standard base64 with padding (RFC 4648 §4); ``v`` is the integer 1;
+``ts`` is a finite number; the nonce is 32 lowercase hex digits (compared
+without regard to case); any other target is ``malformed``; unknown extra
+fields are ignored. The
 operator sets the MQTT 5 ``ResponseTopic`` (and ``CorrelationData``); the device
 replies there with the same correlation data, as JSON::
 
@@ -41,7 +45,7 @@ REJECTIONS = (
     "unsigned",  # no key or signature
     "unknown_key",  # signed by a key the device does not trust
     "bad_signature",  # the signature does not match the body
-    "stale",  # ts further than [fleet] max_age from the device's clock
+    "stale",  # ts further than [fleet] max_age from the device's clock, or older than the oldest nonce it still remembers
     "replayed",  # a nonce already seen within max_age
     "wrong_target",  # signed for another device or a group it is not in
     "unknown_command",

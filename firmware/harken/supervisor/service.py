@@ -231,7 +231,7 @@ class Service:
         listen = self.settings.metrics.listen
         if listen:
             host, _, port = listen.rpartition(":")
-            exporter = Exporter(self.metrics, host, int(port))
+            exporter = Exporter(self.metrics, host.strip("[]"), int(port))
             if exporter.start():
                 tasks.append(asyncio.get_running_loop().create_task(self._refresh_metrics(exporter), name="metrics-refresh"))
         if not self.settings.mqtt.url:
