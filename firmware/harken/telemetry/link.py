@@ -194,6 +194,7 @@ class DeviceLink:
             await asyncio.sleep(self.settings.mqtt.metrics_interval)
             if self.connected and self._client is not None:
                 self._client.publish(self.topic("metrics"), json.dumps({"ts": round(time.time(), 3), **self.agent.metrics()}), qos=0)
+                self.publish_state()  # its timestamp is the fleet's "last seen"
 
     # -- incoming ------------------------------------------------------------------------------------
     def _message(self, topic: str, payload: bytes, props: Any) -> None:
