@@ -302,3 +302,16 @@ def test_a_crash_loop_obeys_the_backoff_policy_on_the_injected_clock(tmp_path, d
     assert len(killed) == 6 and not [pid for pid in killed if alive(pid)]
     for _, e in seen:
         assert {"role", "state", "reason", "pid"} <= set(e)
+
+
+@pytest.mark.parametrize("model", ["alexa", "hey_mycroft", "hey_rhasspy"])
+def test_the_wake_probe_follows_the_configured_wake_word(tmp_path, data_dir, model):
+    """Every wake word model passes its readiness probe (its own known positive), so the wake worker serves."""
+    from conftest import DEMO
+
+    cfg = tmp_path / "wake.toml"
+    cfg.write_text(f'[wake]\nmodel = "{model}"\n')
+    proc = subprocess.run(harken_cmd("transcribe", "--config", str(cfg), "--data-dir", str(data_dir), str(DEMO)),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "capital" in words(proc.stdout)

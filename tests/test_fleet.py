@@ -32,7 +32,7 @@ def keys(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def device(request, tmp_path_factory, data_dir, make_clip, keys):
+def device(request, tmp_path_factory, make_clip, keys):
     broker = shared_broker(request.config, tmp_path_factory)
     tmp = tmp_path_factory.mktemp("device")
     (metrics_port,) = free_ports(1)
@@ -53,9 +53,10 @@ max_age = 30.0
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
 """)
-    proc, events, out = start(tmp, data_dir, make_clip("fleet-quiet", silence(400.0)), "--config", str(cfg))
+    # Its own data directory: set_config persists overrides there, which other tests' devices must not read.
+    proc, events, out = start(tmp, tmp / "data", make_clip("fleet-quiet", silence(400.0)), "--config", str(cfg))
     wait_for(events, lambda ev: [e for e in ev if e["type"] == "ready"], proc)
-    yield {"proc": proc, "events": events, "tmp": tmp, "broker": broker, "metrics_port": metrics_port, "data_dir": data_dir}
+    yield {"proc": proc, "events": events, "tmp": tmp, "broker": broker, "metrics_port": metrics_port}
     broker.ensure_running()
     if proc.poll() is None:
         proc.kill()

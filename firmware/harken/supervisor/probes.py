@@ -1,8 +1,8 @@
 """Golden readiness probes: each worker must prove it works before it serves.
 
 Run after every start, on bundled recordings (``assets/probe-*.wav``, made by
-``tools/make-clips``): the wake word fires on a known positive and stays quiet
-on a known negative, ASR transcribes a known clip to the known words, the LLM
+``tools/make-clips``): the configured wake word fires on its own phrase
+(``probe-wake-<model>.wav``) and stays quiet on a question without it, ASR transcribes a known clip to the known words, the LLM
 writes tokens, TTS produces audio that is not silent.
 """
 
@@ -46,7 +46,7 @@ async def _peak_wake_score(worker: WorkerProcess, audio: np.ndarray) -> float:
 
 async def probe_wake(worker: WorkerProcess) -> None:
     threshold = worker.settings.wake.threshold
-    positive = await _peak_wake_score(worker, clip("probe-wake.wav"))
+    positive = await _peak_wake_score(worker, clip(f"probe-wake-{worker.settings.wake.model}.wav"))
     if positive < threshold:
         raise WorkerError("wake", f"readiness probe: the wake word scored {positive:.2f} on its known positive (threshold {threshold})")
     negative = await _peak_wake_score(worker, clip("probe-asr.wav"))
