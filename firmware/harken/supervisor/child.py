@@ -209,9 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     except (HarkenError, OSError, ValueError, RuntimeError) as exc:
         # A corrupt or missing model will not mend by retrying: the supervisor gives up at once.
         permanent = isinstance(exc, (ModelError, ConfigError))
-        channel.send(Message("fatal", 0, {"message": str(exc), "permanent": permanent}))
+        try:
+            channel.send(Message("fatal", 0, {"message": str(exc), "permanent": permanent}))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
         return 3
-    channel.send(Message("ready", 0, {"model": model, "load_s": time.monotonic() - started, "pid": os.getpid()}))
+    try:
+        channel.send(Message("ready", 0, {"model": model, "load_s": time.monotonic() - started, "pid": os.getpid()}))
+    except (BrokenPipeError, ConnectionResetError):
+        return 0  # the supervisor stopped (or gave up on us) while we were loading: nobody to serve
     worker.serve()
     return 0
 
