@@ -180,6 +180,7 @@ class Mosquitto:
         lines = [
             "per_listener_settings true",  # must come before the listeners
             "persistence false",
+            "set_tcp_nodelay true",
             "log_dest stderr",  # stdout is block-buffered when redirected
             "log_type error",
             "log_type warning",

@@ -148,14 +148,14 @@ def send(args: argparse.Namespace) -> int:
     cmd_args = parse_args(args.args)
     with _client(args) as client:
         devices = args.target.split(",") if args.target else None
-        expect = args.expect
-        if args.group is not None and expect is None:
-            members = [d for d in client.list_devices().values() if args.group in d.state.get("groups", []) and d.online]
-            expect = len(members)
+        expect, members = args.expect, []
+        if args.group is not None:
+            members = [d.id for d in client.list_devices().values() if args.group in d.state.get("groups", []) and d.online]
+            expect = len(members) if expect is None else expect
         replies = client.send(signer, args.name, cmd_args, devices=devices, group=args.group, expect=expect, progress=_progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    missing = [d for d in devices or [] if d not in replies]
+    missing = [d for d in (devices or members) if d not in replies]
     if args.json:
         print(json.dumps({"replies": replies, "missing": missing}, indent=2))
     else:

@@ -52,8 +52,8 @@ class FleetClient:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self.devices: dict[str, Device] = {}
-        self.replies: dict[tuple[bytes, str], dict[str, Any]] = {}
-        """(correlation data, device) → its reply."""
+        self.replies: dict[bytes, dict[str, dict[str, Any]]] = {}
+        """Correlation data of a send() under way → {device: its reply}."""
         self.reply_topic = f"{protocol.ROOT}/operator/{secrets.token_hex(8)}/reply"
         self._connected = threading.Event()
         self._refused: str | None = None
@@ -61,6 +61,9 @@ class FleetClient:
         self.on_update: Callable[[Device], None] | None = None
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        from harken.telemetry.link import no_delay
+
+        self.client.on_socket_open = no_delay
         self._host, self._port = parts.hostname, parts.port or (8883 if tls else 1883)
 
     # -- connection ----------------------------------------------------------------------------------
@@ -92,7 +95,9 @@ class FleetClient:
         if rc.is_failure:
             self._refused = str(rc)
         else:
-            client.subscribe([(protocol.topic("+", "status"), 1), (protocol.topic("+", "state"), 1), (self.reply_topic, 1)])
+            # QoS 0: a broker queues only so many QoS 1 messages per client (1,000 by default)
+            # and drops the rest, and a fleet's retained states arrive all at once.
+            client.subscribe([(protocol.topic("+", "status"), 0), (protocol.topic("+", "state"), 0), (self.reply_topic, 0)])
         self._connected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -107,9 +112,10 @@ class FleetClient:
             self._last_message = time.monotonic()
             if msg.topic == self.reply_topic:
                 correlation = getattr(msg.properties, "CorrelationData", None)
-                if correlation is not None:
+                waiting = self.replies.get(bytes(correlation)) if correlation is not None else None
+                if waiting is not None:
                     reply = json.loads(msg.payload)
-                    self.replies[(bytes(correlation), str(reply.get("device", "")))] = reply
+                    waiting[str(reply.get("device", ""))] = reply
             elif len(parts) == 3 and parts[0] == protocol.ROOT and parts[2] in ("status", "state") and parts[1] not in ("group", "operator"):
                 device = self.devices.setdefault(parts[1], Device(parts[1]))
                 if parts[2] == "status":
@@ -147,6 +153,8 @@ class FleetClient:
         from paho.mqtt.properties import Properties
 
         correlation = secrets.token_bytes(8)
+        with self._lock:
+            self.replies[correlation] = {}
         targets = [(protocol.topic(d, "cmd"), f"device:{d}") for d in devices or []]
         if group is not None:
             targets.append((protocol.group_topic(group), f"group:{group}"))
@@ -157,15 +165,15 @@ class FleetClient:
             self.client.publish(topic, signer.sign(command, args, target), qos=1, properties=props)
         wanted = len(devices or []) if group is None else expect
         deadline = time.monotonic() + self.timeout
-        def answered() -> dict[str, dict[str, Any]]:
-            return {device: reply for (corr, device), reply in self.replies.items() if corr == correlation}
-
         with self._changed:
-            while time.monotonic() < deadline:
-                got = answered()
-                if progress is not None:
-                    progress(len(got), wanted or 0)
-                if wanted is not None and len(got) >= wanted:
-                    return got
-                self._changed.wait(min(0.2, max(0.0, deadline - time.monotonic())))
-            return answered()
+            try:
+                while time.monotonic() < deadline:
+                    got = self.replies[correlation]
+                    if progress is not None:
+                        progress(len(got), wanted or 0)
+                    if wanted is not None and len(got) >= wanted:
+                        break
+                    self._changed.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+                return dict(self.replies[correlation])
+            finally:
+                del self.replies[correlation]

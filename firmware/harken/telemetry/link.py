@@ -23,6 +23,8 @@ import asyncio
 import collections
 import json
 import logging
+import random
+import socket
 import time
 from typing import Any, Awaitable, Callable, Protocol
 from urllib.parse import urlsplit
@@ -108,6 +110,7 @@ class DeviceLink:
         client.on_disconnect = lambda c, u, flags, rc, props: loop.call_soon_threadsafe(self._disconnected, str(rc))
         client.on_connect_fail = lambda c, u: loop.call_soon_threadsafe(self._disconnected, "cannot reach the broker")
         client.on_message = lambda c, u, msg: loop.call_soon_threadsafe(self._message, msg.topic, msg.payload, msg.properties)
+        client.on_socket_open = no_delay
         client.connect_async(host, port, keepalive=m.keepalive, clean_start=True)
         client.loop_start()
         self._client = client
@@ -124,6 +127,7 @@ class DeviceLink:
         if self.connected:
             info = client.publish(self.topic("status"), "offline", qos=1, retain=True)
             await asyncio.get_running_loop().run_in_executor(None, _wait_published, info, 2.0)
+            self._set_connected(False)  # a leaving device, not a lost broker
             client.disconnect()
         await asyncio.get_running_loop().run_in_executor(None, client.loop_stop)
         self._set_connected(False)
@@ -190,6 +194,9 @@ class DeviceLink:
             self._client.publish(protocol.discovery_topic(self.device_id), json.dumps(payload), qos=1, retain=True)
 
     async def _publish_metrics(self) -> None:
+        # A random phase: devices that connect together (a fleet booting, a broker restarting)
+        # must not report in lockstep.
+        await asyncio.sleep(random.uniform(0, self.settings.mqtt.metrics_interval))
         while True:
             await asyncio.sleep(self.settings.mqtt.metrics_interval)
             if self.connected and self._client is not None:
@@ -261,6 +268,14 @@ class DeviceLink:
             props = Properties(PacketTypes.PUBLISH)
             props.CorrelationData = correlation
         self._client.publish(response_topic or self.topic("reply"), json.dumps(reply, default=str), qos=1, properties=props)
+
+
+def no_delay(client: Any, userdata: Any, sock: Any) -> None:
+    """Small messages go out at once: without TCP_NODELAY each command's reply waits ~40 ms for a delayed ACK."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (e.g. a Unix socket)
+        pass
 
 
 def _wait_published(info: Any, timeout: float) -> None:
