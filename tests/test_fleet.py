@@ -233,6 +233,13 @@ def test_fleet_cli(device, keys, tmp_path):
     assert oct((tmp_path / "k" / "operator.key").stat().st_mode & 0o777) == "0o600"
 
 
+def test_status_shows_the_fleet_link(device):
+    status = subprocess.run(harken_cmd("status", "--control", str(device["tmp"] / "control.sock")),
+                            capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0, status.stderr
+    assert "fleet: dev1 connected; 0 events waiting, 0 dropped" in status.stdout
+
+
 def test_broker_outage_buffers_events_and_delivers_them(device, keys):
     broker = device["broker"]
     with Subscriber(broker, ["harken/dev1/state"]) as sub:

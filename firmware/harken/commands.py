@@ -172,6 +172,10 @@ def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
     details = ", ".join(f"{k} {v}" for k, v in audio.items() if k not in ("device", "state", "reason") and v is not None)
     print(f"audio: {audio.get('device')} {audio.get('state')}" + (f" ({audio['reason']})" if audio.get("reason") else "")
           + (f"; {details}" if details else ""))
+    mqtt = answer.get("mqtt")
+    if mqtt is not None:
+        print(f"fleet: {answer.get('device')} {'connected' if mqtt['connected'] else 'NOT connected (reconnecting)'}; "
+              f"{mqtt['buffered']} events waiting, {mqtt['dropped']} dropped")
     return EXIT_OK
 
 
