@@ -278,11 +278,15 @@ class WorkerProcess:
         conn = self._conn
         if conn is None:
             raise WorkerDied(self.role, "has no process to watch")
+        closed = asyncio.ensure_future(conn.closed.wait())  # one waiter, not a new task every tick
+        try:
+            return await self._watch_ticks(conn, closed)
+        finally:
+            closed.cancel()
+
+    async def _watch_ticks(self, conn: Connection, closed: asyncio.Future[Any]) -> str:
         while True:
-            try:
-                await asyncio.wait_for(conn.closed.wait(), TICK)
-            except asyncio.TimeoutError:
-                pass
+            await asyncio.wait({closed}, timeout=TICK)
             if conn.closed.is_set():
                 code = await conn.proc.wait()
                 return f"{describe_exit(code)}; {conn.close_reason}"
