@@ -13,7 +13,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 from harken.errors import HarkenError
 from harken.fleet import protocol
@@ -38,10 +37,10 @@ class FleetClient:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise FleetError(f"--broker {url!r}: expected mqtt://host[:port] or mqtts://host[:port]")
-        tls = parts.scheme == "mqtts"
+        try:
+            self._host, self._port, tls = protocol.broker_address(url)
+        except ValueError as exc:
+            raise FleetError(f"--broker {exc}") from None
         self.timeout = timeout
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"harken-operator-{secrets.token_hex(4)}", protocol=mqtt.MQTTv5)
         self.client.suppress_exceptions = True
@@ -61,10 +60,7 @@ class FleetClient:
         self.on_update: Callable[[Device], None] | None = None
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        from harken.telemetry.link import no_delay
-
-        self.client.on_socket_open = no_delay
-        self._host, self._port = parts.hostname, parts.port or (8883 if tls else 1883)
+        self.client.on_socket_open = protocol.no_delay
 
     # -- connection ----------------------------------------------------------------------------------
     def connect(self) -> None:

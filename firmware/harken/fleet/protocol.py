@@ -36,6 +36,10 @@ CODE is one of REJECTIONS (the command was refused and changed nothing) or
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
 PROTOCOL_VERSION = 1
 ROOT = "harken"
 
@@ -66,3 +70,22 @@ def discovery_topic(device_id: str) -> str:
 
 
 HA_STATUS = "homeassistant/status"
+
+
+def broker_address(url: str) -> tuple[str, int, bool]:
+    """(host, port, tls) of ``mqtt://host[:1883]`` or ``mqtts://host[:8883]``; ValueError otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"{url!r}: expected mqtt://host[:port] or mqtts://host[:port]")
+    tls = parts.scheme == "mqtts"
+    return parts.hostname, parts.port or (8883 if tls else 1883), tls
+
+
+def no_delay(client: Any, userdata: Any, sock: Any) -> None:
+    """paho's on_socket_open for device and operator alike: small messages go out at once.
+
+    Without TCP_NODELAY each command's reply waits ~40 ms for a delayed ACK."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # not a TCP socket (e.g. a Unix socket)
+        pass

@@ -24,10 +24,8 @@ import collections
 import json
 import logging
 import random
-import socket
 import time
 from typing import Any, Awaitable, Callable, Protocol
-from urllib.parse import urlsplit
 
 from harken.config import Settings
 from harken.errors import ConfigError, HarkenError
@@ -55,14 +53,6 @@ class Agent(Protocol):
     def handle(self, command: Command) -> Awaitable[dict[str, Any]]: ...
 
     def discovery(self) -> dict[str, Any] | None: ...
-
-
-def broker_address(url: str) -> tuple[str, int, bool]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError([f"[mqtt] url = {url!r}: expected mqtt://host[:port] or mqtts://host[:port]"])
-    tls = parts.scheme == "mqtts"
-    return parts.hostname, parts.port or (8883 if tls else 1883), tls
 
 
 class DeviceLink:
@@ -94,7 +84,10 @@ class DeviceLink:
         from paho.mqtt.enums import CallbackAPIVersion
 
         m = self.settings.mqtt
-        host, port, tls = broker_address(m.url)
+        try:
+            host, port, tls = protocol.broker_address(m.url)
+        except ValueError as exc:
+            raise ConfigError([f"[mqtt] url = {exc}"]) from None
         self._loop = asyncio.get_running_loop()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"harken-{self.device_id}", protocol=mqtt.MQTTv5)
         client.suppress_exceptions = True  # a bug in a callback must not kill paho's thread
@@ -110,7 +103,7 @@ class DeviceLink:
         client.on_disconnect = lambda c, u, flags, rc, props: loop.call_soon_threadsafe(self._disconnected, str(rc))
         client.on_connect_fail = lambda c, u: loop.call_soon_threadsafe(self._disconnected, "cannot reach the broker")
         client.on_message = lambda c, u, msg: loop.call_soon_threadsafe(self._message, msg.topic, msg.payload, msg.properties)
-        client.on_socket_open = no_delay
+        client.on_socket_open = protocol.no_delay
         client.connect_async(host, port, keepalive=m.keepalive, clean_start=True)
         client.loop_start()
         self._client = client
@@ -268,14 +261,6 @@ class DeviceLink:
             props = Properties(PacketTypes.PUBLISH)
             props.CorrelationData = correlation
         self._client.publish(response_topic or self.topic("reply"), json.dumps(reply, default=str), qos=1, properties=props)
-
-
-def no_delay(client: Any, userdata: Any, sock: Any) -> None:
-    """Small messages go out at once: without TCP_NODELAY each command's reply waits ~40 ms for a delayed ACK."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):  # not a TCP socket (e.g. a Unix socket)
-        pass
 
 
 def _wait_published(info: Any, timeout: float) -> None:
