@@ -162,10 +162,10 @@ def worker_processes(marker: str) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes()
             if b"harken.supervisor.child" not in cmdline or marker.encode() not in (proc / "environ").read_bytes():
                 continue
-            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                found.append(int(proc.name))
         except OSError:  # gone meanwhile
             continue
+        if alive(int(proc.name)):
+            found.append(int(proc.name))
     return found
 
 

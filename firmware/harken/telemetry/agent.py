@@ -51,12 +51,10 @@ class LogRing(logging.Handler):
 
 
 def board() -> str:
-    for path in (Path("/proc/device-tree/model"),):
-        try:
-            return path.read_text().strip("\0\n ")
-        except OSError:
-            continue
-    return f"{platform.system()} {platform.machine()}"
+    try:
+        return Path("/proc/device-tree/model").read_text().strip("\0\n ")
+    except OSError:  # not a device-tree board (a PC, a VM)
+        return f"{platform.system()} {platform.machine()}"
 
 
 def write_overrides(path: Path, values: dict[str, dict[str, Any]]) -> None:
