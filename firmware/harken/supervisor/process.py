@@ -45,6 +45,8 @@ TICK = 0.25
 """How often the watchdog looks at a worker (s)."""
 IDLE_AFTER = 0.5
 """A worker with nothing outstanding for this long is READY again (not BUSY)."""
+EXIT_WAIT = 2.0
+"""How long a worker whose pipe closed may take to exit before it is treated as alive and killed (s)."""
 
 S = WorkerState
 
@@ -271,6 +273,7 @@ class WorkerProcess:
                     queue.put_nowait(msg)
         except (ProtocolError, ConnectionError) as exc:
             conn.close_reason = f"sent a bad frame ({exc})"
+            conn.writer.close()  # nothing more can be read from this pipe; a worker that reads its end exits
         conn.closed.set()
 
     async def _watch(self) -> str:
@@ -288,7 +291,10 @@ class WorkerProcess:
         while True:
             await asyncio.wait({closed}, timeout=TICK)
             if conn.closed.is_set():
-                code = await conn.proc.wait()
+                try:  # a dead worker's pipe closes just before it is reaped: wait to say how it ended
+                    code = await asyncio.wait_for(conn.proc.wait(), EXIT_WAIT)
+                except asyncio.TimeoutError:  # alive with an unusable pipe (a bad frame): the caller kills it
+                    return f"still running; {conn.close_reason}"
                 return f"{describe_exit(code)}; {conn.close_reason}"
             now = self.clock()
             outstanding = bool(self._pending) or self._ping is not None

@@ -2,7 +2,8 @@
 
 A frame is one JSON header line ``{"type": ..., "id": ..., "len": N, "data": {...}}``
 followed by exactly N bytes of binary payload (PCM audio, or nothing). A frame
-that does not parse is a :class:`ProtocolError`, never a silent disconnect.
+that does not parse (bad JSON, JSON nested too deeply, wrong fields) is a
+:class:`ProtocolError`, never a silent disconnect or a crashed reader.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ class Message:
         """Parse a header line; return the message (payload still empty) and the payload length."""
         try:
             header = json.loads(line)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
             raise ProtocolError(f"header is not JSON: {line[:80]!r}") from exc
+        except RecursionError as exc:  # e.g. [[[[...]]]]: not a ValueError, and would end the reader
+            raise ProtocolError(f"header is nested too deeply: {line[:80]!r}") from exc
         if not isinstance(header, dict):
             raise ProtocolError(f"header is not an object: {line[:80]!r}")
         kind, ident, length, data = header.get("type"), header.get("id", 0), header.get("len", 0), header.get("data", {})
