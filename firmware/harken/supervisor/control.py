@@ -1,7 +1,11 @@
 """The local control socket: one JSON request per line, one JSON answer per line.
 
 ``harken run`` listens on a Unix socket (mode 0600, in a 0700 directory it
-creates if needed). Commands: ``status``; ``fault`` (only with
+creates if needed). It refuses a directory that another user could write to, or
+that has such a directory above it (a pre-created ``/tmp/harken-<uid>`` would let
+that user replace or intercept the socket). A request line is at most
+:data:`MAX_REQUEST` bytes; bad requests get ``{"ok": false, "error": ...}``.
+Commands: ``status``; ``fault`` (only with
 HARKEN_FAULT_INJECTION=1, for the fault-injection tests). Later issues add
 swap and fleet commands here.
 """
@@ -14,14 +18,18 @@ import json
 import logging
 import os
 import socket
+import stat
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from harken.errors import HarkenError
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_REQUEST = 64 * 1024
+"""Longest request line (bytes); a longer one gets an error and the connection is closed."""
+FALLBACK_ROOT = Path("/tmp")
+"""Where a user without $XDG_RUNTIME_DIR gets ``harken-<uid>/`` for the socket."""
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -29,14 +37,71 @@ class ControlError(HarkenError):
     pass
 
 
-def default_path() -> Path:
-    """/run/harken/control.sock as root; $RUNTIME_DIRECTORY (systemd) or $XDG_RUNTIME_DIR/harken otherwise."""
-    if os.environ.get("RUNTIME_DIRECTORY"):
-        return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
-    if os.geteuid() == 0:
+def default_path(environ: Mapping[str, str] | None = None, euid: int | None = None,
+                 tmp_root: Path = FALLBACK_ROOT) -> Path:
+    """$RUNTIME_DIRECTORY/control.sock (systemd); /run/harken/control.sock as root;
+    else $XDG_RUNTIME_DIR/harken/control.sock, or <tmp_root>/harken-<uid>/harken/control.sock.
+
+    The fallback directory is only a name: :meth:`ControlServer.start` checks that
+    nobody else owns or can write to it before listening there.
+    """
+    env = os.environ if environ is None else environ
+    uid = os.geteuid() if euid is None else euid
+    if env.get("RUNTIME_DIRECTORY"):
+        return Path(env["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
+    if uid == 0:
         return Path("/run/harken/control.sock")
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/harken-{os.geteuid()}"
-    return Path(runtime) / "harken" / "control.sock"
+    runtime = Path(env["XDG_RUNTIME_DIR"]) if env.get("XDG_RUNTIME_DIR") else tmp_root / f"harken-{uid}"
+    return runtime / "harken" / "control.sock"
+
+
+def _make_private_dir(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each mode 0700, only below a directory nobody else controls.
+
+    (``mkdir(parents=True)`` would make the parents 0777 - umask.) Raises
+    ControlError, saying what to do, if anyone but root and us could replace it.
+    """
+    missing = []
+    for d in (directory, *directory.parents):
+        if os.path.lexists(d):
+            break
+        missing.append(d)
+    for d in reversed(missing):
+        _refuse_unsafe(d.parent)  # never create anything inside someone else's directory
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:  # created meanwhile, maybe by someone else: checked next
+            pass
+    _refuse_unsafe(directory)
+
+
+def _refuse_unsafe(directory: Path) -> None:
+    why = _unsafe(directory)
+    if why is not None:
+        raise ControlError(
+            f"refusing to use {directory} for the control socket: {why}, so another user could replace or "
+            "intercept it; make it yours and private (chown, chmod 700) or remove it, set XDG_RUNTIME_DIR "
+            "to a private directory, or pass --control PATH")
+
+
+def _unsafe(directory: Path) -> str | None:
+    """Why another user could replace what ``directory`` holds; None if only root and we can.
+
+    Every directory on the way, as written and after symlinks, must belong to root
+    or to us and must not be writable by group or others, unless it is sticky (like
+    /tmp, where others cannot remove or rename what is ours). Symlinks on the way
+    must belong to root or to us.
+    """
+    uid = os.geteuid()
+    written, real = Path(os.path.abspath(directory)), directory.resolve()
+    chain = [*reversed(written.parents), written, *reversed(real.parents), real]
+    for d in dict.fromkeys(chain):  # each once, from / down
+        st = os.lstat(d)
+        if st.st_uid not in (0, uid):
+            return f"{d} belongs to uid {st.st_uid}, not to uid {uid}"
+        if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return f"{d} is writable by {'others' if st.st_mode & 0o002 else 'its group'} (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
 
 
 def _answers(path: Path) -> bool:
@@ -58,8 +123,7 @@ class ControlServer:
     async def start(self) -> None:
         path = self.path
         try:
-            if not path.parent.exists():
-                path.parent.mkdir(mode=0o700, parents=True)
+            _make_private_dir(path.parent)
             if path.exists() or path.is_symlink():
                 if _answers(path):
                     raise ControlError(f"another harken is running: its control socket {path} answers; "
@@ -77,21 +141,36 @@ class ControlServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while line := await reader.readline():
-                writer.write((json.dumps(await self._answer(line), default=str) + "\n").encode())
-                await writer.drain()
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # over the limit: the rest of that line cannot be told from a next request
+                    await self._reply(writer, {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes; "
+                                                                     "send one JSON object per line"})
+                    break
+                if not line:
+                    break
+                await self._reply(writer, await self._answer(line))
+        except ConnectionError as exc:
             _LOGGER.debug("control client went away: %s", exc)
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
+        writer.write((json.dumps(answer, default=str) + "\n").encode())
+        await writer.drain()
+
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
             request = json.loads(line)
         except ValueError:
             return {"ok": False, "error": "not JSON: send one JSON object per line, e.g. {\"command\": \"status\"}"}
+        except RecursionError:  # e.g. [[[[...]]]]: not a ValueError
+            return {"ok": False, "error": "JSON nested too deeply: send one flat JSON object per line, "
+                                          "e.g. {\"command\": \"status\"}"}
         if not isinstance(request, dict) or not isinstance(request.get("command"), str):
             return {"ok": False, "error": "a request is a JSON object with a 'command' string"}
         handler = self.commands.get(request["command"])
@@ -136,8 +215,10 @@ def query(path: Path, command: str, timeout: float = 5.0, **fields: Any) -> dict
             raise ControlError(f"harken at {path} did not answer within {timeout:g} s (its loop may be stuck)") from None
     try:
         answer = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ControlError(f"harken at {path} sent a broken answer: {data[:200]!r}") from None
+    if not isinstance(answer, dict):
+        raise ControlError(f"harken at {path} sent a broken answer: {data[:200]!r}")
     if not answer.get("ok"):
         raise ControlError(str(answer.get("error", "unknown error")))
     return answer
