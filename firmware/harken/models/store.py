@@ -2,20 +2,35 @@
 
 Layout: ``<data>/models/<role>/<name>@<sha256-prefix>/`` holding the derived
 files and a ``manifest.json``. Writes are atomic (temporary directory, fsync,
-rename), so a half-written directory never becomes visible.
+rename), so a half-written directory never becomes visible; a directory found
+incomplete anyway (deleted files, a damaged manifest) is rebuilt the same way.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
+from typing import Iterator
 
 from harken.errors import ModelError
 from harken.models.catalog import CatalogEntry, sha256_file
+
+_LOGGER = logging.getLogger(__name__)
+
+_TMP = ".tmp-"
+"""Prefix of a directory being written (removed if an install was interrupted)."""
+_OLD = ".old-"
+"""Prefix of a damaged directory being replaced (removed likewise)."""
+LOCK_TIMEOUT = 60.0
+"""Longest wait (s) for another process that is writing into the same store directory."""
 
 
 def decode_moonshine_tokenizer(data: bytes) -> list[bytes]:
@@ -57,27 +72,69 @@ def model_dir(data_dir: Path, item: CatalogEntry) -> Path:
     return data_dir / "models" / item.role / f"{item.name}@{item.files[0].sha256[:12]}"
 
 
-def ensure_moonshine_tokens(data_dir: Path, item: CatalogEntry, tokenizer: Path) -> Path:
-    """Return the store's tokens.txt for this Moonshine model, creating it atomically once."""
-    final = model_dir(data_dir, item)
-    target = final / "tokens.txt"
-    manifest = final / "manifest.json"
-    if target.is_file() and manifest.is_file():
-        try:
-            recorded = json.loads(manifest.read_text())["files"]["tokens.txt"]
-        except (ValueError, KeyError, TypeError):
-            recorded = None
-        if recorded == sha256_file(target):
-            return target
-        shutil.rmtree(final, ignore_errors=True)  # damaged: rebuild below
-    text = tokens_txt(decode_moonshine_tokenizer(tokenizer.read_bytes()))
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+def _intact(final: Path, item: CatalogEntry) -> bool:
+    """Whether ``final`` holds tokens.txt and a manifest that describes this model and those exact bytes."""
+    target, manifest = final / "tokens.txt", final / "manifest.json"
+    if not (final.is_dir() and not final.is_symlink() and target.is_file() and manifest.is_file()):
+        return False
     try:
-        with (tmp / "tokens.txt").open("w", encoding="ascii") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+        recorded = meta["files"]["tokens.txt"]
+        described = (meta["role"], meta["name"], meta["source"]) == (item.role, item.name, item.package)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return False
+    return described and recorded == sha256_file(target)
+
+
+def _leftovers(parent: Path) -> list[Path]:
+    """Temporary and replaced directories that an interrupted install left behind."""
+    if not parent.is_dir():
+        return []
+    return [p for p in parent.iterdir() if p.name.startswith((_TMP, _OLD))]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def _locked(parent: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold ``<parent>/.lock`` (flock; the kernel drops it if the holder dies), waiting at most ``timeout`` s."""
+    lock = parent / ".lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ModelError(f"another harken process has held {lock} for over {timeout:g} s while "
+                                     "writing models; wait for it to finish, or stop it (pgrep -af harken)") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _install(final: Path, item: CatalogEntry, text: str) -> None:
+    """Build the directory beside ``final`` and swap it in: readers see the old one, then the whole new one."""
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP, dir=final.parent))
+    old = final.parent / f"{_OLD}{final.name}-{os.getpid()}"
+    try:
+        _write_synced(tmp / "tokens.txt", text)
         meta = {
             "role": item.role,
             "name": item.name,
@@ -86,16 +143,53 @@ def ensure_moonshine_tokens(data_dir: Path, item: CatalogEntry, tokenizer: Path)
             "licence": item.licence,
             "files": {"tokens.txt": sha256_file(tmp / "tokens.txt")},
         }
-        with (tmp / "manifest.json").open("w") as fh:
-            json.dump(meta, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not target.is_file():  # nobody else won the race
-                raise
+        _write_synced(tmp / "manifest.json", json.dumps(meta, indent=2))
+        _fsync_dir(tmp)
+        if os.path.lexists(final):
+            os.rename(final, old)  # an incomplete or damaged install: out of the way, removed below
+        os.rename(tmp, final)
         _fsync_dir(final.parent)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
+        _remove(old)
+
+
+def _derive_tokens(tokenizer: Path) -> str:
+    try:
+        data = tokenizer.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read the Moonshine tokenizer {tokenizer}: {exc.strerror or exc}; "
+                         "reinstall its package (make install)") from exc
+    return tokens_txt(decode_moonshine_tokenizer(data))
+
+
+def ensure_moonshine_tokens(data_dir: Path, item: CatalogEntry, tokenizer: Path) -> Path:
+    """Return the store's tokens.txt for this Moonshine model, deriving it if it is missing or damaged.
+
+    The directory is checked on every call (tokens.txt, and a manifest that names
+    this model and matches its bytes). An incomplete one (a power cut, a deleted
+    file) is rebuilt in a temporary directory beside it and swapped in; leftovers
+    of interrupted installs are removed. Processes sharing the data directory
+    take turns through a lock file.
+    """
+    final = model_dir(data_dir, item)
+    target = final / "tokens.txt"
+    if _intact(final, item) and not _leftovers(final.parent):
+        return target
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(final.parent):
+            for path in _leftovers(final.parent):  # only the lock holder installs, so these are nobody's
+                _LOGGER.info("removing %s, left by an interrupted model install", path)
+                _remove(path)
+            if not _intact(final, item):
+                if os.path.lexists(final):
+                    _LOGGER.warning("%s is incomplete or damaged; rebuilding it", final)
+                _install(final, item, _derive_tokens(tokenizer))
+    except OSError as exc:
+        if _intact(final, item):  # read-only data directory with leftovers: the model itself is fine
+            _LOGGER.warning("cannot tidy the model store %s: %s", final.parent, exc)
+            return target
+        raise ModelError(f"cannot write the ASR tokens to {final}: {exc.strerror or exc}; "
+                         "check that the data directory (--data-dir, [paths] data_dir) is writable and not full") from exc
     return target
