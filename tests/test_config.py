@@ -82,4 +82,4 @@ def test_lists_of_strings_and_fleet_keys_are_checked(tmp_path):
     assert "[device] id = 'a/b' may hold only letters" in text
     assert "[device] groups = 'kitchen' must be of type list of strings" in text
     assert "entry 1 ('c2hvcnQ=') is not an Ed25519 public key" in text and "operator.pub" in text
-    assert "must start with mqtt:// or mqtts://" in text
+    assert "expected mqtt://host[:port] or mqtts://host[:port]" in text

@@ -9,7 +9,9 @@ with its file, key and the fix.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,9 +151,23 @@ class PathSettings:
         return Path(base) / "harken"
 
 
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A device id or group name: one MQTT topic level with no wildcard, separator or odd character."""
+
+
 def _device_id(value: Any) -> str | None:
-    if value and not all(c.isalnum() or c in "-_" for c in value):
-        return "may hold only letters, digits, '-' and '_' (it is part of MQTT topics)"
+    if value and not _TOPIC_NAME.fullmatch(value):
+        return "may hold only letters, digits, '-' and '_', at most 64 of them (it is part of MQTT topics)"
+    return None
+
+
+def _groups(value: Any) -> str | None:
+    for name in value:
+        if not _TOPIC_NAME.fullmatch(name):
+            return (f"group {name!r} is not a plain name: use 1-64 letters, digits, '-' and '_' "
+                    "(each group is an MQTT topic level, harken/group/<name>/cmd, so '#', '+' and '/' cannot be used)")
+    if len(value) > 32:
+        return "lists more than 32 groups"
     return None
 
 
@@ -165,8 +181,14 @@ def _listen_address(value: Any) -> str | None:
 
 
 def _mqtt_url(value: Any) -> str | None:
-    if value and not value.startswith(("mqtt://", "mqtts://")):
-        return "must start with mqtt:// or mqtts:// (e.g. mqtts://broker.lan:8883), or be empty to stay off the fleet"
+    from harken.fleet.protocol import broker_address  # the very parser the link uses
+
+    if not value:
+        return None
+    try:
+        broker_address(value)
+    except ValueError as exc:
+        return f"is not a broker address ({exc}); or leave it empty to stay off the fleet"
     return None
 
 
@@ -187,8 +209,9 @@ def _public_keys(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class DeviceSettings:
-    id: str = setting("", "Device id in MQTT topics (harken/<id>/...). Empty: this machine's hostname.", _device_id)
-    groups: tuple[str, ...] = setting((), "Fleet groups this device answers commands for (harken/group/<name>/cmd).")
+    id: str = setting("", "Device id in MQTT topics (harken/<id>/...). Empty: 'harken-' and a hash of /etc/machine-id, so cloned cards differ.",
+                      _device_id)
+    groups: tuple[str, ...] = setting((), "Fleet groups this device answers commands for (harken/group/<name>/cmd).", _groups)
 
 
 @dataclass(frozen=True)
@@ -203,7 +226,10 @@ class MqttSettings:
     reconnect_max: float = setting(60.0, "Longest wait between reconnection attempts (s); starts at 1 s and doubles.", _range(1.0, 3600.0))
     discovery: bool = setting(True, "Announce the device to Home Assistant (MQTT device discovery).")
     ha_commands: bool = setting(
-        True, "Obey Home Assistant's restart button and say box (harken/<id>/ha/...) unsigned: only the broker's ACLs guard them.")
+        False, "Offer Home Assistant a restart button and a say box (harken/<id>/ha/...). They arrive unsigned: only the broker's ACLs guard them.")
+    ha_restart_interval: float = setting(
+        60.0, "Shortest time (s) between two restarts from Home Assistant's button; presses in between are ignored.", _range(5.0, 86400.0))
+    ha_say_queue: int = setting(3, "Texts from Home Assistant's say box waiting to be spoken; the oldest is dropped past this.", _range(1, 50))
 
 
 @dataclass(frozen=True)
@@ -211,7 +237,18 @@ class FleetSettings:
     trusted_keys: tuple[str, ...] = setting(
         (), "Operator public keys (base64 Ed25519, from `harken fleet keygen`) whose signed commands are obeyed.", _public_keys)
     max_age: float = setting(60.0, "A signed command older (or newer) than this many seconds is refused as stale.", _range(1.0, 86400.0))
-    max_command_bytes: int = setting(65536, "Largest command accepted, in bytes.", _range(1024, 16777216))
+    max_command_bytes: int = setting(
+        65536, "Largest command accepted, in bytes; the broker is told not to send anything larger.", _range(1024, 16777216))
+    confirm_within: float = setting(
+        120.0, "Seconds a fleet change to the device's id, keys or broker has to be confirmed (a signed ping or confirm_config "
+        "over the new link) before the previous configuration returns by itself.", _range(5.0, 3600.0))
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    share_transcripts: bool = setting(
+        False, "Let what was heard and answered leave the device: MQTT state and events, Home Assistant, the service's log. "
+        "Latencies, counters and errors are shared either way.")
 
 
 @dataclass(frozen=True)
@@ -233,6 +270,7 @@ class Settings:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     fleet: FleetSettings = field(default_factory=FleetSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
 
 SECTIONS: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in dataclasses.fields(Settings)}
@@ -262,6 +300,20 @@ def _type_name(expected: Any) -> str:
     if expected == STRINGS:
         return "list of strings"
     return expected if isinstance(expected, str) else expected.__name__
+
+
+SECRET_KEYS = frozenset({"password"})
+"""Keys whose values are never repeated in messages, replies or logs."""
+
+
+def _shown(key: str, value: Any) -> str:
+    return "'***'" if key in SECRET_KEYS else repr(value)
+
+
+def _not_finite(value: Any) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number (nan and inf are not values a setting can take)"
+    return None
 
 
 def _read(path: Path, problems: list[str]) -> dict[str, Any]:
@@ -307,13 +359,13 @@ def load(paths: list[Path] | tuple[Path, ...] | None = None, overrides: dict[str
                     problems.append(f"{origin}: unknown key '{key}' in [{section}]; known keys: {', '.join(known)}")
                 elif not _type_ok(fld.type, value):
                     problems.append(
-                        f"{origin}: [{section}] {key} = {value!r} must be of type {_type_name(fld.type)} ({fld.metadata['help']})"
+                        f"{origin}: [{section}] {key} = {_shown(key, value)} must be of type {_type_name(fld.type)} ({fld.metadata['help']})"
                     )
                 else:
                     check = fld.metadata.get("check")
-                    why = check(value) if check else None
+                    why = _not_finite(value) or (check(value) if check else None)
                     if why:
-                        problems.append(f"{origin}: [{section}] {key} = {value!r} {why} ({fld.metadata['help']})")
+                        problems.append(f"{origin}: [{section}] {key} = {_shown(key, value)} {why} ({fld.metadata['help']})")
                     else:
                         if fld.type == STRINGS:
                             value = tuple(value)

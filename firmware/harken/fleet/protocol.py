@@ -7,7 +7,7 @@ Topics, under ``harken/<device_id>/``:
 - ``metrics`` JSON snapshot every ``[mqtt] metrics_interval`` (the numbers of ``/metrics``);
 - ``events``  one JSON event per message (the event log's events);
 - ``cmd``     signed commands in; ``harken/group/<group>/cmd`` reaches every member;
-- ``reply``   replies when a command names no MQTT 5 response topic.
+- ``reply``   replies to signed commands whose response topic is not the operator's own (see below).
 
 A command is published as UTF-8 JSON, the **envelope**::
 
@@ -24,8 +24,13 @@ BASE64 is standard base64 with padding (RFC 4648 §4); ``v`` is the integer 1;
 ``ts`` is a finite number; the nonce is 32 lowercase hex digits (compared
 without regard to case); any other target is ``malformed``; unknown extra
 fields are ignored. The
-operator sets the MQTT 5 ``ResponseTopic`` (and ``CorrelationData``); the device
-replies there with the same correlation data, as JSON::
+operator sets the MQTT 5 ``ResponseTopic`` (and ``CorrelationData``). The device
+replies there, with the same correlation data, only if the command's signature
+is valid and the topic lies under ``harken/operator/<KEY_ID>/`` of the key that
+signed it (see :func:`reply_topic_allowed`); otherwise on ``harken/<id>/reply``.
+A message whose signature cannot be checked (too large, malformed, unsigned,
+unknown key, bad signature) gets no reply at all: answering it would let anyone
+make the device publish. Replies are JSON::
 
     {"ok": true, "device": ID, "command": NAME, "result": {...}}
     {"ok": false, "device": ID, "command": NAME or null, "code": CODE, "error": "what is wrong and what to do"}
@@ -70,15 +75,48 @@ def discovery_topic(device_id: str) -> str:
 
 
 HA_STATUS = "homeassistant/status"
+OPERATOR = f"{ROOT}/operator"
+MAX_TOPIC = 256
+UNVERIFIED = ("too_large", "malformed", "unsigned", "unknown_key", "bad_signature")
+"""Rejections before the signature is known to be good: answered by no reply at all."""
+
+
+def operator_prefix(key_id: str) -> str:
+    """Topics under which replies to commands signed by ``key_id`` may go."""
+    return f"{OPERATOR}/{key_id}/"
+
+
+def reply_topic_allowed(topic: str, key_id: str) -> bool:
+    """Whether a device may publish a reply to a command signed by ``key_id`` on ``topic``.
+
+    Only under that key's own prefix, with no wildcard or NUL, and not too long: a
+    response topic is the sender's wish, and the device must never be made to
+    publish on its own command topics or anyone else's."""
+    return (topic.startswith(operator_prefix(key_id)) and len(topic) <= MAX_TOPIC
+            and not any(c in topic for c in "+#\0") and len(topic) > len(operator_prefix(key_id)))
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
-    """(host, port, tls) of ``mqtt://host[:1883]`` or ``mqtts://host[:8883]``; ValueError otherwise."""
-    parts = urlsplit(url)
+    """(host, port, tls) of ``mqtt://host[:1883]`` or ``mqtts://host[:8883]``; ValueError saying what is wrong otherwise.
+
+    The device's link, the operator's client and the configuration check all use
+    this one parser, so a URL the configuration accepts is one the link can use."""
+    expected = "expected mqtt://host[:port] or mqtts://host[:port]"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port that is not a number, or out of range
+        raise ValueError(f"{url!r}: {exc}; {expected} with a port from 1 to 65535") from None
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"{url!r}: expected mqtt://host[:port] or mqtts://host[:port]")
+        raise ValueError(f"{url!r}: {expected}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{url!r}: no user or password in the URL; put them in [mqtt] username and password")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: a broker URL has no path, query or fragment; {expected}")
+    if port == 0:
+        raise ValueError(f"{url!r}: port 0 is not a port; {expected} with a port from 1 to 65535")
     tls = parts.scheme == "mqtts"
-    return parts.hostname, parts.port or (8883 if tls else 1883), tls
+    return parts.hostname, port or (8883 if tls else 1883), tls
 
 
 def no_delay(client: Any, userdata: Any, sock: Any) -> None:
