@@ -85,8 +85,10 @@ def test_status_state_and_discovery_are_retained(device):
     assert disco["dev"]["ids"] == ["harken_dev1"] and disco["o"]["name"] == "harken"
     assert disco["avty_t"] == "harken/dev1/status"
     platforms = {c["p"] for c in disco["cmps"].values()}
-    assert {"sensor", "button", "text"} <= platforms
+    assert platforms == {"sensor"}  # Home Assistant's unsigned button and text box are off by default
+    assert not [c for c in disco["cmps"].values() if "heard" in c["unique_id"]]  # and what was said stays private
     assert all("unique_id" in c for c in disco["cmps"].values())
+    assert "last_heard" not in state
 
 
 def test_discovery_is_sent_again_when_home_assistant_comes_online(device):
@@ -135,46 +137,66 @@ def test_set_config_is_validated_persisted_and_applied(device, keys):
     assert send(device, signer, "get_state")["result"]["models"]["wake"] == "hey_jarvis"  # not swapped live
 
 
-def raw_command(device, payload: bytes, correlation=b"c1"):
-    """Publish bytes as a command and return the device's reply (None if none within the wait)."""
+def raw_command(device, payload: bytes, correlation=b"c1", wait: float = 20.0):
+    """Publish bytes as a command, asking for replies on a test topic; return the reply the device
+    published (on that topic or its own reply topic) and where, or (None, None) if none came within ``wait``."""
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
     from broker import publish
 
     reply_topic = f"test/replies/{time.monotonic_ns()}"
-    with Subscriber(device["broker"], [reply_topic]) as sub:
+    with Subscriber(device["broker"], [reply_topic, "harken/dev1/reply"]) as sub:
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = reply_topic
         props.CorrelationData = correlation
         publish(device["broker"], "harken/dev1/cmd", payload, properties=props)
-        msgs = sub.wait_for(lambda ms: ms, timeout=20)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and not sub.messages:
+            time.sleep(0.05)
+        msgs = sub.messages
+    if not msgs:
+        return None, None
     assert msgs[0].properties.CorrelationData == correlation
-    return json.loads(msgs[0].payload)
+    return json.loads(msgs[0].payload), msgs[0].topic
+
+
+def commands_counted(device, keys) -> dict[tuple[str, str], float]:
+    snapshot = send(device, keys["signer"], "get_metrics")["result"]
+    return {(name, outcome): n for name, outcomes in snapshot["harken_commands_total"].items() for outcome, n in outcomes.items()}
 
 
 def test_bad_commands_are_refused_with_a_reason_and_change_nothing(device, keys):
     signer = keys["signer"]
     mute = signer.sign("mute", {}, "device:dev1")
     env = json.loads(mute)
-    cases = {
+    unverified = {
         "unsigned": json.dumps({**env, "sig": ""}).encode(),
         "bad_signature": json.dumps({**env, "body": base64.b64encode(base64.b64decode(env["body"]).replace(
             b'"mute"', b'"unmute"')).decode()}).encode(),  # the body altered after signing
         "unknown_key": keys["stranger"].sign("mute", {}, "device:dev1"),
-        "stale": signer.sign("mute", {}, "device:dev1", now=time.time() - 3600),
         "malformed": b"{not json",
-        "too_large": signer.sign("say", {"text": "x" * 70000}, "device:dev1"),
+        "too_large": signer.sign("say", {"text": "x" * 49500}, "device:dev1"),  # ~66 kB: over the limit, under the packet size
+    }
+    signed = {
+        "stale": signer.sign("mute", {}, "device:dev1", now=time.time() - 3600),
         "wrong_target": signer.sign("mute", {}, "device:dev2"),
         "unknown_command": signer.sign("format_disk", {}, "device:dev1"),
         "bad_args": signer.sign("say", {"text": 42}, "device:dev1"),
     }
-    for code, payload in cases.items():
-        reply = raw_command(device, payload)
+    before = commands_counted(device, keys)
+    for code, payload in unverified.items():  # nothing the device cannot verify is answered: only counted
+        assert raw_command(device, payload, wait=3.0) == (None, None), code
+    after = commands_counted(device, keys)
+    for code in unverified:
+        assert after.get(("?", code), 0) == before.get(("?", code), 0) + 1, code
+    for code, payload in signed.items():  # signed by a trusted key: refused with the reason, on the device's reply topic
+        reply, topic = raw_command(device, payload)
+        assert topic == "harken/dev1/reply", (code, topic)
         assert reply["ok"] is False and reply["code"] == code and reply["error"], (code, reply)
     once = signer.sign("ping", {}, "device:dev1")
-    assert raw_command(device, once)["ok"] is True
-    replayed = raw_command(device, once)
+    assert raw_command(device, once)[0]["ok"] is True
+    replayed, _ = raw_command(device, once)
     assert replayed["code"] == "replayed"
     assert send(device, signer, "get_state")["result"]["muted"] is False  # no refused mute took effect
 

@@ -16,13 +16,15 @@ EXIT_USAGE = 2
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
-    """The configuration files, then the fleet's overrides (set_config) from the data directory."""
+    """The configuration files, then the fleet's overrides (set_config) from the data directory.
+
+    ``harken run`` also repairs the overrides (see :mod:`harken.overrides`) and keeps
+    them on ``args.fleet_config`` for the fleet link to change."""
+    from harken.overrides import FleetConfig
+
     paths = [Path(p) for p in args.config] if args.config else [p for p in config.DEFAULT_PATHS if p.exists()]
-    overrides = {"paths": {"data_dir": args.data_dir}} if getattr(args, "data_dir", None) else None
-    settings = config.load(paths, overrides)
-    fleet = settings.paths.data / config.FLEET_OVERRIDES
-    if fleet.exists():
-        settings = config.load([*paths, fleet], overrides)
+    cli = {"paths": {"data_dir": args.data_dir}} if getattr(args, "data_dir", None) else None
+    settings, args.fleet_config = FleetConfig.load(paths, cli, repair=args.command == "run")
     return settings
 
 

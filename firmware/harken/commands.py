@@ -49,7 +49,14 @@ def _run_async(coro_fn: Callable[[], Awaitable[int]]) -> int:
     return asyncio.run(main())
 
 
-def _printer(verbose: int) -> Callable[[dict[str, Any]], None]:
+def _said(text: str, show_text: bool) -> str:
+    if show_text:
+        return text or "(nothing)"
+    words = len(text.split())
+    return f"({words} word{'s' if words != 1 else ''}; [privacy] share_transcripts = true shows the text)" if words else "(nothing)"
+
+
+def _printer(verbose: int, show_text: bool = True) -> Callable[[dict[str, Any]], None]:
     def show(ev: dict[str, Any]) -> None:
         kind = ev["type"]
         t = f"[{ev['t']:7.2f}s] " if isinstance(ev.get("t"), (int, float)) else " " * 11
@@ -57,9 +64,9 @@ def _printer(verbose: int) -> Callable[[dict[str, Any]], None]:
         if kind == "wake":
             line = f"{t}wake word '{ev['model']}' (score {ev['score']:.2f})"
         elif kind == "transcript" and (ev["final"] or verbose):
-            line = f"{t}{'heard' if ev['final'] else '…'}: {ev['text'] or '(nothing)'}"
+            line = f"{t}{'heard' if ev['final'] else '…'}: {_said(ev['text'], show_text)}"
         elif kind == "reply":
-            line = f"{t}said: {ev['text']}" + ("  [interrupted]" if ev.get("interrupted") else "")
+            line = f"{t}said: {_said(ev['text'], show_text)}" + ("  [interrupted]" if ev.get("interrupted") else "")
         elif kind == "utterance":
             lat = ev["latency"]
             total = lat.get("speech_end_to_first_audio")
@@ -97,20 +104,21 @@ def _worker_line(ev: dict[str, Any], verbose: int) -> str | None:
 
 # -- run ----------------------------------------------------------------------------------------
 async def conversation_on_file(settings: config.Settings, events: EventLog, input_wav: Path,
-                               output_wav: Path | None, fast: bool, control: Path | None = None) -> None:
+                               output_wav: Path | None, fast: bool, control: Path | None = None, fleet_config: Any = None) -> None:
     from harken.audio.files import FileSource, TimelinePlayer
     from harken.supervisor.service import serve
 
     source = FileSource(input_wav, paced=not fast)  # bad input fails before any worker starts
     player = TimelinePlayer(output_wav, settings.audio.playback_rate)
     try:
-        await serve(settings, events, source, player, control, fast=fast,
+        await serve(settings, events, source, player, control, fast=fast, fleet_config=fleet_config,
                     ready_fields={"input": str(input_wav), "seconds": round(source.seconds, 3)})
     finally:
         player.close(total_input=len(source.audio))
 
 
-async def conversation_on_alsa(settings: config.Settings, events: EventLog, duration: float | None, control: Path | None) -> None:
+async def conversation_on_alsa(settings: config.Settings, events: EventLog, duration: float | None, control: Path | None,
+                               fleet_config: Any = None) -> None:
     from harken.audio.alsa import AlsaPlayer, AlsaSource
     from harken.supervisor.service import serve
 
@@ -118,7 +126,7 @@ async def conversation_on_alsa(settings: config.Settings, events: EventLog, dura
     source = AlsaSource(a, seconds=duration, on_health=lambda change: events.emit("audio", **change))
     player = AlsaPlayer(a.playback_device, a.playback_rate, a.period_ms)
     try:
-        await serve(settings, events, source, player, control,
+        await serve(settings, events, source, player, control, fleet_config=fleet_config,
                     ready_fields={"capture": a.capture_device, "playback": a.playback_device})
     finally:
         player.close()
@@ -134,12 +142,14 @@ def cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
     control = Path(args.control) if args.control else default_path()
     events = EventLog(Path(args.events) if args.events else None)
     if not args.quiet:
-        events.subscribe(_printer(args.verbose))
+        # Under systemd this output is the journal: what was said stays out of it unless shared on purpose.
+        events.subscribe(_printer(args.verbose, show_text=settings.privacy.share_transcripts))
+    fleet = getattr(args, "fleet_config", None)
     try:
         if args.input:
             out = Path(args.output) if args.output else None
-            return _run_async(lambda: _ok(conversation_on_file(settings, events, Path(args.input), out, args.fast, control)))
-        return _run_async(lambda: _ok(conversation_on_alsa(settings, events, args.duration, control)))
+            return _run_async(lambda: _ok(conversation_on_file(settings, events, Path(args.input), out, args.fast, control, fleet)))
+        return _run_async(lambda: _ok(conversation_on_alsa(settings, events, args.duration, control, fleet)))
     finally:
         events.close()
 

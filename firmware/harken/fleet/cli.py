@@ -165,7 +165,8 @@ def send(args: argparse.Namespace) -> int:
             else:
                 print(f"{device}: REFUSED ({reply.get('code')}): {reply.get('error')}")
         for device in missing:
-            print(f"{device}: no reply within {args.timeout:g} s (offline, or not listening)")
+            print(f"{device}: no reply within {args.timeout:g} s: it is offline, or does not trust this key "
+                  "(a device answers nothing it cannot verify: check that operator.pub is in its [fleet] trusted_keys)")
     return EXIT_OK if replies and all(r.get("ok") for r in replies.values()) and not missing else EXIT_FAILURE
 
 

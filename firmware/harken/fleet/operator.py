@@ -53,7 +53,9 @@ class FleetClient:
         self.devices: dict[str, Device] = {}
         self.replies: dict[bytes, dict[str, dict[str, Any]]] = {}
         """Correlation data of a send() under way → {device: its reply}."""
-        self.reply_topic = f"{protocol.ROOT}/operator/{secrets.token_hex(8)}/reply"
+        self.session = secrets.token_hex(8)
+        """Replies come back on harken/operator/<key id>/<session>/reply: under the signing key's prefix,
+        the only place a device will publish a reply to."""
         self._connected = threading.Event()
         self._refused: str | None = None
         self._last_message = time.monotonic()
@@ -93,7 +95,8 @@ class FleetClient:
         else:
             # QoS 0: a broker queues only so many QoS 1 messages per client (1,000 by default)
             # and drops the rest, and a fleet's retained states arrive all at once.
-            client.subscribe([(protocol.topic("+", "status"), 0), (protocol.topic("+", "state"), 0), (self.reply_topic, 0)])
+            client.subscribe([(protocol.topic("+", "status"), 0), (protocol.topic("+", "state"), 0),
+                              (self._reply_topic("+"), 0)])
         self._connected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -106,7 +109,7 @@ class FleetClient:
         parts = msg.topic.split("/")
         with self._changed:
             self._last_message = time.monotonic()
-            if msg.topic == self.reply_topic:
+            if parts[:2] == [protocol.ROOT, "operator"] and parts[3:] == [self.session, "reply"]:
                 correlation = getattr(msg.properties, "CorrelationData", None)
                 waiting = self.replies.get(bytes(correlation)) if correlation is not None else None
                 if waiting is not None:
@@ -124,6 +127,9 @@ class FleetClient:
                 if self.on_update is not None:
                     self.on_update(device)
             self._changed.notify_all()
+
+    def _reply_topic(self, key_id: str) -> str:
+        return f"{protocol.operator_prefix(key_id)}{self.session}/reply"
 
     # -- listing -------------------------------------------------------------------------------------
     def list_devices(self, settle: float = 0.3) -> dict[str, Device]:
@@ -156,7 +162,7 @@ class FleetClient:
             targets.append((protocol.group_topic(group), f"group:{group}"))
         for topic, target in targets:
             props = Properties(PacketTypes.PUBLISH)
-            props.ResponseTopic = self.reply_topic
+            props.ResponseTopic = self._reply_topic(signer.key_id)
             props.CorrelationData = correlation
             self.client.publish(topic, signer.sign(command, args, target), qos=1, properties=props)
         wanted = len(devices or []) if group is None else expect

@@ -59,14 +59,17 @@ class CommandRejected(HarkenError, ValueError):
     """A command was refused and changed nothing.
 
     ``code`` is one of ``protocol.REJECTIONS``; ``command`` is the command's name
-    when the body could be read (the reply carries it), else None.
+    when the body could be read (the reply carries it), else None; ``key_id`` is
+    set once the signature has been checked and found good.
     """
 
-    def __init__(self, code: str, message: str, command: str | None = None) -> None:
+    def __init__(self, code: str, message: str, command: str | None = None, key_id: str | None = None) -> None:
         if code not in REJECTIONS:
             raise ValueError(f"{code!r} is not a rejection code; use one of {', '.join(REJECTIONS)}")
         self.code = code
         self.command = command
+        self.key_id = key_id
+        """The trusted key whose valid signature the command carried; None if that is not known."""
         super().__init__(message)
 
 
@@ -368,6 +371,7 @@ class Verifier:
         groups: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
         max_nonces: int = MAX_NONCES,
+        floor: float = -math.inf,
     ) -> None:
         problems = []
         self._keys: dict[str, Ed25519PublicKey] = {}
@@ -395,6 +399,10 @@ class Verifier:
         self.groups = frozenset(groups)
         self._clock = clock
         self._nonces = _NonceCache(max_nonces)
+        self._start_floor = floor if math.isfinite(floor) else -math.inf
+        self.highest = self._start_floor
+        """The newest ts of any accepted command (or the floor it started with): kept across restarts
+        by the caller and passed back as ``floor``, so that no command accepted before can be replayed."""
 
     @property
     def key_ids(self) -> frozenset[str]:
@@ -426,7 +434,7 @@ class Verifier:
                 f"the signature does not match the body for key {kid}: the command was altered after signing "
                 "(publish the signed bytes unchanged), or signed with another key than the one it names",
             ) from None
-        body = self._parse_body(body_bytes)
+        body = self._parse_body(body_bytes, kid)
         command = Command(body["command"], body["args"], body["target"], float(body["ts"]), body["nonce"].lower(), kid)
         now = self._clock()
         self._nonces.expire(now - self.max_age)
@@ -437,9 +445,10 @@ class Verifier:
                 "replayed",
                 f"nonce {command.nonce} was already used by a command this device accepted: "
                 "each signed command runs once; sign it again to repeat it",
-                command.name,
+                command.name, kid,
             )
         self._nonces.add(command.nonce, command.ts)
+        self.highest = max(self.highest, command.ts)
         return command
 
     def _unknown_key_message(self, kid: str) -> str:
@@ -451,15 +460,15 @@ class Verifier:
         )
 
     @staticmethod
-    def _parse_body(body_bytes: bytes) -> dict[str, Any]:
+    def _parse_body(body_bytes: bytes, kid: str) -> dict[str, Any]:
         try:
             body = _loads(body_bytes.decode("utf-8"))
         except ValueError as exc:
-            raise CommandRejected("malformed", f"the signed body is not UTF-8 JSON ({exc}): sign a command object") from None
+            raise CommandRejected("malformed", f"the signed body is not UTF-8 JSON ({exc}): sign a command object", None, kid) from None
         problems = _body_problems(body)
         if problems:
             name = body.get("command") if isinstance(body, dict) and isinstance(body.get("command"), str) else None
-            raise CommandRejected("malformed", f"the signed body is not a command: {'; '.join(problems)}", name)
+            raise CommandRejected("malformed", f"the signed body is not a command: {'; '.join(problems)}", name, kid)
         return body
 
     def _check_fresh(self, command: Command, now: float) -> None:
@@ -469,14 +478,21 @@ class Verifier:
                 "stale",
                 f"signed {_seconds(age)} s ago; commands older than {_seconds(self.max_age)} s are refused: "
                 "check the operator's clock (and the device's), and send commands right after signing them",
-                command.name,
+                command.name, command.key_id,
             )
         if -age > self.max_age:
             raise CommandRejected(
                 "stale",
                 f"signed {_seconds(-age)} s in the future by this device's clock; commands more than "
                 f"{_seconds(self.max_age)} s ahead are refused: check the device's clock (and the operator's)",
-                command.name,
+                command.name, command.key_id,
+            )
+        if command.ts <= self._start_floor:
+            raise CommandRejected(
+                "stale",
+                "signed no later than a command this device accepted before it last started, so it cannot rule out "
+                "a replay: sign it again",
+                command.name, command.key_id,
             )
         if command.ts <= self._nonces.floor:
             raise CommandRejected(
@@ -484,7 +500,7 @@ class Verifier:
                 f"signed before the oldest command this device still remembers: it accepted over {self._nonces.capacity} "
                 f"commands within {_seconds(self.max_age)} s, too many to remember, so it cannot rule out a replay: "
                 "sign it again, and send fewer commands at once",
-                command.name,
+                command.name, command.key_id,
             )
 
     def _check_target(self, command: Command) -> None:
@@ -493,7 +509,7 @@ class Verifier:
             raise CommandRejected(
                 "wrong_target",
                 f"signed for {command.target} and this is device:{self.device_id}: publish it to the device it names",
-                command.name,
+                command.name, command.key_id,
             )
         if kind == "group" and name not in self.groups:
             member = f"groups {', '.join(sorted(self.groups))}" if self.groups else "no groups"
@@ -501,5 +517,5 @@ class Verifier:
                 "wrong_target",
                 f"signed for {command.target} and this device is in {member}: "
                 "publish it to a group it is in, or add the group to [device] groups",
-                command.name,
+                command.name, command.key_id,
             )

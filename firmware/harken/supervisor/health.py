@@ -113,11 +113,27 @@ class Health:
         self._move(target, reason)
         return target
 
+    def note_restart(self) -> bool:
+        """Count an unsigned restart request (Home Assistant's button) in the failure window, as a failure.
+
+        Returns False, counting nothing, if one more would give the worker up: such
+        requests must never be able to make a role FATAL. Not a transition: the
+        restart itself goes through stop and start."""
+        now = self.clock()
+        self._prune(now)
+        if len(self.failures) + 1 >= self.policy.max_failures:
+            return False
+        self.failures.append(now)
+        return True
+
+    def _prune(self, now: float) -> None:
+        while self.failures and now - self.failures[0] > self.policy.failure_window:
+            self.failures.popleft()
+
     def _fail(self, reason: str, permanent: bool) -> WorkerState:
         now = self.clock()
         self.failures.append(now)
-        while self.failures and now - self.failures[0] > self.policy.failure_window:
-            self.failures.popleft()
+        self._prune(now)
         if permanent or len(self.failures) >= self.policy.max_failures:
             self.retry_at = None
             if not permanent:

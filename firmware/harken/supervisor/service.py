@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Protocol
@@ -26,6 +25,7 @@ import numpy as np
 
 from harken import __version__, config
 from harken.errors import HarkenError
+from harken.overrides import FleetConfig
 from harken.audio.player import Player
 from harken.supervisor.control import ControlServer
 from harken.supervisor.health import WorkerState
@@ -40,6 +40,8 @@ SHUTDOWN_BOUND = 10.0
 """Seconds within which a stopping device has stopped every worker and closed its audio."""
 WORKER_STOP = 4.0
 """Of which each worker gets this long to exit by itself before SIGTERM/SIGKILL."""
+REPLAY_FLOOR = "fleet-replay-floor"
+"""In the data directory: the newest signed command's ts this device accepted (see telemetry.link)."""
 METRICS_REFRESH = 5.0
 """Seconds between refreshes of the gauges (worker states, RSS, temperature) for /metrics."""
 
@@ -58,14 +60,19 @@ class Source(Protocol):
 class Service:
     """The running device: what `harken status` and the fleet link see and act on."""
 
-    def __init__(self, settings: config.Settings, events: EventLog, source: Source, player: Player, fast: bool) -> None:
+    def __init__(self, settings: config.Settings, events: EventLog, source: Source, player: Player, fast: bool,
+                 fleet_config: FleetConfig | None = None) -> None:
+        from harken.hw.identity import device_id
+
         self.settings = settings
+        self.fleet_config = fleet_config or FleetConfig([], None, settings.paths.data)
+        """The fleet's overrides: what set_config changes, and what went wrong with them at start."""
         self.events = events
         self.source = source
         self.player = player
         self.fast = fast
         self.started = time.monotonic()
-        self.device_id = settings.device.id or socket.gethostname().split(".")[0].replace(".", "-") or "harken"
+        self.device_id = device_id(settings.device.id)
         self.sup = Supervisor(settings, events, required=False)
         self.conv: Any = None
         self.phase = "starting"
@@ -74,6 +81,7 @@ class Service:
         self.announced: set[str] = set()
         self.metrics: Any = None
         self.link: Any = None
+        self.agent: Any = None
         self.muted = False
         self.last_heard = ""
         self.last_latency: dict[str, Any] = {}
@@ -201,6 +209,9 @@ class Service:
             self.phase = "running"
             self.notifier.ready(self.status_line())
             self.events.emit("ready", **(ready_fields or {}), degraded=[w.role for w in self.sup.down()])
+            for note in self.fleet_config.notes:
+                self.events.emit("error", stage="config", message=note)
+            self.fleet_config.mark_good()
             if self.link is not None:
                 self.link.publish_state()
             for worker in self.sup.down():
@@ -223,7 +234,6 @@ class Service:
     async def _start_fleet(self, tasks: list[asyncio.Task[None]]) -> None:
         """Metrics (exporter) and the MQTT link; neither may stop the device from working."""
         from harken.telemetry.agent import DeviceAgent, LogRing
-        from harken.telemetry.link import DeviceLink
         from harken.telemetry.metrics import Exporter, Metrics
 
         self.metrics = Metrics()
@@ -238,10 +248,34 @@ class Service:
             return
         logs = LogRing()
         logging.getLogger().addHandler(logs)
-        agent = DeviceAgent(self, self.metrics, logs)
-        self.link = DeviceLink(self.settings, self.device_id, agent, on_command=self.metrics.command)
-        self.events.subscribe(self.link.publish_event)
+        self.agent = DeviceAgent(self, self.metrics, logs)
+        self.link = self._new_link(self.settings)
+        self.events.subscribe(lambda event: self.link.publish_event(event) if self.link is not None else None)
         self.link.start()
+
+    def _new_link(self, settings: config.Settings) -> Any:
+        from harken.telemetry.link import DeviceLink
+
+        return DeviceLink(settings, self.device_id, self.agent, on_command=self.metrics.command,
+                          floor_path=self.fleet_config.directory / REPLAY_FLOOR)
+
+    async def relink(self, settings: config.Settings) -> None:
+        """Leave the broker and join it again as ``settings`` say (id, keys, broker, credentials: a fleet trial)."""
+        from harken.hw.identity import device_id
+
+        old = self.link
+        self.settings = settings
+        self.device_id = device_id(settings.device.id)
+        if old is not None:
+            await old.close()
+        if not settings.mqtt.url:
+            self.link = None
+            return
+        link = self._new_link(settings)
+        if old is not None:
+            link.buffer, link.dropped = old.buffer, old.dropped  # events waiting for the broker are not lost
+        self.link = link
+        link.start()
 
     async def _refresh_metrics(self, exporter: Any) -> None:
         try:
@@ -258,8 +292,9 @@ class Service:
 
 
 async def serve(settings: config.Settings, events: EventLog, source: Source, player: Player,
-                control: Path | None, fast: bool = False, ready_fields: dict[str, Any] | None = None) -> None:
-    await Service(settings, events, source, player, fast).run(control, ready_fields)
+                control: Path | None, fast: bool = False, ready_fields: dict[str, Any] | None = None,
+                fleet_config: FleetConfig | None = None) -> None:
+    await Service(settings, events, source, player, fast, fleet_config).run(control, ready_fields)
 
 
 async def _stop(sup: Supervisor) -> None:

@@ -1,9 +1,11 @@
 """What the fleet link may see and do on this device: state, metrics, discovery and commands.
 
 Commands (``args`` in brackets): ``ping``; ``get_state``; ``get_metrics``;
-``get_logs`` [lines]; ``set_config`` [section, key, value]; ``restart_worker``
-[role]; ``say`` [text]; ``ask`` [text]; ``mute``; ``unmute``. Bad arguments
-are refused (``bad_args``) before anything changes.
+``get_logs`` [lines]; ``set_config`` [section, key, value, confirm];
+``confirm_config``; ``restart_worker`` [role]; ``say`` [text]; ``ask`` [text];
+``mute``; ``unmute``. Bad arguments are refused (``bad_args``) before anything
+changes. Home Assistant's unsigned button and text box come through
+:meth:`DeviceAgent.home_assistant`, rate-limited and bounded.
 """
 
 from __future__ import annotations
@@ -11,20 +13,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import platform
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from harken import __version__, config
+from harken.overrides import TRIAL_KEYS
 from harken.errors import ConfigError, HarkenError
 from harken.fleet.signing import Command
-from harken.telemetry.link import CommandFailed
+from harken.telemetry.link import CommandFailed, Followup
 
 _LOGGER = logging.getLogger(__name__)
 
-OVERRIDES = config.FLEET_OVERRIDES
 LIVE = {
     ("wake", "threshold"), ("wake", "refractory"), ("listen", "timeout"), ("listen", "partial_interval"),
     ("listen", "speculate"), ("llm", "system_prompt"), ("llm", "max_tokens"), ("llm", "temperature"),
@@ -57,32 +58,6 @@ def board() -> str:
         return f"{platform.system()} {platform.machine()}"
 
 
-def write_overrides(path: Path, values: dict[str, dict[str, Any]]) -> None:
-    """Write settings as TOML atomically (temporary file, fsync, rename): a power cut leaves the old or the new file."""
-    lines = []
-    for section, table in sorted(values.items()):
-        if table:
-            lines.append(f"[{section}]")
-            lines += [f"{key} = {_toml(value)}" for key, value in sorted(table.items())]
-            lines.append("")
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _toml(value: Any) -> str:
-    import json
-
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(json.dumps(v) for v in value) + "]"
-    return json.dumps(value)  # numbers and strings (JSON string escapes are valid TOML basic strings)
-
-
 class DeviceAgent:
     """Reads and acts on the running service; every method runs on the loop."""
 
@@ -93,20 +68,31 @@ class DeviceAgent:
         self.started = time.monotonic()
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": self.ping, "get_state": self.get_state, "get_metrics": self.get_metrics, "get_logs": self.get_logs,
-            "set_config": self.set_config, "restart_worker": self.restart_worker, "say": self.say, "ask": self.ask,
-            "mute": self.mute, "unmute": self.unmute,
+            "set_config": self.set_config, "confirm_config": self.confirm_config, "restart_worker": self.restart_worker,
+            "say": self.say, "ask": self.ask, "mute": self.mute, "unmute": self.unmute,
         }
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._restarting = asyncio.Lock()
+        self._trial: asyncio.Task[None] | None = None
+        self._ha_last_restart = -float("inf")
+        self._ha_says: collections.deque[str] = collections.deque()
+        self._ha_speaker: asyncio.Task[None] | None = None
 
     # -- what the link publishes ----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         svc = self.service
-        return {
+        fleet = svc.fleet_config
+        state = {
             "version": __version__, "device": svc.device_id, "board": board(), "groups": list(svc.settings.device.groups),
             "models": {w["role"]: w["model"] for w in svc.sup.describe()}, "health": svc.sup.summary(),
             "workers": svc.sup.describe(), "audio": svc.audio_health(), "muted": svc.muted,
             "uptime_s": round(time.monotonic() - self.started, 1), "ts": round(time.time(), 3),
-            "last_heard": svc.last_heard, "last_latency": svc.last_latency,
+            "last_latency": svc.last_latency, "config_problems": list(fleet.notes),
+            "config_trial": (fleet.on_trial or {}).get("change"),
         }
+        if svc.settings.privacy.share_transcripts:
+            state["last_heard"] = svc.last_heard
+        return state
 
     def metrics(self) -> dict[str, Any]:
         self.service.refresh_metrics()
@@ -118,12 +104,14 @@ class DeviceAgent:
         svc = self.service
         if not svc.settings.mqtt.discovery:
             return None
-        return payload(svc.device_id, __version__, board(), svc.settings.mqtt.ha_commands)
+        return payload(svc.device_id, __version__, board(), svc.settings.mqtt.ha_commands, svc.settings.privacy.share_transcripts)
 
-    async def handle(self, command: Command) -> dict[str, Any]:
+    async def handle(self, command: Command) -> Any:
         handler = self.handlers.get(command.name)
         if handler is None:
             raise CommandFailed(f"unknown command '{command.name}'; known: {', '.join(sorted(self.handlers))}", "unknown_command")
+        if command.name == "ping":
+            self._confirm()  # a signed ping over the new link is the operator's word that it works
         result = handler(command.args)
         return await result if asyncio.iscoroutine(result) else result
 
@@ -143,40 +131,85 @@ class DeviceAgent:
             raise CommandFailed(f"lines must be a whole number from 1 to {MAX_LOG_LINES}", "bad_args")
         return {"lines": list(self.logs.lines)[-n:]}
 
-    def set_config(self, args: dict[str, Any]) -> dict[str, Any]:
+    def set_config(self, args: dict[str, Any]) -> Any:
         section, key, value = args.get("section"), args.get("key"), args.get("value")
+        confirm = args.get("confirm", False)
         if not isinstance(section, str) or not isinstance(key, str) or "value" not in args:
             raise CommandFailed("set_config needs section, key and value (e.g. section=llm key=temperature value=0.3)", "bad_args")
+        if not isinstance(confirm, bool):
+            raise CommandFailed("confirm must be true or false", "bad_args")
         svc = self.service
-        path = svc.settings.paths.data / OVERRIDES
-        saved = _read_overrides(path)
-        wanted = {s: dict(t) for s, t in saved.items()}
-        wanted.setdefault(section, {})[key] = value
-        base = config.to_dict(svc.settings)
-        merged = {s: {**base.get(s, {}), **wanted.get(s, {})} for s in set(base) | set(wanted)}
         try:
-            new = config.load([], merged)
+            new = svc.fleet_config.change(section, key, value, confirm)
         except ConfigError as exc:
             raise CommandFailed(str(exc), "bad_args") from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_overrides(path, wanted)
+        stored = getattr(getattr(new, section), key)
+        shown = "***" if key in config.SECRET_KEYS else list(stored) if isinstance(stored, tuple) else stored
+        result = {"section": section, "key": key, "value": shown, "saved_in": str(svc.fleet_config.path)}
+        if (section, key) in TRIAL_KEYS:
+            within = svc.settings.fleet.confirm_within
+            result["applied"] = (f"now, on trial: confirm with a signed ping or confirm_config over the new link within "
+                                 f"{within:g} s, or the previous configuration comes back")
+            return Followup(result, lambda: self._own(self._begin_trial(new, f"{section}.{key}"), "config-relink"))
         live = (section, key) in LIVE
         if live:
             svc.apply_settings(new)
-        stored = getattr(getattr(new, section), key)
-        return {"section": section, "key": key, "value": list(stored) if isinstance(stored, tuple) else stored,
-                "applied": "now" if live else "when harken restarts", "saved_in": str(path)}
+        result["applied"] = "now" if live else "when harken restarts"
+        return result
+
+    def _own(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    def confirm_config(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"confirmed": self._confirm()}
+
+    async def _begin_trial(self, settings: config.Settings, change: str) -> None:
+        """After the reply went out on the old link: switch to the new one and start the clock."""
+        if self._trial is not None:
+            self._trial.cancel()
+        await self.service.relink(settings)
+        self._trial = asyncio.get_running_loop().create_task(self._trial_clock(change, settings.fleet.confirm_within),
+                                                             name="config-trial")
+
+    async def _trial_clock(self, change: str, within: float) -> None:
+        await asyncio.sleep(within)
+        self._trial = None
+        svc = self.service
+        if svc.fleet_config.on_trial is None:
+            return
+        try:
+            settings = svc.fleet_config.roll_back()
+        except (ConfigError, OSError) as exc:  # the old files no longer load: keep what runs, and say so
+            svc.events.emit("error", stage="config", message=f"could not roll back the unconfirmed change to {change}: {exc}")
+            return
+        svc.events.emit("error", stage="config",
+                        message=f"the change to {change} was not confirmed within {within:g} s; the previous configuration is back")
+        await svc.relink(settings)
+
+    def _confirm(self) -> str | None:
+        if self._trial is None:
+            return None
+        self._trial.cancel()
+        self._trial = None
+        change = self.service.fleet_config.confirm()
+        if change is not None:
+            self.service.events.emit("config", change=change, outcome="confirmed")
+        return change
 
     async def restart_worker(self, args: dict[str, Any]) -> dict[str, Any]:
         role = args.get("role")
         workers = self.service.sup.workers
         if role != "all" and role not in workers:
             raise CommandFailed(f"role must be one of {', '.join(workers)}, or all", "bad_args")
-        done = {}
-        for worker in workers.values() if role == "all" else [workers[role]]:
-            old = worker.pid
-            await worker.restart()
-            done[worker.role] = {"old_pid": old, "pid": worker.pid, "state": worker.state}
+        async with self._restarting:  # one restart at a time: two at once would fight over each worker's state
+            done = {}
+            for worker in workers.values() if role == "all" else [workers[role]]:
+                old = worker.pid
+                await worker.restart()
+                done[worker.role] = {"old_pid": old, "pid": worker.pid, "state": worker.state}
         return {"restarted": done}
 
     def _text(self, args: dict[str, Any]) -> str:
@@ -210,16 +243,54 @@ class DeviceAgent:
         self.service.set_muted(False)
         return {"muted": False}
 
+    # -- Home Assistant (unsigned) ---------------------------------------------------------------------
+    def home_assistant(self, name: str, payload: bytes) -> str:
+        """Home Assistant's button (``restart``) or text box (``say``); returns the outcome for the metrics.
 
-def _read_overrides(path: Path) -> dict[str, dict[str, Any]]:
-    import tomllib
+        Unsigned, so bounded: one restart at a time and at most one per
+        ``ha_restart_interval``, each counted in the workers' failure windows
+        (a restart that would give a worker up is refused); texts wait in a queue
+        of ``ha_say_queue`` that drops the oldest and are spoken one after another."""
+        mqtt = self.service.settings.mqtt
+        if name == "restart":
+            now = time.monotonic()
+            if self._restarting.locked():
+                return "busy"
+            if now - self._ha_last_restart < mqtt.ha_restart_interval:
+                return "too_soon"
+            workers = self.service.sup.workers.values()
+            if any(not w.health.note_restart() for w in workers):
+                _LOGGER.warning("Home Assistant's restart refused: the workers' failure windows are full")
+                return "refused"
+            self._ha_last_restart = now
+            self._own(self.restart_worker({"role": "all"}), "ha-restart")
+            return "ok"
+        if name == "say":
+            text = payload.decode("utf-8", "replace").strip()[:255]
+            if not text:
+                return "bad_args"
+            outcome = "ok"
+            if len(self._ha_says) >= mqtt.ha_say_queue:
+                self._ha_says.popleft()
+                outcome = "dropped_oldest"
+            self._ha_says.append(text)
+            if self._ha_speaker is None or self._ha_speaker.done():
+                self._ha_speaker = asyncio.get_running_loop().create_task(self._speak_ha_texts(), name="ha-say")
+            return outcome
+        return "unknown_command"
 
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        _LOGGER.warning("ignoring unreadable %s: %s", path, exc)
-        return {}
+    async def _speak_ha_texts(self) -> None:
+        while self._ha_says:
+            text = self._ha_says.popleft()
+            try:
+                pcm, rate = await self.service.sup.synthesize(text)
+                self.service.speak(pcm, rate)
+            except HarkenError as exc:
+                _LOGGER.warning("Home Assistant's say failed: %s", exc)
+                continue
+            await asyncio.sleep(len(pcm) / rate)  # one text in the player at a time
 
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _LOGGER.warning("%s failed: %s", task.get_name(), task.exception())

@@ -2,9 +2,11 @@
 
 Published on ``homeassistant/device/harken_<id>/config`` when the link connects
 and again whenever Home Assistant announces ``online`` on ``homeassistant/status``.
-Availability follows ``harken/<id>/status``. With ``[mqtt] ha_commands`` the
-device also offers a restart button and a text box whose text it speaks; those two
-arrive unsigned on ``harken/<id>/ha/...`` and are guarded only by the broker's ACLs.
+Availability follows ``harken/<id>/status``. With ``[mqtt] ha_commands`` (off by
+default) the device also offers a restart button and a text box whose text it
+speaks; those two arrive unsigned on ``harken/<id>/ha/...``, are guarded only by
+the broker's ACLs, and are rate-limited on the device. The "Last heard" sensor
+exists only with ``[privacy] share_transcripts``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from harken.fleet import protocol
 
 
-def payload(device_id: str, version: str, board: str, ha_commands: bool) -> dict[str, Any]:
+def payload(device_id: str, version: str, board: str, ha_commands: bool, share_transcripts: bool = False) -> dict[str, Any]:
     state = protocol.topic(device_id, "state")
     uid = f"harken_{device_id}"
     components: dict[str, dict[str, Any]] = {
@@ -26,9 +28,10 @@ def payload(device_id: str, version: str, board: str, ha_commands: bool) -> dict
         f"{uid}_latency": {"p": "sensor", "name": "Answer latency", "unique_id": f"{uid}_latency", "state_topic": state,
                            "value_template": "{{ value_json.last_latency.speech_end_to_first_audio | default(none) }}",
                            "unit_of_measurement": "s", "device_class": "duration", "icon": "mdi:timer-outline"},
-        f"{uid}_heard": {"p": "sensor", "name": "Last heard", "unique_id": f"{uid}_heard", "state_topic": state,
-                         "value_template": "{{ value_json.last_heard | default('') }}", "icon": "mdi:ear-hearing"},
     }
+    if share_transcripts:  # what was said in the room is shown only if the operator opted in
+        components[f"{uid}_heard"] = {"p": "sensor", "name": "Last heard", "unique_id": f"{uid}_heard", "state_topic": state,
+                                      "value_template": "{{ value_json.last_heard | default('') }}", "icon": "mdi:ear-hearing"}
     if ha_commands:
         components[f"{uid}_restart"] = {"p": "button", "name": "Restart workers", "unique_id": f"{uid}_restart",
                                         "command_topic": protocol.topic(device_id, "ha/restart"), "payload_press": "PRESS",

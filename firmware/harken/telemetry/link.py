@@ -11,8 +11,17 @@ Topics and the command envelope are in :mod:`harken.fleet.protocol`.
 - Events go out one message each (QoS 1). While the broker is away they wait in
   a bounded buffer that drops the oldest (and counts them).
 - Commands are verified (signature, age, nonce, target) and then handled by
-  the agent; every command gets a reply on its MQTT 5 response topic with its
-  correlation data, and a refused command changes nothing.
+  the agent. A command whose signature checks out gets a reply, with its
+  correlation data, on its MQTT 5 response topic if that lies under the signing
+  key's ``harken/operator/<key id>/`` prefix, else on ``harken/<id>/reply``;
+  anything else gets no reply at all, only a count. A refused command changes
+  nothing. The newest accepted command's time is kept on disk, so that nothing
+  accepted before a restart can be replayed after it.
+- The broker is told the largest packet the device takes (MQTT 5 Maximum
+  Packet Size), so oversized publishes never reach it; subscriptions use No
+  Local, so the device never hears its own messages.
+- Unless ``[privacy] share_transcripts``, events leave without what was heard
+  or said (:func:`shareable`).
 - paho reconnects by itself with a delay that doubles from 1 s to
   ``[mqtt] reconnect_max``.
 """
@@ -24,7 +33,9 @@ import collections
 import json
 import logging
 import random
+import math
 import time
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
 from harken.config import Settings
@@ -43,6 +54,32 @@ class CommandFailed(HarkenError, RuntimeError):
         self.code = code
 
 
+class Followup:
+    """A command's result, and something to start once its reply has gone out (e.g. switch to a new link).
+
+    ``then`` is called on the loop and must only start work that it owns: the link
+    that calls it may be the one that work closes."""
+
+    def __init__(self, result: dict[str, Any], then: Callable[[], None]) -> None:
+        self.result = result
+        self.then = then
+
+
+PACKET_MARGIN = 4096
+"""Room for the topic and properties on top of [fleet] max_command_bytes in the Maximum Packet Size."""
+PRIVATE = {"transcript": ("text", "raw"), "reply": ("text",), "utterance": ("transcript", "reply")}
+"""Fields of events that hold what was heard or said."""
+
+
+def shareable(event: dict[str, Any], share_transcripts: bool) -> dict[str, Any] | None:
+    """The event as it may leave the device; None if nothing of it may (a partial transcript)."""
+    if share_transcripts or event.get("type") not in PRIVATE:
+        return event
+    if event["type"] == "transcript" and not event.get("final"):
+        return None
+    return {k: v for k, v in event.items() if k not in PRIVATE[event["type"]]}
+
+
 class Agent(Protocol):
     """What the link needs from the device (the real service, or the fleet simulator's stub)."""
 
@@ -50,14 +87,19 @@ class Agent(Protocol):
 
     def metrics(self) -> dict[str, Any]: ...
 
-    def handle(self, command: Command) -> Awaitable[dict[str, Any]]: ...
+    def handle(self, command: Command) -> Awaitable[Any]: ...
+    """The command's result (a dict, or a :class:`Followup`); CommandFailed if it cannot be done."""
 
     def discovery(self) -> dict[str, Any] | None: ...
+
+    def home_assistant(self, name: str, payload: bytes) -> str: ...
+    """Home Assistant's unsigned ``ha/<name>``; returns the outcome word for the metrics."""
 
 
 class DeviceLink:
     def __init__(self, settings: Settings, device_id: str, agent: Agent,
-                 on_change: Callable[[bool], None] | None = None, on_command: Callable[[str, str], None] | None = None) -> None:
+                 on_change: Callable[[bool], None] | None = None, on_command: Callable[[str, str], None] | None = None,
+                 floor_path: Path | None = None) -> None:
         self.settings = settings
         self.device_id = device_id
         self.agent = agent
@@ -66,7 +108,11 @@ class DeviceLink:
         self.on_command = on_command
         """Called with (command name or '?', outcome code) for every command (metrics)."""
         fleet = settings.fleet
-        self.verifier = Verifier(fleet.trusted_keys, fleet.max_age, fleet.max_command_bytes, device_id, settings.device.groups)
+        self.floor_path = floor_path
+        """Where the newest accepted command's ts is kept (the replay floor after a restart); None: nowhere."""
+        self._floor = _read_floor(floor_path)
+        self.verifier = Verifier(fleet.trusted_keys, fleet.max_age, fleet.max_command_bytes, device_id, settings.device.groups,
+                                 floor=self._floor)
         self.connected = False
         self.dropped = 0
         self.buffer: collections.deque[bytes] = collections.deque()
@@ -88,6 +134,8 @@ class DeviceLink:
             host, port, tls = protocol.broker_address(m.url)
         except ValueError as exc:
             raise ConfigError([f"[mqtt] url = {exc}"]) from None
+        if m.password and not tls:
+            _LOGGER.warning("[mqtt] password goes to the broker in clear text over mqtt://: use mqtts:// (with ca_file)")
         self._loop = asyncio.get_running_loop()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"harken-{self.device_id}", protocol=mqtt.MQTTv5)
         client.suppress_exceptions = True  # a bug in a callback must not kill paho's thread
@@ -104,7 +152,13 @@ class DeviceLink:
         client.on_connect_fail = lambda c, u: loop.call_soon_threadsafe(self._disconnected, "cannot reach the broker")
         client.on_message = lambda c, u, msg: loop.call_soon_threadsafe(self._message, msg.topic, msg.payload, msg.properties)
         client.on_socket_open = protocol.no_delay
-        client.connect_async(host, port, keepalive=m.keepalive, clean_start=True)
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        connect = Properties(PacketTypes.CONNECT)
+        # The broker must not send more than a command may be: a huge publish is dropped there, not read here.
+        connect.MaximumPacketSize = self.settings.fleet.max_command_bytes + PACKET_MARGIN
+        client.connect_async(host, port, keepalive=m.keepalive, clean_start=True, properties=connect)
         client.loop_start()
         self._client = client
         self._spawn(self._publish_metrics(), "mqtt-metrics")
@@ -141,10 +195,12 @@ class DeviceLink:
         self.connects += 1
         client.publish(self.topic("status"), "online", qos=1, retain=True)
         self.publish_state()
-        subs = [(self.topic("cmd"), 1), (protocol.HA_STATUS, 1)] + [(protocol.group_topic(g), 1) for g in self.settings.device.groups]
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        topics = [self.topic("cmd"), protocol.HA_STATUS] + [protocol.group_topic(g) for g in self.settings.device.groups]
         if self.settings.mqtt.ha_commands:
-            subs.append((self.topic("ha/+"), 1))
-        client.subscribe(subs)
+            topics.append(self.topic("ha/+"))
+        client.subscribe([(t, SubscribeOptions(qos=1, noLocal=True)) for t in topics])
         self.announce()
         while self.buffer:
             client.publish(self.topic("events"), self.buffer.popleft(), qos=1)
@@ -163,7 +219,10 @@ class DeviceLink:
 
     # -- outgoing ----------------------------------------------------------------------------------
     def publish_event(self, event: dict[str, Any]) -> None:
-        payload = json.dumps(event, default=str).encode()
+        shared = shareable(event, self.settings.privacy.share_transcripts)
+        if shared is None:
+            return
+        payload = json.dumps(shared, default=str).encode()
         if self.connected and self._client is not None:
             self._client.publish(self.topic("events"), payload, qos=1)
             return
@@ -203,21 +262,28 @@ class DeviceLink:
                 self.announce()
             return
         if topic.startswith(self.topic("ha/")):
-            self._spawn(self._ha_command(topic.rsplit("/", 1)[1], payload), "mqtt-ha-command")
+            name = topic[len(self.topic("ha/")):]
+            outcome = self.agent.home_assistant(name, payload) if self.settings.mqtt.ha_commands else "off"
+            self._count(f"ha_{name}" if name in ("restart", "say") else "ha_?", outcome)
             return
         self._spawn(self._command(payload, getattr(props, "ResponseTopic", None), getattr(props, "CorrelationData", None)),
                     "mqtt-command")
 
     async def _command(self, payload: bytes, response_topic: str | None, correlation: bytes | None) -> None:
         name: str | None = None
+        key: str | None = None
+        followup: Followup | None = None
         try:
             command = self.verifier.verify(payload)
-            name = command.name
+            name, key = command.name, command.key_id
+            self._keep_floor()
             result = await self.agent.handle(command)
+            if isinstance(result, Followup):
+                followup, result = result, result.result
             reply: dict[str, Any] = {"ok": True, "device": self.device_id, "command": name, "result": result}
             outcome = "ok"
         except CommandRejected as exc:
-            name = exc.command
+            name, key = exc.command, exc.key_id
             reply, outcome = {"ok": False, "device": self.device_id, "command": name, "code": exc.code, "error": str(exc)}, exc.code
         except CommandFailed as exc:
             reply, outcome = {"ok": False, "device": self.device_id, "command": name, "code": exc.code, "error": str(exc)}, exc.code
@@ -225,42 +291,57 @@ class DeviceLink:
             _LOGGER.exception("command %s failed", name)
             reply, outcome = {"ok": False, "device": self.device_id, "command": name, "code": "failed",
                               "error": f"{type(exc).__name__}: {exc}"}, "failed"
-        if self.on_command is not None:
-            self.on_command(name or "?", outcome)
-        self._reply(reply, response_topic, correlation)
+        self._count(name if name and outcome != "unknown_command" else "?", outcome)
+        if key is None:
+            return  # the signature was not checked and found good: no reply, or anyone could make the device publish
+        info = self._reply(reply, response_topic if isinstance(response_topic, str) else None, key, correlation)
+        if followup is not None:
+            if info is not None:
+                await asyncio.get_running_loop().run_in_executor(None, _wait_published, info, 2.0)
+            followup.then()
 
-    async def _ha_command(self, name: str, payload: bytes) -> None:
-        """Home Assistant's button and text box: unsigned, so only these two harmless actions."""
-        if not self.settings.mqtt.ha_commands:
+    def _count(self, name: str, outcome: str) -> None:
+        if self.on_command is not None:
+            self.on_command(name, outcome)
+
+    def _keep_floor(self) -> None:
+        """Persist the newest accepted ts (atomically) so a restart cannot make an accepted command fresh again."""
+        from harken.overrides import write_atomic
+
+        highest = self.verifier.highest
+        if self.floor_path is None or not highest > self._floor:
             return
-        args: dict[str, Any]
-        if name == "restart":
-            command, args = "restart_worker", {"role": "all"}
-        elif name == "say":
-            command, args = "say", {"text": payload.decode("utf-8", "replace")[:255]}
-        else:
-            _LOGGER.warning("ignoring unknown Home Assistant command topic ha/%s", name)
-            return
-        outcome = "ok"
         try:
-            await self.agent.handle(Command(command, args, f"device:{self.device_id}", time.time(), "", "homeassistant"))
-        except HarkenError as exc:
-            outcome = getattr(exc, "code", "failed")
-            _LOGGER.warning("Home Assistant's %s failed: %s", name, exc)
-        if self.on_command is not None:
-            self.on_command(f"ha_{name}", outcome)
+            write_atomic(self.floor_path, f"{highest!r}\n")
+            self._floor = highest
+        except OSError as exc:
+            _LOGGER.warning("cannot keep the replay floor in %s (%s): a restart could accept a replay", self.floor_path, exc.strerror)
 
-    def _reply(self, reply: dict[str, Any], response_topic: str | None, correlation: bytes | None) -> None:
+    def _reply(self, reply: dict[str, Any], response_topic: str | None, key_id: str, correlation: bytes | None) -> Any:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
         if self._client is None:
-            return
+            return None
         props = None
-        if correlation is not None:
+        if isinstance(correlation, (bytes, bytearray)) and len(correlation) <= 256:
             props = Properties(PacketTypes.PUBLISH)
-            props.CorrelationData = correlation
-        self._client.publish(response_topic or self.topic("reply"), json.dumps(reply, default=str), qos=1, properties=props)
+            props.CorrelationData = bytes(correlation)
+        topic = response_topic if response_topic and protocol.reply_topic_allowed(response_topic, key_id) else self.topic("reply")
+        return self._client.publish(topic, json.dumps(reply, default=str), qos=1, properties=props)
+
+
+def _read_floor(path: Path | None) -> float:
+    if path is None:
+        return -math.inf
+    try:
+        value = float(path.read_text().strip())
+    except FileNotFoundError:
+        return -math.inf
+    except (OSError, ValueError) as exc:
+        _LOGGER.warning("the replay floor in %s is unreadable (%s); commands signed up to max_age ago are refused", path, exc)
+        return time.time()  # the safe side: nothing from before this start
+    return value if math.isfinite(value) else -math.inf
 
 
 def _wait_published(info: Any, timeout: float) -> None:
