@@ -201,9 +201,14 @@ class FleetConfig:
         wanted = {s: dict(t) for s, t in self.values.items()}
         wanted.setdefault(section, {})[key] = value
         settings = self._validated(wanted)
-        if trial:
-            write_atomic(self.directory / TRIAL, json.dumps({"previous": self.values, "change": f"{section}.{key}"}))
-        write_atomic(self.path, render(wanted))
+        try:
+            if trial:
+                write_atomic(self.directory / TRIAL, json.dumps({"previous": self.values, "change": f"{section}.{key}"}))
+            write_atomic(self.path, render(wanted))
+        except OSError as exc:  # a full or read-only disk: the old file is still whole (rename is atomic)
+            if trial:
+                (self.directory / TRIAL).unlink(missing_ok=True)
+            raise OSError(exc.errno, f"cannot save the change in {self.directory}: {exc.strerror}") from None
         self.values = wanted
         return settings
 

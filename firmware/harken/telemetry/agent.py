@@ -143,6 +143,8 @@ class DeviceAgent:
             new = svc.fleet_config.change(section, key, value, confirm)
         except ConfigError as exc:
             raise CommandFailed(str(exc), "bad_args") from None
+        except OSError as exc:
+            raise CommandFailed(f"{exc.strerror}: nothing was changed; free space in the data directory and send it again") from None
         stored = getattr(getattr(new, section), key)
         shown = "***" if key in config.SECRET_KEYS else list(stored) if isinstance(stored, tuple) else stored
         result = {"section": section, "key": key, "value": shown, "saved_in": str(svc.fleet_config.path)}

@@ -171,6 +171,9 @@ class DeviceLink:
         if client is None:
             return
         self._client = None
+        # paho's network thread logs "Client is not connected" as an ERROR when it wakes after the
+        # disconnect; on a deliberate close that is no error.
+        client.disable_logger()
         if self.connected:
             info = client.publish(self.topic("status"), "offline", qos=1, retain=True)
             await asyncio.get_running_loop().run_in_executor(None, _wait_published, info, 2.0)
