@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv
 TEST_PACKAGES := pocketsphinx-testdata espeak-ng systemd mosquitto openssl
 
-.PHONY: install system-deps test-deps demo test clean bench bench-faults
+.PHONY: install system-deps test-deps demo test clean bench bench-faults bench-abuse
 
 install: $(STAMP)
 
@@ -47,6 +47,9 @@ bench: $(STAMP) test-deps
 
 bench-faults: $(STAMP)
 	$(PY) tools/bench-faults
+
+bench-abuse: $(STAMP) test-deps
+	$(PY) tools/bench-abuse
 
 clean:
 	rm -rf $(VENV) .pytest_cache
