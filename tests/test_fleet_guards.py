@@ -94,3 +94,41 @@ def test_unsigned_restarts_count_in_the_failure_window_but_never_give_a_worker_u
     assert len(health.failures) == 4
     now[0] = 301.0
     assert health.note_restart()  # the window moved on
+
+
+def test_a_password_over_plain_mqtt_is_warned_about(caplog, tmp_path):
+    import asyncio
+    import logging
+
+    from harken import config
+    from harken.telemetry.link import DeviceLink
+
+    class Quiet:  # the link's Agent, for a link that never reaches a broker
+        def state(self):
+            return {}
+
+        def metrics(self):
+            return {}
+
+        async def handle(self, command):
+            return {}
+
+        def discovery(self):
+            return None
+
+        def home_assistant(self, name, payload):
+            return "off"
+
+    async def start_and_close(url: str) -> None:
+        settings = config.Settings(mqtt=config.MqttSettings(url=url, username="u", password="p"))
+        link = DeviceLink(settings, "dev1", Quiet(), floor_path=tmp_path / "floor")
+        link.start()
+        await link.close()
+
+    with caplog.at_level(logging.WARNING, logger="harken.telemetry.link"):
+        asyncio.run(asyncio.wait_for(start_and_close("mqtt://127.0.0.1:9"), 20))
+    assert "clear text" in caplog.text and "mqtts://" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="harken.telemetry.link"):
+        asyncio.run(asyncio.wait_for(start_and_close("mqtts://127.0.0.1:9"), 20))
+    assert "clear text" not in caplog.text

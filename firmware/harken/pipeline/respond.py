@@ -93,7 +93,8 @@ class Responder:
         if request.whole is not None:
             whole = await self.transcribe(request.whole)
             rest, found = split_wake_phrase(whole.strip(), self.settings.wake.model)
-            _LOGGER.debug("after the cut: %r; from the start: %r (wake phrase %s)", raw, whole, "heard" if found else "not heard")
+            if self.settings.privacy.share_transcripts:  # the log can leave the device (get_logs, the journal)
+                _LOGGER.debug("after the cut: %r; from the start: %r (wake phrase %s)", raw, whole, "heard" if found else "not heard")
             if found and len(rest.split()) > len(text.split()):
                 raw, text = whole, rest
         utt.marks["transcript"] = time.monotonic()

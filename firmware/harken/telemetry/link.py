@@ -32,8 +32,8 @@ import asyncio
 import collections
 import json
 import logging
-import random
 import math
+import random
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
