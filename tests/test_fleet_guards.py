@@ -132,3 +132,15 @@ def test_a_password_over_plain_mqtt_is_warned_about(caplog, tmp_path):
     with caplog.at_level(logging.WARNING, logger="harken.telemetry.link"):
         asyncio.run(asyncio.wait_for(start_and_close("mqtts://127.0.0.1:9"), 20))
     assert "clear text" not in caplog.text
+
+
+def test_replies_to_refused_commands_are_bounded_in_rate():
+    from harken.telemetry.link import TokenBucket
+
+    now = [0.0]
+    bucket = TokenBucket(10.0, 50, clock=lambda: now[0])
+    assert sum(bucket.take() for _ in range(500)) == 50  # a burst, then nothing
+    now[0] = 1.0
+    assert sum(bucket.take() for _ in range(500)) == 10  # ten a second after that
+    now[0] = 100.0
+    assert sum(bucket.take() for _ in range(500)) == 50  # never more than the burst saved up

@@ -65,6 +65,28 @@ class Followup:
         self.then = then
 
 
+REFUSAL_REPLIES_PER_S = 10.0
+REFUSAL_REPLIES_BURST = 50
+"""Replies to refused signed commands (one captured command replayed in a loop) beyond this rate are not sent."""
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up; the clock is injectable."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, float(burst), clock
+        self.tokens, self.at = float(burst), clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
 PACKET_MARGIN = 4096
 """Room for the topic and properties on top of [fleet] max_command_bytes in the Maximum Packet Size."""
 PRIVATE = {"transcript": ("text", "raw"), "reply": ("text",), "utterance": ("transcript", "reply")}
@@ -113,6 +135,7 @@ class DeviceLink:
         self._floor = _read_floor(floor_path)
         self.verifier = Verifier(fleet.trusted_keys, fleet.max_age, fleet.max_command_bytes, device_id, settings.device.groups,
                                  floor=self._floor)
+        self._refusals = TokenBucket(REFUSAL_REPLIES_PER_S, REFUSAL_REPLIES_BURST)
         self.connected = False
         self.dropped = 0
         self.buffer: collections.deque[bytes] = collections.deque()
@@ -297,6 +320,8 @@ class DeviceLink:
         self._count(name if name and outcome != "unknown_command" else "?", outcome)
         if key is None:
             return  # the signature was not checked and found good: no reply, or anyone could make the device publish
+        if outcome in protocol.REJECTIONS and not self._refusals.take():
+            return  # a flood of replayed or stale commands: counted, answered only at a bounded rate
         info = self._reply(reply, response_topic if isinstance(response_topic, str) else None, key, correlation)
         if followup is not None:
             if info is not None:
