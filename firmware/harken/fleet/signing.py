@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hashlib
 import heapq
 import json
@@ -44,6 +45,8 @@ KEY_FILE = "operator.key"
 PUB_FILE = "operator.pub"
 MAX_NONCES = 10_000
 """Default cap on remembered nonces; far above what a device accepts within max_age."""
+MAX_VERDICTS = 4096
+"""Signed messages whose verdict is remembered (replays of them are refused without a signature check)."""
 
 _NONCE = re.compile(r"[0-9a-fA-F]{32}")
 _KEYGEN = "make one with `harken fleet keygen`"
@@ -69,8 +72,17 @@ class CommandRejected(HarkenError, ValueError):
         self.code = code
         self.command = command
         self.key_id = key_id
+        self.temporary = False
+        """True if the same bytes could be accepted later (signed in the future)."""
         """The trusted key whose valid signature the command carried; None if that is not known."""
         super().__init__(message)
+
+
+    @classmethod
+    def temporary_(cls, code: str, message: str, command: str | None = None, key_id: str | None = None) -> CommandRejected:
+        exc = cls(code, message, command, key_id)
+        exc.temporary = True
+        return exc
 
 
 # --- keys -------------------------------------------------------------------------------
@@ -270,6 +282,11 @@ class Signer:
 # --- the device's side ------------------------------------------------------------------
 
 
+def _replayed(command: Command) -> str:
+    return (f"nonce {command.nonce} was already used by a command this device accepted: "
+            "each signed command runs once; sign it again to repeat it")
+
+
 def _seconds(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0")
 
@@ -399,6 +416,8 @@ class Verifier:
         self.groups = frozenset(groups)
         self._clock = clock
         self._nonces = _NonceCache(max_nonces)
+        self._verdicts: collections.OrderedDict[bytes, Command | tuple[str, str, str | None, str | None]] = (
+            collections.OrderedDict())
         self._start_floor = floor if math.isfinite(floor) else -math.inf
         self.highest = self._start_floor
         """The newest ts of any accepted command (or the floor it started with): kept across restarts
@@ -415,7 +434,11 @@ class Verifier:
         return len(self._nonces)
 
     def verify(self, raw: bytes) -> Command:
-        """The command in ``raw``, or CommandRejected. Its nonce is remembered only if it is accepted."""
+        """The command in ``raw``, or CommandRejected. Its nonce is remembered only if it is accepted.
+
+        A signed message seen before gets the same verdict again from a small cache,
+        without another signature check: one captured command replayed in a loop costs
+        a hash, not an Ed25519 verification (accepted once, it is "replayed" after)."""
         if len(raw) > self.max_bytes:
             raise CommandRejected(
                 "too_large",
@@ -426,6 +449,29 @@ class Verifier:
         public = self._keys.get(kid)
         if public is None:
             raise CommandRejected("unknown_key", self._unknown_key_message(kid))
+        seen = hashlib.sha256(b"%s\0%s\0%s" % (kid.encode(), sig, body_bytes)).digest()
+        cached = self._verdicts.get(seen)
+        if cached is not None:
+            self._verdicts.move_to_end(seen)
+            if isinstance(cached, Command):  # accepted once: refused now, as stale if it is old by now
+                self._check_fresh(cached, self._clock())
+                raise CommandRejected("replayed", _replayed(cached), cached.name, cached.key_id)
+            raise CommandRejected(*cached)
+        try:
+            command = self._verify_signed(kid, public, body_bytes, sig)
+        except CommandRejected as exc:
+            if not exc.temporary:
+                self._remember(seen, (exc.code, str(exc), exc.command, exc.key_id))
+            raise
+        self._remember(seen, command)
+        return command
+
+    def _remember(self, seen: bytes, verdict: Command | tuple[str, str, str | None, str | None]) -> None:
+        self._verdicts[seen] = verdict
+        if len(self._verdicts) > MAX_VERDICTS:
+            self._verdicts.popitem(last=False)
+
+    def _verify_signed(self, kid: str, public: Ed25519PublicKey, body_bytes: bytes, sig: bytes) -> Command:
         try:
             public.verify(sig, body_bytes)
         except InvalidSignature:
@@ -441,12 +487,7 @@ class Verifier:
         self._check_fresh(command, now)
         self._check_target(command)
         if command.nonce in self._nonces:
-            raise CommandRejected(
-                "replayed",
-                f"nonce {command.nonce} was already used by a command this device accepted: "
-                "each signed command runs once; sign it again to repeat it",
-                command.name, kid,
-            )
+            raise CommandRejected("replayed", _replayed(command), command.name, kid)
         self._nonces.add(command.nonce, command.ts)
         self.highest = max(self.highest, command.ts)
         return command
@@ -471,17 +512,16 @@ class Verifier:
             raise CommandRejected("malformed", f"the signed body is not a command: {'; '.join(problems)}", name, kid)
         return body
 
+    def _too_old(self, age: float) -> str:
+        return (f"signed {_seconds(age)} s ago; commands older than {_seconds(self.max_age)} s are refused: "
+                "check the operator's clock (and the device's), and send commands right after signing them")
+
     def _check_fresh(self, command: Command, now: float) -> None:
         age = now - command.ts
         if age > self.max_age:
-            raise CommandRejected(
-                "stale",
-                f"signed {_seconds(age)} s ago; commands older than {_seconds(self.max_age)} s are refused: "
-                "check the operator's clock (and the device's), and send commands right after signing them",
-                command.name, command.key_id,
-            )
+            raise CommandRejected("stale", self._too_old(age), command.name, command.key_id)
         if -age > self.max_age:
-            raise CommandRejected(
+            raise CommandRejected.temporary_(
                 "stale",
                 f"signed {_seconds(-age)} s in the future by this device's clock; commands more than "
                 f"{_seconds(self.max_age)} s ahead are refused: check the device's clock (and the operator's)",

@@ -286,6 +286,8 @@ class Service:
             exporter.close()
 
     async def _stop_all(self) -> None:
+        if self.agent is not None:
+            await self.agent.close()  # no trial rollback or relink while stopping
         await _stop(self.sup)
         if self.link is not None:
             await self.link.close()

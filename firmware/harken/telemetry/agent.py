@@ -78,6 +78,13 @@ class DeviceAgent:
         self._ha_says: collections.deque[str] = collections.deque()
         self._ha_speaker: asyncio.Task[None] | None = None
 
+    async def close(self) -> None:
+        """Cancel what the agent started (a trial's clock, a relink, Home Assistant's restart and texts)."""
+        tasks = [t for t in (*self._tasks, self._trial, self._ha_speaker) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     # -- what the link publishes ----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         svc = self.service

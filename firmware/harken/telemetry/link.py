@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
@@ -65,6 +66,8 @@ class Followup:
         self.then = then
 
 
+MAX_WAITING = 256
+"""Incoming messages that may wait for the loop; more are shed (counted as command "?", outcome "shed")."""
 REFUSAL_REPLIES_PER_S = 10.0
 REFUSAL_REPLIES_BURST = 50
 """Replies to refused signed commands (one captured command replayed in a loop) beyond this rate are not sent."""
@@ -136,6 +139,10 @@ class DeviceLink:
         self.verifier = Verifier(fleet.trusted_keys, fleet.max_age, fleet.max_command_bytes, device_id, settings.device.groups,
                                  floor=self._floor)
         self._refusals = TokenBucket(REFUSAL_REPLIES_PER_S, REFUSAL_REPLIES_BURST)
+        self._waiting_lock = threading.Lock()
+        self._waiting = 0
+        """Messages handed to the loop and not yet handled (paho's thread adds, the loop takes away)."""
+        self._shed = 0
         self.connected = False
         self.dropped = 0
         self.buffer: collections.deque[bytes] = collections.deque()
@@ -173,7 +180,7 @@ class DeviceLink:
         client.on_connect = lambda c, u, flags, rc, props: loop.call_soon_threadsafe(self._connected, rc.is_failure, str(rc))
         client.on_disconnect = lambda c, u, flags, rc, props: loop.call_soon_threadsafe(self._disconnected, str(rc))
         client.on_connect_fail = lambda c, u: loop.call_soon_threadsafe(self._disconnected, "cannot reach the broker")
-        client.on_message = lambda c, u, msg: loop.call_soon_threadsafe(self._message, msg.topic, msg.payload, msg.properties)
+        client.on_message = lambda c, u, msg: self._intake(msg.topic, msg.payload, msg.properties)
         client.on_socket_open = protocol.no_delay
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
@@ -282,7 +289,27 @@ class DeviceLink:
                 self.publish_state()  # its timestamp is the fleet's "last seen"
 
     # -- incoming ------------------------------------------------------------------------------------
+    def _intake(self, topic: str, payload: bytes, props: Any) -> None:
+        """paho's thread: hand the message to the loop, unless too many are already waiting there.
+
+        A flood must not queue without bound on the loop (memory) or starve it (the
+        watchdog reads the workers' frames on the same loop): past ``MAX_WAITING``
+        messages are shed here, and counted."""
+        with self._waiting_lock:
+            if self._waiting >= MAX_WAITING:
+                self._shed += 1
+                return
+            self._waiting += 1
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._message, topic, payload, props)
+
     def _message(self, topic: str, payload: bytes, props: Any) -> None:
+        with self._waiting_lock:
+            self._waiting -= 1
+            shed, self._shed = self._shed, 0
+        for _ in range(shed):
+            self._count("?", "shed")
         if topic == protocol.HA_STATUS:
             if payload.strip() == b"online":
                 self.announce()
@@ -292,37 +319,35 @@ class DeviceLink:
             outcome = self.agent.home_assistant(name, payload) if self.settings.mqtt.ha_commands else "off"
             self._count(f"ha_{name}" if name in ("restart", "say") else "ha_?", outcome)
             return
-        self._spawn(self._command(payload, getattr(props, "ResponseTopic", None), getattr(props, "CorrelationData", None)),
-                    "mqtt-command")
+        response_topic, correlation = getattr(props, "ResponseTopic", None), getattr(props, "CorrelationData", None)
+        try:  # on the loop, at once: a refusal costs no task
+            command = self.verifier.verify(payload)
+        except CommandRejected as exc:
+            self._count(exc.command or "?", exc.code)
+            if exc.key_id is not None and self._refusals.take():  # a flood of replays is answered at a bounded rate
+                self._reply({"ok": False, "device": self.device_id, "command": exc.command, "code": exc.code, "error": str(exc)},
+                            response_topic, exc.key_id, correlation)
+            return  # unverified: no reply, or anyone could make the device publish
+        self._keep_floor()
+        self._spawn(self._command(command, response_topic, correlation), "mqtt-command")
 
-    async def _command(self, payload: bytes, response_topic: str | None, correlation: bytes | None) -> None:
-        name: str | None = None
-        key: str | None = None
+    async def _command(self, command: Command, response_topic: Any, correlation: Any) -> None:
+        name = command.name
         followup: Followup | None = None
         try:
-            command = self.verifier.verify(payload)
-            name, key = command.name, command.key_id
-            self._keep_floor()
             result = await self.agent.handle(command)
             if isinstance(result, Followup):
                 followup, result = result, result.result
             reply: dict[str, Any] = {"ok": True, "device": self.device_id, "command": name, "result": result}
             outcome = "ok"
-        except CommandRejected as exc:
-            name, key = exc.command, exc.key_id
-            reply, outcome = {"ok": False, "device": self.device_id, "command": name, "code": exc.code, "error": str(exc)}, exc.code
         except CommandFailed as exc:
             reply, outcome = {"ok": False, "device": self.device_id, "command": name, "code": exc.code, "error": str(exc)}, exc.code
         except Exception as exc:  # task boundary: a bug in a handler is a failed command, not a dead link
             _LOGGER.exception("command %s failed", name)
             reply, outcome = {"ok": False, "device": self.device_id, "command": name, "code": "failed",
                               "error": f"{type(exc).__name__}: {exc}"}, "failed"
-        self._count(name if name and outcome != "unknown_command" else "?", outcome)
-        if key is None:
-            return  # the signature was not checked and found good: no reply, or anyone could make the device publish
-        if outcome in protocol.REJECTIONS and not self._refusals.take():
-            return  # a flood of replayed or stale commands: counted, answered only at a bounded rate
-        info = self._reply(reply, response_topic if isinstance(response_topic, str) else None, key, correlation)
+        self._count(name if outcome != "unknown_command" else "?", outcome)
+        info = self._reply(reply, response_topic, command.key_id, correlation)
         if followup is not None:
             if info is not None:
                 await asyncio.get_running_loop().run_in_executor(None, _wait_published, info, 2.0)
@@ -345,7 +370,7 @@ class DeviceLink:
         except OSError as exc:
             _LOGGER.warning("cannot keep the replay floor in %s (%s): a restart could accept a replay", self.floor_path, exc.strerror)
 
-    def _reply(self, reply: dict[str, Any], response_topic: str | None, key_id: str, correlation: bytes | None) -> Any:
+    def _reply(self, reply: dict[str, Any], response_topic: Any, key_id: str, correlation: Any) -> Any:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
@@ -355,7 +380,8 @@ class DeviceLink:
         if isinstance(correlation, (bytes, bytearray)) and len(correlation) <= 256:
             props = Properties(PacketTypes.PUBLISH)
             props.CorrelationData = bytes(correlation)
-        topic = response_topic if response_topic and protocol.reply_topic_allowed(response_topic, key_id) else self.topic("reply")
+        wanted = isinstance(response_topic, str) and protocol.reply_topic_allowed(response_topic, key_id)
+        topic = response_topic if wanted else self.topic("reply")
         return self._client.publish(topic, json.dumps(reply, default=str), qos=1, properties=props)
 
 
