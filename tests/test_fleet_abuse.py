@@ -292,6 +292,9 @@ def test_a_confirmed_change_of_id_stays(device, keys):
     time.sleep(CONFIRM_WITHIN + 2)
     state = send(device, keys, "get_state", device_id="abuse-renamed")["result"]
     assert state["device"] == "abuse-renamed" and state["config_trial"] is None
+    with Subscriber(device.broker, [f"harken/{DEVICE}/status", f"harken/{DEVICE}/state"]) as sub:
+        time.sleep(2.0)  # retained messages arrive at once on subscribing
+        assert [m for m in sub.messages if m.retain] == []  # the old id left nothing behind for `fleet ls`
     back = send(device, keys, "set_config", device_id="abuse-renamed", section="device", key="id", value=DEVICE, confirm=True)
     assert back["ok"] and serves(device, keys, within=30) is not None
     assert send(device, keys, "confirm_config")["result"]["confirmed"] in (None, "device.id")

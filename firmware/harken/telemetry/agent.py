@@ -74,6 +74,8 @@ class DeviceAgent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._restarting = asyncio.Lock()
         self._trial: asyncio.Task[None] | None = None
+        self._trial_from = ""
+        """The device id before the trial began."""
         self._ha_last_restart = -float("inf")
         self._ha_says: collections.deque[str] = collections.deque()
         self._ha_speaker: asyncio.Task[None] | None = None
@@ -179,6 +181,7 @@ class DeviceAgent:
         """After the reply went out on the old link: switch to the new one and start the clock."""
         if self._trial is not None:
             self._trial.cancel()
+        self._trial_from = self.service.device_id
         await self.service.relink(settings)
         self._trial = asyncio.get_running_loop().create_task(self._trial_clock(change, settings.fleet.confirm_within),
                                                              name="config-trial")
@@ -203,9 +206,12 @@ class DeviceAgent:
             return None
         self._trial.cancel()
         self._trial = None
-        change = self.service.fleet_config.confirm()
+        svc = self.service
+        change = svc.fleet_config.confirm()
         if change is not None:
-            self.service.events.emit("config", change=change, outcome="confirmed")
+            svc.events.emit("config", change=change, outcome="confirmed")
+            if change == "device.id" and svc.link is not None:
+                svc.link.forget(self._trial_from)  # the old id is gone for good: no stale entry in `fleet ls`
         return change
 
     async def restart_worker(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -278,12 +278,19 @@ class DeviceLink:
         if payload is not None and self._client is not None:
             self._client.publish(protocol.discovery_topic(self.device_id), json.dumps(payload), qos=1, retain=True)
 
+    def forget(self, old_id: str) -> None:
+        """Clear the retained messages left under a device id this device no longer uses."""
+        if self._client is not None and old_id != self.device_id:
+            for topic in (protocol.topic(old_id, "status"), protocol.topic(old_id, "state"), protocol.discovery_topic(old_id)):
+                self._client.publish(topic, b"", qos=1, retain=True)
+
     async def _publish_metrics(self) -> None:
         # A random phase: devices that connect together (a fleet booting, a broker restarting)
         # must not report in lockstep.
         await asyncio.sleep(random.uniform(0, self.settings.mqtt.metrics_interval))
         while True:
             await asyncio.sleep(self.settings.mqtt.metrics_interval)
+            self._count_shed()  # a flood that ended on shed messages: counted now, not at the next message
             if self.connected and self._client is not None:
                 self._client.publish(self.topic("metrics"), json.dumps({"ts": round(time.time(), 3), **self.agent.metrics()}), qos=0)
                 self.publish_state()  # its timestamp is the fleet's "last seen"
@@ -307,9 +314,7 @@ class DeviceLink:
     def _message(self, topic: str, payload: bytes, props: Any) -> None:
         with self._waiting_lock:
             self._waiting -= 1
-            shed, self._shed = self._shed, 0
-        for _ in range(shed):
-            self._count("?", "shed")
+        self._count_shed()
         if topic == protocol.HA_STATUS:
             if payload.strip() == b"online":
                 self.announce()
@@ -352,6 +357,12 @@ class DeviceLink:
             if info is not None:
                 await asyncio.get_running_loop().run_in_executor(None, _wait_published, info, 2.0)
             followup.then()
+
+    def _count_shed(self) -> None:
+        with self._waiting_lock:
+            shed, self._shed = self._shed, 0
+        for _ in range(shed):
+            self._count("?", "shed")
 
     def _count(self, name: str, outcome: str) -> None:
         if self.on_command is not None:
