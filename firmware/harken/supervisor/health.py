@@ -113,18 +113,16 @@ class Health:
         self._move(target, reason)
         return target
 
-    def note_restart(self) -> bool:
-        """Count an unsigned restart request (Home Assistant's button) in the failure window, as a failure.
+    def room_for_restart(self) -> bool:
+        """Whether one more unsigned restart request (Home Assistant's button) fits in the failure
+        window without giving the worker up: such requests must never make a role FATAL."""
+        self._prune(self.clock())
+        return len(self.failures) + 1 < self.policy.max_failures
 
-        Returns False, counting nothing, if one more would give the worker up: such
-        requests must never be able to make a role FATAL. Not a transition: the
-        restart itself goes through stop and start."""
-        now = self.clock()
-        self._prune(now)
-        if len(self.failures) + 1 >= self.policy.max_failures:
-            return False
-        self.failures.append(now)
-        return True
+    def note_restart(self) -> None:
+        """Count an unsigned restart request in the failure window, as a failure (check
+        :meth:`room_for_restart` first). Not a transition: the restart itself goes through stop and start."""
+        self.failures.append(self.clock())
 
     def _prune(self, now: float) -> None:
         while self.failures and now - self.failures[0] > self.policy.failure_window:

@@ -274,9 +274,11 @@ class DeviceAgent:
             if now - self._ha_last_restart < mqtt.ha_restart_interval:
                 return "too_soon"
             workers = self.service.sup.workers.values()
-            if any(not w.health.note_restart() for w in workers):
+            if not all(w.health.room_for_restart() for w in workers):  # checked for all before any is counted
                 _LOGGER.warning("Home Assistant's restart refused: the workers' failure windows are full")
                 return "refused"
+            for worker in workers:
+                worker.health.note_restart()
             self._ha_last_restart = now
             self._own(self.restart_worker({"role": "all"}), "ha-restart")
             return "ok"
