@@ -330,8 +330,7 @@ class DeviceLink:
         except CommandRejected as exc:
             self._count(exc.command or "?", exc.code)
             if exc.key_id is not None and self._refusals.take():  # a flood of replays is answered at a bounded rate
-                self._reply({"ok": False, "device": self.device_id, "command": exc.command, "code": exc.code, "error": str(exc)},
-                            response_topic, exc.key_id, correlation)
+                self._reply(self._refusal(exc.command, exc.code, str(exc)), response_topic, exc.key_id, correlation)
             return  # unverified: no reply, or anyone could make the device publish
         self._keep_floor()
         self._spawn(self._command(command, response_topic, correlation), "mqtt-command")
@@ -346,17 +345,20 @@ class DeviceLink:
             reply: dict[str, Any] = {"ok": True, "device": self.device_id, "command": name, "result": result}
             outcome = "ok"
         except CommandFailed as exc:
-            reply, outcome = {"ok": False, "device": self.device_id, "command": name, "code": exc.code, "error": str(exc)}, exc.code
+            reply, outcome = self._refusal(name, exc.code, str(exc)), exc.code
         except Exception as exc:  # task boundary: a bug in a handler is a failed command, not a dead link
             _LOGGER.exception("command %s failed", name)
-            reply, outcome = {"ok": False, "device": self.device_id, "command": name, "code": "failed",
-                              "error": f"{type(exc).__name__}: {exc}"}, "failed"
+            reply, outcome = self._refusal(name, "failed", f"{type(exc).__name__}: {exc}"), "failed"
         self._count(name if outcome != "unknown_command" else "?", outcome)
         info = self._reply(reply, response_topic, command.key_id, correlation)
         if followup is not None:
             if info is not None:
                 await asyncio.get_running_loop().run_in_executor(None, _wait_published, info, 2.0)
             followup.then()
+
+    def _refusal(self, name: str | None, code: str, error: str) -> dict[str, Any]:
+        """The reply to a command that was refused or failed (see protocol: CODE, and what to do)."""
+        return {"ok": False, "device": self.device_id, "command": name, "code": code, "error": error}
 
     def _count_shed(self) -> None:
         with self._waiting_lock:
