@@ -83,3 +83,11 @@ def test_lists_of_strings_and_fleet_keys_are_checked(tmp_path):
     assert "[device] groups = 'kitchen' must be of type list of strings" in text
     assert "entry 1 ('c2hvcnQ=') is not an Ed25519 public key" in text and "operator.pub" in text
     assert "expected mqtt://host[:port] or mqtts://host[:port]" in text
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[llm]\nsystem_prompt = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError) as err:
+        config.load([path])
+    assert "not UTF-8 text" in str(err.value) and str(path) in str(err.value)

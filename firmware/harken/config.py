@@ -316,7 +316,8 @@ def _not_finite(value: Any) -> str | None:
     return None
 
 
-def _read(path: Path, problems: list[str]) -> dict[str, Any]:
+def read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
+    """A TOML file's tables; {} with what is wrong appended to ``problems`` if it cannot be read."""
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -324,6 +325,8 @@ def _read(path: Path, problems: list[str]) -> dict[str, Any]:
         problems.append(f"{path}: file not found; pass an existing file with --config")
     except tomllib.TOMLDecodeError as exc:
         problems.append(f"{path}: not valid TOML ({exc}); fix the syntax at that line")
+    except UnicodeDecodeError as exc:
+        problems.append(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8")
     except OSError as exc:
         problems.append(f"{path}: cannot read ({exc.strerror})")
     return {}
@@ -341,7 +344,7 @@ def load(paths: list[Path] | tuple[Path, ...] | None = None, overrides: dict[str
     if paths is None:
         paths = [p for p in DEFAULT_PATHS if p.exists()]
     for path in paths:
-        sources.append((str(path), _read(Path(path), problems)))
+        sources.append((str(path), read_toml(Path(path), problems)))
     if overrides:
         sources.append(("overrides", overrides))
     for origin, data in sources:

@@ -113,13 +113,11 @@ class FleetConfig:
         trial = self.on_trial
         if trial is None:
             return
-        previous = trial.get("previous", {})
         try:
-            write_atomic(self.path, render(previous))
+            self._restore_before(trial)
         except (OSError, ValueError) as exc:
             _LOGGER.error("cannot restore the overrides from before an unconfirmed change: %s", exc)
             return
-        (self.directory / TRIAL).unlink(missing_ok=True)
         self.notes.append(f"the change to {trial.get('change')} was not confirmed before harken restarted; "
                           "the configuration from before it is back")
 
@@ -236,12 +234,15 @@ class FleetConfig:
 
     def roll_back(self) -> config.Settings:
         """End an unconfirmed trial: the overrides from before it come back (on disk and in the settings returned)."""
-        trial = self.on_trial
-        previous = trial.get("previous", {}) if trial is not None else self.values
+        self._restore_before(self.on_trial or {"previous": self.values})
+        return config.load([*self.base_paths, self.path], self.cli)
+
+    def _restore_before(self, trial: dict[str, Any]) -> None:
+        """Write back the overrides a trial kept, and end the trial."""
+        previous = trial.get("previous", {})
         write_atomic(self.path, render(previous))
         (self.directory / TRIAL).unlink(missing_ok=True)
         self.values = previous
-        return config.load([*self.base_paths, self.path], self.cli)
 
 
 def _check_fleet_settable(values: Values, origin: str) -> None:
@@ -251,16 +252,11 @@ def _check_fleet_settable(values: Values, origin: str) -> None:
 
 
 def _read(path: Path) -> Values:
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read ({exc})"]) from None
-    if not all(isinstance(t, dict) for t in data.values()):
-        raise ConfigError([f"{path}: every entry must be in a [section]"])
-    return data
+    problems: list[str] = []
+    values = config.read_toml(path, problems)
+    if problems:
+        raise ConfigError(problems)
+    return values
 
 
 def _digest(data: bytes) -> str:
