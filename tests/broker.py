@@ -304,6 +304,12 @@ def shared_broker(config: pytest.Config, tmp_path_factory: pytest.TempPathFactor
     return broker
 
 
+def tls_login(broker: Mosquitto) -> str:
+    """The [mqtt] keys (TOML lines) that put a device on the broker's TLS + password listener."""
+    return (f'url = "{broker.tls_url}"\nusername = "{broker.username}"\npassword = "{broker.password}"\n'
+            f'ca_file = "{broker.ca_file}"\n')
+
+
 # -- clients ----------------------------------------------------------------------------------
 
 Login = tuple[str, str] | Literal["broker"] | None

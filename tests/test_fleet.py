@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from broker import Subscriber, free_ports, shared_broker
+from broker import Subscriber, free_ports, shared_broker, tls_login
 from conftest import alive, harken_cmd, read_events, silence, start, stderr_of, wait_for
 from harken.fleet.operator import FleetClient
 from harken.fleet.signing import generate_keypair, load_private_key
@@ -42,11 +42,7 @@ def device(request, tmp_path_factory, make_clip, keys):
 id = "{DEVICE}"
 groups = ["kitchen"]
 [mqtt]
-url = "{broker.tls_url}"
-username = "{broker.username}"
-password = "{broker.password}"
-ca_file = "{broker.ca_file}"
-metrics_interval = 1.0
+{tls_login(broker)}metrics_interval = 1.0
 [fleet]
 trusted_keys = ["{keys['pub']}"]
 max_age = 30.0

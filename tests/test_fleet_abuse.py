@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from broker import Subscriber, mqtt_client, publish, shared_broker
+from broker import Subscriber, mqtt_client, publish, shared_broker, tls_login
 from conftest import harken_cmd, read_events, silence, stderr_of, wait_for, words
 from harken.fleet.operator import FleetClient
 from harken.fleet.signing import generate_keypair, load_private_key
@@ -82,11 +82,7 @@ def device(request, tmp_path_factory, make_clip, keys, voices):
 id = "{DEVICE}"
 groups = ["lab"]
 [mqtt]
-url = "{broker.tls_url}"
-username = "{broker.username}"
-password = "{broker.password}"
-ca_file = "{broker.ca_file}"
-metrics_interval = 1.0
+{tls_login(broker)}metrics_interval = 1.0
 ha_commands = true
 ha_restart_interval = 5.0
 [fleet]

@@ -16,6 +16,25 @@ from harken.telemetry.link import shareable
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
+class QuietAgent:
+    """The link's Agent with nothing behind it: for tests of the link itself."""
+
+    def state(self):
+        return {}
+
+    def metrics(self):
+        return {}
+
+    async def handle(self, command):
+        return {}
+
+    def discovery(self):
+        return None
+
+    def home_assistant(self, name, payload):
+        return "off"
+
+
 @pytest.fixture
 def signer():
     return Signer(Ed25519PrivateKey.generate())
@@ -107,25 +126,9 @@ def test_a_password_over_plain_mqtt_is_warned_about(caplog, tmp_path):
     from harken import config
     from harken.telemetry.link import DeviceLink
 
-    class Quiet:  # the link's Agent, for a link that never reaches a broker
-        def state(self):
-            return {}
-
-        def metrics(self):
-            return {}
-
-        async def handle(self, command):
-            return {}
-
-        def discovery(self):
-            return None
-
-        def home_assistant(self, name, payload):
-            return "off"
-
     async def start_and_close(url: str) -> None:
         settings = config.Settings(mqtt=config.MqttSettings(url=url, username="u", password="p"))
-        link = DeviceLink(settings, "dev1", Quiet(), floor_path=tmp_path / "floor")
+        link = DeviceLink(settings, "dev1", QuietAgent(), floor_path=tmp_path / "floor")
         link.start()
         await link.close()
 
@@ -162,22 +165,6 @@ def test_a_flood_while_the_loop_is_busy_is_shed_not_queued(request, tmp_path_fac
     broker = shared_broker(request.config, tmp_path_factory)
     counted: list[tuple[str, str]] = []
 
-    class Quiet:
-        def state(self):
-            return {}
-
-        def metrics(self):
-            return {}
-
-        async def handle(self, command):
-            return {}
-
-        def discovery(self):
-            return None
-
-        def home_assistant(self, name, payload):
-            return "off"
-
     def flood(done: threading.Event) -> None:
         client = mqtt_client(broker)
         client.connect(broker.host, broker.port)
@@ -191,7 +178,7 @@ def test_a_flood_while_the_loop_is_busy_is_shed_not_queued(request, tmp_path_fac
 
     async def main() -> None:
         settings = config.Settings(mqtt=config.MqttSettings(url=broker.url), device=config.DeviceSettings(id="flood1"))
-        link = DeviceLink(settings, "flood1", Quiet(), on_command=lambda name, outcome: counted.append((name, outcome)),
+        link = DeviceLink(settings, "flood1", QuietAgent(), on_command=lambda name, outcome: counted.append((name, outcome)),
                           floor_path=tmp_path / "floor")
         connected = asyncio.Event()
         link.on_change = lambda up: connected.set() if up else None

@@ -25,6 +25,7 @@ import numpy as np
 
 from harken import __version__, config
 from harken.errors import HarkenError
+from harken.hw.identity import device_id
 from harken.overrides import FleetConfig
 from harken.audio.player import Player
 from harken.supervisor.control import ControlServer
@@ -62,8 +63,6 @@ class Service:
 
     def __init__(self, settings: config.Settings, events: EventLog, source: Source, player: Player, fast: bool,
                  fleet_config: FleetConfig | None = None) -> None:
-        from harken.hw.identity import device_id
-
         self.settings = settings
         self.fleet_config = fleet_config or FleetConfig([], None, settings.paths.data)
         """The fleet's overrides: what set_config changes, and what went wrong with them at start."""
@@ -261,8 +260,6 @@ class Service:
 
     async def relink(self, settings: config.Settings) -> None:
         """Leave the broker and join it again as ``settings`` say (id, keys, broker, credentials: a fleet trial)."""
-        from harken.hw.identity import device_id
-
         old = self.link
         self.settings = settings
         self.device_id = device_id(settings.device.id)
