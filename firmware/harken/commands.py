@@ -182,6 +182,10 @@ def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
     details = ", ".join(f"{k} {v}" for k, v in audio.items() if k not in ("device", "state", "reason") and v is not None)
     print(f"audio: {audio.get('device')} {audio.get('state')}" + (f" ({audio['reason']})" if audio.get("reason") else "")
           + (f"; {details}" if details else ""))
+    t = answer.get("threads")
+    if t:
+        print(f"threads ({t['cores']} cores): wake {t['wake']}, vad {t['vad']}, asr {t['asr']}, llm {t['llm']} "
+              f"(prompt {t['llm_batch']}), tts {t['tts']}; spinning {'on' if t['spin'] else 'off'}")
     mqtt = answer.get("mqtt")
     if mqtt is not None:
         print(f"fleet: {answer.get('device')} {'connected' if mqtt['connected'] else 'NOT connected (reconnecting)'}; "

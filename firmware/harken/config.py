@@ -88,7 +88,6 @@ class ListenSettings:
 @dataclass(frozen=True)
 class AsrSettings:
     model: str = setting("moonshine-tiny-en", "Speech recognition model.", _choice("moonshine-tiny-en"))
-    threads: int = setting(1, "Threads for speech recognition.", _range(1, 8))
 
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -107,7 +106,6 @@ class LlmSettings:
     history_turns: int = setting(3, "Earlier question/answer pairs kept as context.", _range(0, 20))
     history_ttl: float = setting(300.0, "Seconds after which the conversation history is forgotten.", _range(0.0, 86400.0))
     context: int = setting(2048, "Context window in tokens.", _range(256, 8192))
-    threads: int = setting(2, "Threads for the language model.", _range(1, 16))
 
 
 @dataclass(frozen=True)
@@ -115,6 +113,27 @@ class TtsSettings:
     voice: str = setting("joe", "Piper voice.", _choice("joe"))
     length_scale: float = setting(1.0, "Speaking pace: below 1 is faster, above 1 slower.", _range(0.5, 2.0))
     min_clause_chars: int = setting(12, "Shortest clause handed to TTS before a sentence ends.", _range(1, 200))
+
+
+@dataclass(frozen=True)
+class ThreadSettings:
+    cores: int = setting(0, "CPU cores the thread budget plans for; 0: the cores Harken may run on.", _range(0, 256))
+    wake: int = setting(1, "Threads of each wake word model (three small onnxruntime sessions).", _range(1, 8))
+    asr: int = setting(0, "Speech recognition threads; 0: derived from the cores (see docs/performance.md).", _range(0, 64))
+    llm: int = setting(0, "Language model threads while it writes the answer; 0: derived from the cores.", _range(0, 64))
+    llm_batch: int = setting(0, "Language model threads while it reads the prompt; 0: as many as llm.", _range(0, 64))
+    tts: int = setting(0, "Speech synthesis threads; 0: derived from the cores.", _range(0, 64))
+    spin: bool = setting(
+        False, "Let onnxruntime's threads spin while they wait for work: a little faster on an idle board, "
+        "much slower when other programs keep the cores busy.")
+
+
+@dataclass(frozen=True)
+class PrioritySettings:
+    wake: int = setting(0, "Added to the nice value of the wake word worker (the audio path; the supervisor keeps its own).", _range(0, 19))
+    asr: int = setting(0, "Added to the nice value of the speech recognition worker.", _range(0, 19))
+    llm: int = setting(3, "Added to the nice value of the language model worker: it yields the CPU first.", _range(0, 19))
+    tts: int = setting(0, "Added to the nice value of the speech synthesis worker.", _range(0, 19))
 
 
 @dataclass(frozen=True)
@@ -264,6 +283,8 @@ class Settings:
     asr: AsrSettings = field(default_factory=AsrSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     tts: TtsSettings = field(default_factory=TtsSettings)
+    threads: ThreadSettings = field(default_factory=ThreadSettings)
+    priority: PrioritySettings = field(default_factory=PrioritySettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     paths: PathSettings = field(default_factory=PathSettings)
     device: DeviceSettings = field(default_factory=DeviceSettings)
@@ -301,6 +322,9 @@ def _type_name(expected: Any) -> str:
         return "list of strings"
     return expected if isinstance(expected, str) else expected.__name__
 
+
+MOVED = {("asr", "threads"): "[threads] asr", ("llm", "threads"): "[threads] llm"}
+"""Keys that moved to another section: a file that still sets them is told where they went."""
 
 SECRET_KEYS = frozenset({"password"})
 """Keys whose values are never repeated in messages, replies or logs."""
@@ -358,7 +382,9 @@ def load(paths: list[Path] | tuple[Path, ...] | None = None, overrides: dict[str
             known = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
             for key, value in table.items():
                 fld = known.get(key)
-                if fld is None:
+                if fld is None and (section, key) in MOVED:
+                    problems.append(f"{origin}: [{section}] {key} has moved: set {MOVED[section, key]} instead")
+                elif fld is None:
                     problems.append(f"{origin}: unknown key '{key}' in [{section}]; known keys: {', '.join(known)}")
                 elif not _type_ok(fld.type, value):
                     problems.append(

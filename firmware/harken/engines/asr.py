@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from harken.config import Settings
+from harken.hw import budget
 from harken.models.catalog import entry, verified_paths
 from harken.models.store import ensure_moonshine_tokens
 
@@ -36,4 +37,4 @@ def load(settings: Settings, data_dir: Path) -> Recognizer:
     paths = verified_paths(item)
     encoder, decoder, tokenizer = (paths[f.path] for f in item.files)
     tokens = ensure_moonshine_tokens(data_dir, item, tokenizer)
-    return Recognizer(encoder, decoder, tokens, settings.asr.threads)
+    return Recognizer(encoder, decoder, tokens, budget.plan(settings).asr)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 from harken.config import Settings
+from harken.hw import budget
 from harken.models.catalog import entry, verified_paths
 
 
@@ -13,10 +14,10 @@ SEED = 1234
 
 
 class LanguageModel:
-    def __init__(self, model: Path, context: int, threads: int) -> None:
+    def __init__(self, model: Path, context: int, threads: int, batch_threads: int) -> None:
         from llama_cpp import Llama
 
-        self._llm = Llama(model_path=str(model), n_ctx=context, n_threads=threads, n_threads_batch=threads, verbose=False)
+        self._llm = Llama(model_path=str(model), n_ctx=context, n_threads=threads, n_threads_batch=batch_threads, verbose=False)
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> Iterator[str]:
         """Yield the reply's text piece by piece as the model produces it.
@@ -44,6 +45,7 @@ class LanguageModel:
 def load(settings: Settings, data_dir: Path) -> LanguageModel:
     item = entry("llm", settings.llm.model)
     (model,) = verified_paths(item).values()
-    llm = LanguageModel(model, settings.llm.context, settings.llm.threads)
+    plan = budget.plan(settings)
+    llm = LanguageModel(model, settings.llm.context, plan.llm, plan.llm_batch)
     llm.warm(settings.llm.system_prompt)
     return llm

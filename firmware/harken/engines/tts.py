@@ -8,16 +8,28 @@ from typing import Iterator
 import numpy as np
 
 from harken.config import Settings
+from harken.hw import budget
 from harken.models.catalog import entry, verified_paths
 
 
 class Synthesizer:
-    def __init__(self, model: Path, config: Path, length_scale: float, deterministic: bool = False) -> None:
+    def __init__(self, model: Path, config: Path, length_scale: float, threads: int, spin: bool = False,
+                 deterministic: bool = False) -> None:
         """``deterministic`` turns off the voice's sampling noise: the same text then
-        always gives the same samples (test recordings); otherwise each reading varies."""
-        from piper import PiperVoice, SynthesisConfig
+        always gives the same samples (test recordings); otherwise each reading varies.
 
-        self._voice = PiperVoice.load(model, config_path=config)
+        The onnxruntime session is built here rather than by ``PiperVoice.load``,
+        which gives it onnxruntime's defaults: a thread per core, spinning."""
+        import json
+
+        import onnxruntime
+        from piper import PiperConfig, PiperVoice, SynthesisConfig
+
+        from harken.engines.ort import session_options
+
+        session = onnxruntime.InferenceSession(str(model), sess_options=session_options(threads, spin),
+                                               providers=["CPUExecutionProvider"])
+        self._voice = PiperVoice(session=session, config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))))
         noise = {"noise_scale": 0.0, "noise_w_scale": 0.0} if deterministic else {}
         self._syn = SynthesisConfig(length_scale=length_scale, **noise)
         self.rate = int(self._voice.config.sample_rate)
@@ -38,4 +50,5 @@ def load(settings: Settings, data_dir: Path, deterministic: bool = False) -> Syn
     item = entry("tts", settings.tts.voice)
     paths = verified_paths(item)
     model, config = (paths[f.path] for f in item.files)
-    return Synthesizer(model, config, settings.tts.length_scale, deterministic)
+    plan = budget.plan(settings)
+    return Synthesizer(model, config, settings.tts.length_scale, plan.tts, plan.spin, deterministic)

@@ -83,6 +83,20 @@ class Channel:
             self._sock.sendall(msg.to_frame())
 
 
+def _yield_cpu(increment: int) -> int:
+    """Lower this worker's CPU priority by ``increment`` nice steps; return the nice value it runs at.
+
+    Raising one's own nice value needs no privilege. Under a seccomp filter that
+    refuses setpriority (a unit without ``SystemCallFilter=setpriority``) the
+    worker runs at the supervisor's priority, and says so."""
+    if increment:
+        try:
+            os.nice(increment)
+        except OSError as exc:
+            _LOGGER.warning("cannot lower this worker's priority by %d (%s); it runs at the supervisor's", increment, exc)
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def _pcm(msg: Message) -> np.ndarray:
     if len(msg.payload) % 2:
         raise ProtocolError("PCM payload has an odd number of bytes")
@@ -204,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     try:
-        worker = Worker(role, config.from_dict(init.data["settings"]), Path(init.data["data_dir"]), channel)
+        settings = config.from_dict(init.data["settings"])
+        nice = _yield_cpu(getattr(settings.priority, role))
+        worker = Worker(role, settings, Path(init.data["data_dir"]), channel)
         model = worker.load()
     except (HarkenError, OSError, ValueError, RuntimeError) as exc:
         # A corrupt or missing model will not mend by retrying: the supervisor gives up at once.
@@ -215,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 3
     try:
-        channel.send(Message("ready", 0, {"model": model, "load_s": time.monotonic() - started, "pid": os.getpid()}))
+        channel.send(Message("ready", 0, {"model": model, "load_s": time.monotonic() - started, "pid": os.getpid(), "nice": nice}))
     except (BrokenPipeError, ConnectionResetError):
         return 0  # the supervisor stopped (or gave up on us) while we were loading: nobody to serve
     worker.serve()

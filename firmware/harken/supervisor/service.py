@@ -25,6 +25,7 @@ import numpy as np
 
 from harken import __version__, config
 from harken.errors import HarkenError
+from harken.hw import budget
 from harken.hw.identity import device_id
 from harken.overrides import FleetConfig
 from harken.audio.player import Player
@@ -109,7 +110,7 @@ class Service:
             "uptime_s": round(time.monotonic() - self.started, 1), "summary": self.status_line(),
             "conversation": conv.state.value if conv is not None else None,
             "lost_audio_s": round(conv.lost_chunks * 1280 / 16000, 2) if conv is not None else 0.0,
-            "workers": self.sup.describe(), "audio": self.audio_health(),
+            "workers": self.sup.describe(), "audio": self.audio_health(), "threads": budget.plan(self.settings).describe(),
             "mqtt": None if self.link is None else {"connected": self.link.connected, "buffered": len(self.link.buffer),
                                                    "dropped": self.link.dropped},
         }
@@ -207,7 +208,8 @@ class Service:
             self.conv.muted = self.muted
             self.phase = "running"
             self.notifier.ready(self.status_line())
-            self.events.emit("ready", **(ready_fields or {}), degraded=[w.role for w in self.sup.down()])
+            self.events.emit("ready", **(ready_fields or {}), degraded=[w.role for w in self.sup.down()],
+                             threads=budget.plan(self.settings).describe())
             for note in self.fleet_config.notes:
                 self.events.emit("error", stage="config", message=note)
             self.fleet_config.mark_good()
