@@ -1,4 +1,23 @@
-"""Wake word detection with openWakeWord on onnxruntime."""
+"""Wake word detection: openWakeWord's three ONNX models, streamed on onnxruntime.
+
+The models come from the openwakeword 0.5.1 package (see ``models/catalog.py``),
+but not its Python code: importing that pulls scikit-learn, scipy and tqdm into
+the wake worker (about 90 MB and 2 s) and its per-frame bookkeeping costs idle
+CPU. This module runs the same feature pipeline, score for score:
+
+1. melspectrogram.onnx turns int16 samples (as float32, unscaled) into rows of
+   32 mel bins, one per 10 ms hop over 512-sample windows; each row is mapped
+   to ``row / 10 + 2``. Every 80 ms frame is sent with the last 480 samples of
+   the frame before it, which gives exactly its 8 new rows (the stream's first
+   frame, without that context, gives 5);
+2. embedding_model.onnx reads the newest 76 rows after every frame and makes
+   one 96-value embedding;
+3. the wake model reads the newest 16 embeddings and gives the frame's score.
+
+Before the stream has filled them, the 76 rows are ones and the 16 embeddings
+come from noise (see ``WakeDetector``), and the first 5 scores are reported as
+0, all as openWakeWord does.
+"""
 
 from __future__ import annotations
 
@@ -7,56 +26,154 @@ from pathlib import Path
 import numpy as np
 
 from harken.config import Settings
+from harken.hw import budget
 from harken.models.catalog import entry, verified_paths
 
 FRAME = 1280
-"""openWakeWord scores one 80 ms frame (1280 samples at 16 kHz) at a time."""
+"""One score per 80 ms frame (1280 samples at 16 kHz)."""
+CONTEXT = 480
+"""Samples of the previous frame that each melspectrogram call sees again (3 hops of 160)."""
+WINDOW = 76
+"""Mel rows per embedding (the embedding model's fixed input)."""
+WARMUP = 5
+"""The first scores of a stream are reported as 0, as openWakeWord does."""
+NOISE_SEED = 0
+"""Seed of the noise whose embeddings fill the feature window of a new stream."""
+NOISE_SAMPLES = 4 * 16000
+NOISE_LEVEL = 1000
+"""The noise is ``NOISE_SAMPLES`` integers drawn uniformly from [-NOISE_LEVEL, NOISE_LEVEL)."""
+_STEP = 8
+"""Mel rows between the noise's embeddings (one frame's worth)."""
+_SPARE_FRAMES = 32
+"""How many frames the ring buffers take before they move their tail to the front."""
 
 
 class WakeDetector:
-    def __init__(self, model_path: Path, melspec: Path, embedding: Path) -> None:
-        from openwakeword.model import Model  # heavy import, worker only
+    """One audio stream at a time through the three models, one score per 80 ms frame.
 
-        self._model = Model(
-            wakeword_models=[str(model_path)],
-            inference_framework="onnx",
-            melspec_model_path=str(melspec),
-            embedding_model_path=str(embedding),
-        )
-        self._pending = np.zeros(0, dtype=np.int16)
+    A new stream (a new detector, or ``reset()``) starts from a fixed state. The
+    wake model only ever reads the newest 16 embeddings, and each frame adds one,
+    so from the stream's 16th frame (1.28 s) on every score depends on the stream's
+    audio alone. Until then, part of the window is whatever the feature buffer
+    started with: openWakeWord fills it with the embeddings of 4 s of random noise
+    (new noise on every start, so its scores on the first second vary from run to
+    run), which matters for a short recording such as the readiness probes, where
+    the wake phrase falls in that first second. Here the noise is the same every
+    time: the numbers numpy's legacy generator (whose stream numpy keeps stable)
+    draws with ``NOISE_SEED``, i.e. exactly what openWakeWord would draw after
+    ``np.random.seed(NOISE_SEED)``; so our scores equal its scores under that seed
+    from the first frame (``tools/make-wake-goldens``). The noise embeddings are
+    computed once, when the detector is built, and copied back on every reset.
+    """
+
+    def __init__(self, model_path: Path, melspec: Path, embedding: Path, threads: int = 1) -> None:
+        import onnxruntime  # the worker's; importing this module stays cheap
+
+        from harken.engines.ort import session_options
+
+        def session(path: Path) -> onnxruntime.InferenceSession:
+            return onnxruntime.InferenceSession(str(path), sess_options=session_options(threads),
+                                                providers=["CPUExecutionProvider"])
+
+        self._mel_model, self._embed_model, self._wake_model = session(melspec), session(embedding), session(model_path)
+        self._mel_io = self._mel_model.get_inputs()[0].name, [self._mel_model.get_outputs()[0].name]
+        self._embed_io = self._embed_model.get_inputs()[0].name, [self._embed_model.get_outputs()[0].name]
+        self._wake_io = self._wake_model.get_inputs()[0].name, [self._wake_model.get_outputs()[0].name]
+        self._inputs = int(self._wake_model.get_inputs()[0].shape[1])  # embeddings per score: 16
+        bins = int(self._mel_model.get_outputs()[0].shape[-1])
+        dims = int(self._embed_model.get_outputs()[0].shape[-1])
+
+        # The newest samples, mel rows and embeddings, each in a preallocated buffer
+        # that is filled front to back and whose newest part is moved to the front
+        # when it is full, so that every model input is a contiguous slice of it.
+        self._audio = np.zeros(CONTEXT + FRAME, dtype=np.float32)  # the previous frame's tail, then this frame
+        self._mel = np.empty((WINDOW + _SPARE_FRAMES * _STEP, bins), dtype=np.float32)
+        self._features = np.empty((self._inputs + _SPARE_FRAMES, dims), dtype=np.float32)
+        self._noise_features = self._embed_noise()
+        self.reset()
 
     def reset(self) -> None:
-        """Start a new stream, as a freshly loaded model would.
-
-        openWakeWord 0.5.1's ``Model.reset()`` clears only its score history and
-        keeps the audio features of the old stream, which can fire on the next
-        one; rebuilding the model leaks its onnxruntime sessions' memory. So the
-        preprocessor's buffers are re-initialised here the way its constructor
-        does (this is tied to the pinned 0.5.1).
-        """
-        pre = self._model.preprocessor
-        pre.raw_data_buffer.clear()
-        pre.melspectrogram_buffer = np.ones((76, 32))
-        pre.accumulated_samples = 0
-        pre.raw_data_remainder = np.empty(0)
-        pre.feature_buffer = pre._get_embeddings(np.random.randint(-1000, 1000, 16000 * 4).astype(np.int16))
-        self._model.reset()
-        self._pending = np.zeros(0, dtype=np.int16)
+        """Start a new stream: the same state as a new detector, with the same sessions."""
+        self._filled = 0  # samples of the current frame received so far
+        self._frames = 0  # frames scored in this stream
+        self._mel[:WINDOW] = 1.0
+        self._mel_end = WINDOW
+        self._features[: self._inputs] = self._noise_features
+        self._features_end = self._inputs
 
     def process(self, pcm: np.ndarray) -> list[float]:
-        """Feed int16 audio at 16 kHz; return one score per completed 80 ms frame."""
-        buf = np.concatenate([self._pending, pcm]) if self._pending.size else pcm
+        """Feed int16 audio at 16 kHz, any length; return one score per completed 80 ms frame.
+
+        The models run once per frame even when a call completes several: the
+        melspectrogram model gives slightly different numbers (float rounding) for
+        longer inputs, so batching would make the scores depend on the chunk size.
+        """
+        if pcm.dtype != np.int16:
+            raise ValueError(f"wake detector needs int16 samples, not {pcm.dtype}")
         scores = []
-        usable = len(buf) - len(buf) % FRAME
-        for start in range(0, usable, FRAME):
-            prediction = self._model.predict(buf[start : start + FRAME])
-            scores.append(float(next(iter(prediction.values()))))
-        self._pending = buf[usable:].copy()
+        pos, total = 0, len(pcm)
+        while pos < total:
+            take = min(FRAME - self._filled, total - pos)
+            start = CONTEXT + self._filled
+            self._audio[start : start + take] = pcm[pos : pos + take]
+            self._filled += take
+            pos += take
+            if self._filled == FRAME:
+                scores.append(self._score_frame())
+                self._audio[:CONTEXT] = self._audio[FRAME:]
+                self._filled = 0
         return scores
+
+    def _score_frame(self) -> float:
+        rows = self._melspectrogram(self._audio if self._frames else self._audio[CONTEXT:])
+        n = len(rows)
+        if self._mel_end + n > len(self._mel):
+            self._mel[:WINDOW] = self._mel[self._mel_end - WINDOW : self._mel_end]
+            self._mel_end = WINDOW
+        self._mel[self._mel_end : self._mel_end + n] = rows
+        self._mel_end += n
+
+        window = self._mel[self._mel_end - WINDOW : self._mel_end]
+        name, out = self._embed_io
+        embedding = self._embed_model.run(out, {name: window[None, :, :, None]})[0]
+        if self._features_end == len(self._features):
+            self._features[: self._inputs] = self._features[self._features_end - self._inputs :]
+            self._features_end = self._inputs
+        self._features[self._features_end] = embedding.reshape(-1)
+        self._features_end += 1
+
+        name, out = self._wake_io
+        features = self._features[self._features_end - self._inputs : self._features_end]
+        score = self._wake_model.run(out, {name: features[None]})[0]
+        self._frames += 1
+        return 0.0 if self._frames <= WARMUP else float(score.reshape(-1)[0])
+
+    def _melspectrogram(self, samples: np.ndarray) -> np.ndarray:
+        """Mel rows (n, bins) of float32 samples, already mapped to ``row / 10 + 2``."""
+        name, out = self._mel_io
+        rows = self._mel_model.run(out, {name: samples[None]})[0]
+        rows = rows.reshape(-1, rows.shape[-1])
+        rows /= 10  # openWakeWord's mapping, as it computes it in float32 (not * 0.1)
+        rows += 2
+        return rows
+
+    def _embed_noise(self) -> np.ndarray:
+        """The newest embeddings of the noise that fills a new stream's feature window.
+
+        Computed as openWakeWord does (one melspectrogram of the whole noise, the
+        embeddings of all its windows 8 rows apart in one batch), so that the
+        numbers are the same to the last bit.
+        """
+        noise = np.random.RandomState(NOISE_SEED).randint(-NOISE_LEVEL, NOISE_LEVEL, NOISE_SAMPLES)
+        mel = self._melspectrogram(noise.astype(np.float32))
+        windows = np.stack([mel[i : i + WINDOW] for i in range(0, len(mel) - WINDOW + 1, _STEP)])
+        name, out = self._embed_io
+        embeddings = self._embed_model.run(out, {name: windows[..., None]})[0]
+        return embeddings.reshape(len(windows), -1)[-self._inputs :].copy()
 
 
 def load(settings: Settings, data_dir: Path) -> WakeDetector:
     item = entry("wake", settings.wake.model)
     paths = verified_paths(item)
     model, melspec, embedding = (paths[f.path] for f in item.files)
-    return WakeDetector(model, melspec, embedding)
+    return WakeDetector(model, melspec, embedding, threads=budget.plan(settings).wake)

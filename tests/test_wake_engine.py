@@ -1,0 +1,126 @@
+"""The wake engine against openWakeWord 0.5.1's own scores, on the bundled probe recordings.
+
+The goldens (tests/data/wake-goldens.json) were made by tools/make-wake-goldens
+with openWakeWord's Model; these tests need only numpy and onnxruntime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harken.audio.wav import read_wav
+from harken.config import Settings
+from harken.engines import wake
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO / "firmware" / "harken" / "assets"
+GOLDENS = json.loads((REPO / "tests" / "data" / "wake-goldens.json").read_text(encoding="utf-8"))
+TOLERANCE = 1e-4
+
+
+def clip(*names: str) -> np.ndarray:
+    return np.concatenate([read_wav(ASSETS / name)[0] for name in names])
+
+
+def settings_for(model: str) -> Settings:
+    base = Settings()
+    return dataclasses.replace(base, wake=dataclasses.replace(base.wake, model=model))
+
+
+@pytest.fixture(scope="module")
+def detectors():
+    made: dict[str, wake.WakeDetector] = {}
+
+    def get(model: str) -> wake.WakeDetector:
+        if model not in made:
+            made[model] = wake.load(settings_for(model), Path("/nonexistent"))
+        made[model].reset()
+        return made[model]
+
+    return get
+
+
+def test_goldens_were_made_with_our_noise_seed():
+    assert GOLDENS["openwakeword"] == "0.5.1" and GOLDENS["noise_seed"] == wake.NOISE_SEED
+
+
+@pytest.mark.parametrize("case", GOLDENS["cases"], ids=lambda c: f"{c['model']}-{'+'.join(c['clips'])}")
+def test_scores_match_openwakeword(detectors, case):
+    ours = np.array(detectors(case["model"]).process(clip(*case["clips"])))
+    golden = np.array(case["scores"])
+    assert ours.shape == golden.shape
+    worst = int(np.argmax(np.abs(ours - golden)))
+    assert abs(ours[worst] - golden[worst]) <= TOLERANCE, f"frame {worst}: {ours[worst]} vs openWakeWord's {golden[worst]}"
+
+
+def test_chunk_size_does_not_change_the_scores(detectors):
+    pcm = clip("probe-wake-hey_jarvis.wav", "probe-asr.wav", "probe-wake-hey_jarvis.wav")
+    detector = detectors("hey_jarvis")
+    whole = detector.process(pcm)
+    assert len(whole) == len(pcm) // wake.FRAME
+    for size in (wake.FRAME, 640, 3000, 1):
+        if size == 1:
+            pcm_part = pcm[: 3 * wake.FRAME + 17]  # sample by sample: a short piece is enough
+            expected = whole[:3]
+        else:
+            pcm_part, expected = pcm, whole
+        detector.reset()
+        scores: list[float] = []
+        for pos in range(0, len(pcm_part), size):
+            scores += detector.process(pcm_part[pos : pos + size])
+        assert scores == expected, f"chunks of {size}"
+
+
+def test_reset_starts_a_fresh_stream(detectors):
+    jarvis = clip("probe-wake-hey_jarvis.wav")
+    fresh = wake.load(settings_for("hey_jarvis"), Path("/nonexistent")).process(jarvis)
+    detector = detectors("hey_jarvis")
+    detector.process(jarvis)
+    detector.process(clip("probe-asr.wav")[:5000])  # ends mid-frame, with the wake word in the window
+    detector.reset()
+    assert detector.process(jarvis) == fresh
+
+
+def test_fires_on_the_wake_phrase_and_not_on_a_question(detectors):
+    detector = detectors("hey_jarvis")
+    assert max(detector.process(clip("probe-wake-hey_jarvis.wav"))) > 0.5
+    detector.reset()
+    assert max(detector.process(clip("probe-asr.wav"))) < 0.1
+
+
+def test_short_and_empty_input_give_no_scores(detectors):
+    detector = detectors("hey_jarvis")
+    assert detector.process(np.zeros(0, dtype=np.int16)) == []
+    assert detector.process(np.zeros(wake.FRAME - 1, dtype=np.int16)) == []
+    assert detector.process(np.zeros(1, dtype=np.int16)) == [0.0]  # the first 5 frames score 0
+    with pytest.raises(ValueError):
+        detector.process(np.zeros(wake.FRAME, dtype=np.float32))
+
+
+def test_loading_imports_neither_openwakeword_nor_its_dependencies():
+    code = (
+        "import sys; from pathlib import Path; from harken.config import Settings; from harken.engines import wake\n"
+        "wake.load(Settings(), Path('/nonexistent'))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'openwakeword', 'sklearn', 'scipy', 'tqdm'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                         env={"PYTHONPATH": str(REPO / "firmware"), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_session_options_run_sequentially_without_spinning():
+    from harken.engines.ort import session_options
+
+    opts = session_options(2)
+    assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (2, 1)
+    assert opts.execution_mode.name == "ORT_SEQUENTIAL"
+    for pool in ("intra", "inter"):
+        assert opts.get_session_config_entry(f"session.{pool}_op.allow_spinning") == "0"
+    assert session_options(1, spin=True).get_session_config_entry("session.intra_op.allow_spinning") == "1"
