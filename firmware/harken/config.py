@@ -145,6 +145,11 @@ class WorkerSettings:
     asr_deadline: float = setting(10.0, "Longest one transcription, or a ping answer, may take (s).", _range(0.2, 300.0))
     llm_deadline: float = setting(10.0, "Longest gap between LLM tokens (the first includes reading the prompt), or before a ping answer (s).", _range(0.2, 300.0))
     tts_deadline: float = setting(10.0, "Longest gap between TTS audio chunks (one sentence), or before a ping answer (s).", _range(0.2, 300.0))
+    starved_limit: float = setting(
+        60.0, "Longest (s) a worker that keeps using CPU, or waiting for it, may go without answering before it is declared "
+        "hung anyway. Past its deadline such a worker is slow because other programs keep the cores busy, not stuck, and is "
+        "left to finish; a worker spinning in a loop forever is caught here. At or below a role's deadline: no such allowance.",
+        _range(1.0, 900.0))
     kill_grace: float = setting(1.0, "Seconds between SIGTERM and SIGKILL for a hung worker.", _range(0.0, 30.0))
     backoff_initial: float = setting(
         0.5, "Delay (s) before restarting a worker that failed twice within failure_window (the first restart is at once); doubles with each further failure.",

@@ -10,6 +10,18 @@ golden probe (PROBING), then serve (READY ⇄ BUSY) while the watchdog checks it
   each LLM token, each TTS sentence, the transcript). Frames come from the
   worker's work loop, never from a side thread, so a worker stuck in native
   code or stopped (SIGSTOP) misses the deadline.
+- slow is not stuck: a worker past its deadline is hung only if it made no
+  progress. Shortly before the deadline (``SAMPLE_WINDOW``) the watchdog reads
+  the worker's CPU counters from /proc (:mod:`harken.supervisor.cpu`), and again
+  at the deadline and every window after it. If between two readings its
+  threads ran, or waited on the run queue for a share of the time, or one is
+  queued for a CPU now, the cores are busy with other programs: the worker is
+  left to finish, and reported once per stretch (a ``worker`` event with
+  ``starved: true``, a warning, ``starved_s`` in :meth:`describe`; the stretch
+  ends after ``SLOW_QUIET`` s of answers in time). A stopped, dead, or sleeping
+  (deadlocked, or blocked on I/O) worker is hung at the deadline as before; one
+  that keeps using CPU without answering is hung at ``[workers] starved_limit``
+  (a loop that never ends). /proc is read only while a deadline is near.
 
 A worker that dies or misses a deadline fails its in-flight requests at once
 (:class:`WorkerDied`), is killed if need be (SIGTERM, then SIGKILL), and is
@@ -34,6 +46,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from harken import config
 from harken.errors import HarkenError, ProtocolError, WorkerDied, WorkerError
+from harken.supervisor import cpu
 from harken.supervisor.health import Health, Policy, WorkerState
 from harken.supervisor.protocol import MAX_HEADER, Message, read_message_async
 from harken.telemetry.events import EventLog
@@ -47,6 +60,13 @@ IDLE_AFTER = 0.5
 """A worker with nothing outstanding for this long is READY again (not BUSY)."""
 EXIT_WAIT = 2.0
 """How long a worker whose pipe closed may take to exit before it is treated as alive and killed (s)."""
+SAMPLE_WINDOW = 1.0
+"""Interval between readings of a silent worker's CPU counters (at most half its deadline); the
+first is taken this long before the deadline, so a stuck worker is still declared hung at it (s)."""
+MIN_SAMPLE_GAP = 0.2
+"""Shortest interval between two readings that a verdict is drawn from (s)."""
+SLOW_QUIET = 10.0
+"""A slow worker that has answered within its deadline for this long is no longer reported slow (s)."""
 
 S = WorkerState
 
@@ -86,7 +106,8 @@ Probe = Callable[["WorkerProcess"], Awaitable[None]]
 
 class WorkerProcess:
     def __init__(self, role: str, settings: config.Settings, data_dir: Path, events: EventLog,
-                 probe: Probe | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 probe: Probe | None = None, clock: Callable[[], float] = time.monotonic,
+                 proc_root: Path = cpu.PROC) -> None:
         self.role = role
         self.settings = settings
         self.data_dir = data_dir
@@ -100,6 +121,8 @@ class WorkerProcess:
         self.model: str | None = None
         self.load_seconds: float | None = None
         """Spawn → model loaded, of the current process."""
+        self.nice: int | None = None
+        """The nice value the current process runs at (it lowers its own priority by its [priority] setting)."""
         self.probe_seconds: float | None = None
         self.listeners: list[Callable[[WorkerProcess], None]] = []
         """Called after every state change (the supervisor's status line, degraded-service notices)."""
@@ -115,6 +138,14 @@ class WorkerProcess:
         """When something (a request or a ping) became outstanding; None while nothing is."""
         self._ping: int | None = None
         self._last_request = 0.0
+        self.proc_root = proc_root
+        self._cpu_last: cpu.CpuSample | None = None
+        """The latest reading of the worker's CPU counters in this stretch of silence; None before one."""
+        self._excused = False
+        """Past its deadline in this stretch of silence, and found progressing at the last reading."""
+        self._slow_since: float | None = None
+        """When the worker was first found slow (starved) in the current report; None while it keeps up."""
+        self._slow_last = 0.0
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -136,7 +167,7 @@ class WorkerProcess:
             self._serving.clear()
         fields: dict[str, Any] = {"role": self.role, "state": after.value, "reason": reason, "pid": self.pid}
         if after is S.READY and before is S.PROBING:
-            fields.update(model=self.model, load_s=round(self.load_seconds or 0.0, 3),
+            fields.update(model=self.model, nice=self.nice, load_s=round(self.load_seconds or 0.0, 3),
                           probe_s=round(self.probe_seconds or 0.0, 3), restarts=health.restarts)
         if after is S.BACKOFF:
             fields["retry_in"] = round(health.backoff_left(), 3)
@@ -151,10 +182,11 @@ class WorkerProcess:
         """What ``harken status`` shows for this worker."""
         h = self.health
         return {
-            "role": self.role, "state": self.state, "pid": self.pid, "model": self.model,
+            "role": self.role, "state": self.state, "pid": self.pid, "model": self.model, "nice": self.nice,
             "restarts": h.restarts, "reason": h.reason, "since_s": round(self.clock() - h.since, 1),
             "failures_in_window": len(h.failures), "load_s": None if self.load_seconds is None else round(self.load_seconds, 3),
             "retry_in_s": round(h.backoff_left(), 1) if h.state is S.BACKOFF else None,
+            "starved_s": None if self._slow_since is None else round(self.clock() - self._slow_since, 1),
         }
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -232,9 +264,11 @@ class WorkerProcess:
             raise LoadFailed(self.role, f"failed to load: {first.data.get('message', first.type)}",
                              permanent=bool(first.data.get("permanent")))
         self.model = first.data.get("model")
+        self.nice = first.data.get("nice")
         self.load_seconds = time.monotonic() - started
         self._last_frame = self.clock()
         self._waiting_since = None
+        self._cpu_last, self._excused = None, False
         asyncio.get_running_loop().create_task(self._read_loop(conn), name=f"{self.role}-reader")
 
     async def _probe(self) -> None:
@@ -298,13 +332,14 @@ class WorkerProcess:
                 return f"{describe_exit(code)}; {conn.close_reason}"
             now = self.clock()
             outstanding = bool(self._pending) or self._ping is not None
+            silent = 0.0
             if not outstanding:
                 self._waiting_since = None
             elif self._waiting_since is not None:
                 silent = now - max(self._last_frame, self._waiting_since)
-                if silent > self.deadline:
-                    what = "a request" if self._pending else "a liveness ping"
-                    return f"hung: no answer to {what} for {silent:.1f} s (deadline {self.deadline:g} s)"
+            hung = self._judge_silence(conn, silent, now)
+            if hung is not None:
+                return hung
             if self._pending:
                 if self.health.state is S.READY:
                     self.health.fire("request")
@@ -314,6 +349,47 @@ class WorkerProcess:
                 self._ping = next(self._ids)
                 self._waiting_since = now
                 self._write(Message("ping", self._ping))
+
+    def _judge_silence(self, conn: Connection, silent: float, now: float) -> str | None:
+        """Why a worker silent for ``silent`` s is hung, or None while it may go on (see the module doc)."""
+        window = min(SAMPLE_WINDOW, self.deadline / 2)
+        if silent <= self.deadline - window:  # answering in time (or nothing asked): a new stretch begins
+            self._cpu_last, self._excused = None, False
+            if self._slow_since is not None and now - self._slow_last > SLOW_QUIET:
+                _LOGGER.info("%s worker keeps up again after %.0f s slowed by a busy CPU", self.role, self._slow_last - self._slow_since)
+                self._slow_since = None
+            return None
+        if silent <= self.deadline:  # the deadline is near: the reading a verdict starts from
+            if self._cpu_last is None:
+                self._cpu_last = cpu.sample(conn.pid, self.proc_root, self.clock)
+            return None
+        what = "a request" if self._pending else "a liveness ping"
+        hung = f"hung: no answer to {what} for {silent:.1f} s (deadline {self.deadline:g} s)"
+        limit = max(self.deadline, self.settings.workers.starved_limit)
+        if silent > limit:
+            return f"{hung}; it kept using CPU but did not answer within starved_limit ({limit:g} s)" if self._excused else hung
+        last = self._cpu_last if self._cpu_last is not None and self._cpu_last.pid == conn.pid else None
+        if last is not None and now - last.at < (window if self._excused else MIN_SAMPLE_GAP):
+            return None  # excused until the next reading; or too soon after the first to tell
+        reading = cpu.sample(conn.pid, self.proc_root, self.clock)
+        if reading is None:
+            return f"{hung}; the process is gone"
+        self._cpu_last = reading
+        if last is None:  # the silence jumped past the deadline (a tiny deadline, a late tick): judge at the next tick
+            return f"{hung}; {cpu.describe_stopped(reading.state)}" if reading.state in cpu.STOPPED else None
+        progress = cpu.between(last, reading)
+        if not progress.progressing:
+            return f"{hung}; {progress.describe()}"
+        self._excused = True
+        self._slow_last = now
+        if self._slow_since is None:
+            self._slow_since = now
+            reason = (f"slow: no answer to {what} for {silent:.1f} s (deadline {self.deadline:g} s), but the CPU is busy: "
+                      f"{progress.describe()}; hung after {limit:g} s")
+            _LOGGER.warning("%s worker (pid %d) is %s", self.role, conn.pid, reason)
+            self.events.emit("worker", role=self.role, state=self.state, reason=reason, pid=conn.pid,
+                             starved=True, silent_s=round(silent, 3))
+        return None
 
     def _fail_pending(self, reason: str) -> None:
         for queue in self._pending.values():
