@@ -1,0 +1,179 @@
+"""Background load for the benchmarks: busy loops and an onnxruntime job, and /proc figures.
+
+Shared by tools/bench-pipeline and tools/sweep-threads (imported with tools/ on
+sys.path). Every load process dies with the bench that started it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import subprocess
+import sys
+import time
+from typing import NamedTuple
+
+from harken import config
+from harken.audio import RATE
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ORT_WINDOW_S = 1.0
+"""Seconds of 16 kHz audio per onnxruntime call in the `--load ort` job."""
+
+
+def proc_stat(pid: int) -> tuple[float, int]:
+    """(cpu seconds, peak RSS bytes) of a process."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    hwm = 0
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) * 1024
+    return cpu, hwm
+
+
+class LoadSpec(NamedTuple):
+    hogs: int = 0
+    ort: int = 0
+    model: str = ""
+    """The ONNX model the onnxruntime jobs loop over (resolved once, before any phase)."""
+
+    @classmethod
+    def parse(cls, values: list[int | str], settings: config.Settings) -> "LoadSpec":
+        hogs, ort = sum(v for v in values if v != "ort"), values.count("ort")
+        model = ""
+        if ort:
+            from harken.models.catalog import entry, verified_paths
+
+            files = verified_paths(entry("asr", settings.asr.model))
+            model = str(next(path for name, path in files.items() if "encoder" in name))
+        return cls(hogs, ort, model)
+
+    def describe(self) -> str:
+        parts = [f"{self.hogs} busy loop{'s' * (self.hogs != 1)}"] if self.hogs else []
+        if self.ort:
+            parts.append(f"{self.ort} onnxruntime job{'s' * (self.ort != 1)} (Moonshine encoder, "
+                         f"{ORT_WINDOW_S:g} s windows, default threads)")
+        return " + ".join(parts) or "none"
+
+
+def load_value(text: str) -> int | str:
+    if text == "ort":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0 or 'ort', not {text!r}")
+    return n
+
+
+# Each load child dies with the bench: quietly on Ctrl-C, and by PR_SET_PDEATHSIG
+# if the bench is killed outright (the death signal follows the *thread* that
+# started the child, so start_load must run on the main thread). It prints
+# "ready" once it is loading the cores.
+_CHILD = """
+import ctypes, os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+try:
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit()
+"""
+_HOG = _CHILD + """
+print("ready", flush=True)
+while True:
+    pass
+"""
+_ORT = _CHILD + """
+import numpy as np, onnxruntime as ort
+session = ort.InferenceSession(sys.argv[2])
+rng = np.random.default_rng(7)
+feed = {}
+for inp in session.get_inputs():  # batch 1; every other free dimension = samples of audio
+    shape = [d if isinstance(d, int) else (1 if i == 0 else int(sys.argv[3])) for i, d in enumerate(inp.shape)]
+    feed[inp.name] = (rng.normal(0, 0.1, shape).astype(np.float32) if "float" in inp.type
+                      else np.ones(shape, np.int64))
+session.run(None, feed)
+print("ready", flush=True)
+while True:
+    session.run(None, feed)
+"""
+_live: set[subprocess.Popen] = set()
+
+
+@atexit.register
+def _kill_live() -> None:
+    for proc in list(_live):
+        proc.kill()
+        proc.wait()
+        _live.discard(proc)
+
+
+class Load:
+    """Running load processes; stop() is idempotent, and also runs as a context manager's exit."""
+
+    def __init__(self, spec: LoadSpec, procs: list[subprocess.Popen]):
+        self.spec, self.procs = spec, procs
+        self._base = self._end = (time.monotonic(), 0.0)
+
+    def _running(self) -> bool:
+        return any(p in _live for p in self.procs)
+
+    def _mark(self) -> tuple[float, float]:
+        """(now, the children's CPU seconds so far)."""
+        return time.monotonic(), sum(proc_stat(p.pid)[0] for p in self.procs)
+
+    def ready(self) -> None:
+        """Wait until every child is loading the cores; cpu() counts from here."""
+        for proc in self.procs:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"load process {proc.pid} failed to start (exit {proc.wait()})")
+        self._base = self._end = self._mark()
+
+    def stop(self) -> None:
+        try:
+            if self._running():
+                self._end = self._mark()
+        finally:
+            for proc in self.procs:
+                if proc in _live:
+                    proc.kill()
+                    proc.wait()
+                    proc.stdout.close()
+                    _live.discard(proc)
+
+    def cpu(self) -> float:
+        """Core-seconds the load used per wall second, from ready() to stop() (or now)."""
+        if self._running():
+            self._end = self._mark()
+        wall = self._end[0] - self._base[0]
+        return (self._end[1] - self._base[1]) / wall if wall > 0 else 0.0
+
+    def __enter__(self) -> "Load":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_load(spec: LoadSpec) -> Load:
+    """Start the load processes (call ready() before measuring); they are killed at exit at the latest."""
+    procs: list[subprocess.Popen] = []
+    load = Load(spec, procs)
+    scripts = [[_HOG]] * spec.hogs + [[_ORT, spec.model, str(int(ORT_WINDOW_S * RATE))]] * spec.ort
+    try:
+        for script, *extra in scripts:
+            procs.append(subprocess.Popen([sys.executable, "-c", script, str(os.getpid()), *extra],
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True))
+            _live.add(procs[-1])
+    except BaseException:
+        load.stop()
+        raise
+    return load
