@@ -122,6 +122,9 @@ class ThreadSettings:
     asr: int = setting(0, "Speech recognition threads; 0: derived from the cores (see docs/performance.md).", _range(0, 64))
     llm: int = setting(0, "Language model threads while it writes the answer; 0: derived from the cores.", _range(0, 64))
     llm_batch: int = setting(0, "Language model threads while it reads the prompt; 0: as many as llm.", _range(0, 64))
+    llm_shared: int = setting(
+        0, "Language model threads while speech synthesis works beside it (after the first clause); 0: derived. "
+        "The language model also never takes more threads than the cores other programs leave free.", _range(0, 64))
     tts: int = setting(0, "Speech synthesis threads; 0: derived from the cores.", _range(0, 64))
     spin: bool = setting(
         False, "Let onnxruntime's threads spin while they wait for work: a little faster on an idle board, "

@@ -18,6 +18,15 @@ class LanguageModel:
         from llama_cpp import Llama
 
         self._llm = Llama(model_path=str(model), n_ctx=context, n_threads=threads, n_threads_batch=batch_threads, verbose=False)
+        self.threads = (threads, batch_threads)
+
+    def set_threads(self, threads: int, batch_threads: int) -> None:
+        """Change the thread counts from the next evaluated token on (between tokens of a stream too)."""
+        if (threads, batch_threads) != self.threads:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self._llm.ctx, threads, batch_threads)
+            self.threads = (threads, batch_threads)
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> Iterator[str]:
         """Yield the reply's text piece by piece as the model produces it.

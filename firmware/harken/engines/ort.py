@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import onnxruntime
 
 
-def session_options(threads: int, spin: bool = False) -> onnxruntime.SessionOptions:
+def session_options(threads: int, spin: bool = False, arena: bool = True) -> onnxruntime.SessionOptions:
     """Options for one ``onnxruntime.InferenceSession`` on the CPU.
 
     ``threads`` is the session's intra-op pool size (the threads that share one
@@ -23,6 +23,11 @@ def session_options(threads: int, spin: bool = False) -> onnxruntime.SessionOpti
     thread). ``spin`` lets the pool's threads busy-wait between runs: a little
     lower latency per run for a core kept busy; leave it off unless the session
     runs back to back and has cores to itself.
+
+    ``arena=False`` turns off the CPU memory arena, which otherwise keeps the
+    largest activations a session ever needed for the rest of its life: the wake
+    word's sessions read four seconds of noise once at start-up and then 80 ms at
+    a time, and without the arena hold 26 MB less at no measurable cost.
 
     onnxruntime is imported here, so importing this module stays cheap.
     """
@@ -34,6 +39,7 @@ def session_options(threads: int, spin: bool = False) -> onnxruntime.SessionOpti
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    opts.enable_cpu_mem_arena = arena
     allow = "1" if spin else "0"
     opts.add_session_config_entry("session.intra_op.allow_spinning", allow)
     opts.add_session_config_entry("session.inter_op.allow_spinning", allow)

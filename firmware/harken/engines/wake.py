@@ -72,7 +72,7 @@ class WakeDetector:
         from harken.engines.ort import session_options
 
         def session(path: Path) -> onnxruntime.InferenceSession:
-            return onnxruntime.InferenceSession(str(path), sess_options=session_options(threads),
+            return onnxruntime.InferenceSession(str(path), sess_options=session_options(threads, arena=False),
                                                 providers=["CPUExecutionProvider"])
 
         self._mel_model, self._embed_model, self._wake_model = session(melspec), session(embedding), session(model_path)

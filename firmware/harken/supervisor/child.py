@@ -25,6 +25,8 @@ import numpy as np
 
 from harken import config
 from harken.errors import ConfigError, HarkenError, ModelError, ProtocolError
+from harken.hw import budget
+from harken.hw.load import OthersLoad
 from harken.supervisor.protocol import Message, read_message
 
 _LOGGER = logging.getLogger(__name__)
@@ -33,6 +35,8 @@ HOLD_LIMIT = 5.0
 """Longest pause a ``hold`` can impose on a streaming request, in seconds."""
 BEAT = 0.5
 """While held, the work loop tells the supervisor it is alive this often (s)."""
+RETHINK = 0.5
+"""While the LLM writes, how often it looks again at how busy the board is (s)."""
 
 
 def _die_with_parent() -> None:
@@ -112,6 +116,9 @@ class Worker:
         self.data_dir = data_dir
         self.ch = channel
         self.engine: Any = None
+        self.plan = budget.plan(settings)
+        self.others = OthersLoad()
+        """Cores other programs use: the LLM reads it at each request and ping, and while it writes."""
         self.handlers: dict[str, Callable[[Message], None]] = {
             "wake": {"audio": self.on_audio, "flush": self.on_flush, "reset": self.on_reset},
             "asr": {"transcribe": self.on_transcribe},
@@ -156,21 +163,34 @@ class Worker:
             raise ProtocolError("generate needs a non-empty 'messages' list")
         parts = []
         self.ch.running.set()
+        sharing = False  # TTS works beside us once we have been held for the first clause
+        self._fit_threads(sharing)
+        checked = time.monotonic()
         for piece in self.engine.stream(
             messages, int(req.data.get("max_tokens", 80)), float(req.data.get("temperature", 0.2))
         ):
             # Held while the first clause is synthesized: on two cores, generating ahead
             # would only slow down the audio that the listener is waiting for. The work
             # loop beats while it waits, so the supervisor's watchdog sees it is alive.
-            held = time.monotonic()
-            while not self.ch.running.wait(BEAT) and time.monotonic() - held < HOLD_LIMIT:
-                self.reply(req, "beat")
+            was_sharing = sharing
+            if not self.ch.running.is_set():  # held: from now on TTS speaks while we write
+                sharing = True
+                held = time.monotonic()
+                while not self.ch.running.wait(BEAT) and time.monotonic() - held < HOLD_LIMIT:
+                    self.reply(req, "beat")
             if req.id in self.ch.cancelled:
                 self.reply(req, "done", cancelled=True, text="".join(parts))
                 return
+            if sharing != was_sharing or time.monotonic() - checked >= RETHINK:
+                self._fit_threads(sharing)
+                checked = time.monotonic()
             parts.append(piece)
             self.reply(req, "token", text=piece)
-        self.reply(req, "done", cancelled=False, text="".join(parts))
+        self.reply(req, "done", cancelled=False, text="".join(parts), threads=list(self.engine.threads))
+
+    def _fit_threads(self, sharing: bool) -> None:
+        """The LLM's threads for what the board does now (see hw/budget.llm_threads)."""
+        self.engine.set_threads(*budget.llm_threads(self.plan, self.others.update(), sharing))
 
     # -- TTS: a frame per sentence of audio --------------------------------------------------
     def on_synthesize(self, req: Message) -> None:
@@ -186,6 +206,8 @@ class Worker:
     def serve(self) -> None:
         while (req := self.ch.inbox.get()) is not None:
             if req.type == "ping":
+                if self.role == "llm":  # keeps a recent base for the next request's reading
+                    self.others.update()
                 self.reply(req, "pong")
                 continue
             if req.type == "shutdown":
