@@ -143,7 +143,9 @@ class PrioritySettings:
 class WorkerSettings:
     start_timeout: float = setting(120.0, "Seconds a worker may take to load its model and pass its readiness probe.", _range(5.0, 900.0))
     request_timeout: float = setting(60.0, "Seconds a single request may take in all.", _range(1.0, 900.0))
-    ping_interval: float = setting(0.5, "Seconds an idle worker may go without a liveness ping (a hang is noticed within its deadline plus this).", _range(0.1, 60.0))
+    ping_interval: float = setting(
+        2.0, "Seconds an idle worker may go without a liveness ping (a hang is noticed within its deadline plus this; "
+        "each ping wakes the worker and the supervisor).", _range(0.1, 60.0))
     wake_deadline: float = setting(2.0, "Longest the wake worker may lag behind the microphone, or take to answer a ping (s).", _range(0.2, 300.0))
     asr_deadline: float = setting(10.0, "Longest one transcription, or a ping answer, may take (s).", _range(0.2, 300.0))
     llm_deadline: float = setting(10.0, "Longest gap between LLM tokens (the first includes reading the prompt), or before a ping answer (s).", _range(0.2, 300.0))
