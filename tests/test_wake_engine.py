@@ -51,6 +51,22 @@ def test_goldens_were_made_with_our_noise_seed():
     assert GOLDENS["openwakeword"] == "0.5.1" and GOLDENS["noise_seed"] == wake.NOISE_SEED
 
 
+def test_shipped_noise_embeddings_are_what_the_models_compute(detectors):
+    # assets/wake-noise.npy stands for openWakeWord's start-up computation; if the catalogued
+    # melspectrogram or embedding model ever changes, this fails until the tool is re-run.
+    shipped = np.load(wake.NOISE_FILE)
+    assert np.array_equal(shipped, detectors("hey_jarvis").embed_noise())
+
+
+def test_a_wrong_noise_file_is_refused_with_the_fix(tmp_path):
+    from harken.models.catalog import entry, verified_paths
+
+    paths = verified_paths(entry("wake", "hey_jarvis"))
+    model, mel, emb = paths.values()
+    with pytest.raises(ValueError, match="regenerate it with tools/make-wake-goldens"):
+        wake.WakeDetector(model, mel, emb, noise=np.zeros((3, 96), np.float32))
+
+
 @pytest.mark.parametrize("case", GOLDENS["cases"], ids=lambda c: f"{c['model']}-{'+'.join(c['clips'])}")
 def test_scores_match_openwakeword(detectors, case):
     ours = np.array(detectors(case["model"]).process(clip(*case["clips"])))

@@ -105,7 +105,9 @@ class LlmSettings:
     temperature: float = setting(0.2, "Sampling temperature (0 = always the most likely token).", _range(0.0, 2.0))
     history_turns: int = setting(3, "Earlier question/answer pairs kept as context.", _range(0, 20))
     history_ttl: float = setting(300.0, "Seconds after which the conversation history is forgotten.", _range(0.0, 86400.0))
-    context: int = setting(2048, "Context window in tokens.", _range(256, 8192))
+    context: int = setting(
+        1024, "Context window in tokens: the system prompt, history_turns earlier exchanges, the question and max_tokens "
+        "must fit (about 500 with the defaults). Each 1024 tokens cost SmolLM2-135M about 23 MB.", _range(256, 8192))
 
 
 @dataclass(frozen=True)

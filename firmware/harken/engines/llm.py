@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Iterator
 
@@ -17,7 +18,9 @@ class LanguageModel:
     def __init__(self, model: Path, context: int, threads: int, batch_threads: int) -> None:
         from llama_cpp import Llama
 
-        self._llm = Llama(model_path=str(model), n_ctx=context, n_threads=threads, n_threads_batch=batch_threads, verbose=False)
+        # n_batch 128 (not 512): a question is a few dozen tokens, and the compute buffers shrink by 5 MB
+        self._llm = Llama(model_path=str(model), n_ctx=context, n_batch=128, n_threads=threads,
+                          n_threads_batch=batch_threads, verbose=False)
         self.threads = (threads, batch_threads)
 
     def set_threads(self, threads: int, batch_threads: int) -> None:
@@ -33,14 +36,28 @@ class LanguageModel:
 
         llama-cpp-python keeps the evaluated tokens and reuses the longest common
         prefix on the next call, so the system prompt is evaluated only once.
+        Earlier exchanges that no longer fit the context window are dropped, oldest first.
         The sampling seed is fixed per request: without it llama-cpp-python
         derives each call's seed from the previous one, and the answer to a
         question would depend on how many requests (probes, warm-up) came before.
         """
-        chunks = self._llm.create_chat_completion(
-            messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True, seed=SEED
-        )
-        for chunk in chunks:
+        while True:
+            try:
+                chunks = self._llm.create_chat_completion(
+                    messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True, seed=SEED
+                )
+                first = next(chunks, None)  # the prompt is read here: too long for the context, it raises
+            except ValueError as exc:
+                # history beyond the context window: forget the oldest exchange and try again
+                if "context window" not in str(exc) or len(messages) < 4:
+                    raise
+                system = messages[:1] if messages[0].get("role") == "system" else []
+                messages = system + messages[len(system) + 2 :]
+                continue
+            break
+        if first is None:
+            return
+        for chunk in itertools.chain([first], chunks):
             text = chunk["choices"][0]["delta"].get("content")
             if text:
                 yield text
