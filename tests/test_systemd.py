@@ -169,3 +169,15 @@ def test_sysusers_creates_the_user_the_unit_runs_as(tmp_path, unit):
     assert groups["audio"][2] == "29", "the existing audio group is kept"
     for group in service["SupplementaryGroups"][-1].split():
         assert user[0] in groups[group][3].split(","), f"{user[0]} is not in {group}"
+
+
+def test_cpu_priority_puts_the_service_first_and_lets_workers_yield(unit):
+    service = unit["Service"]
+    # Negative: other programs on the board cannot starve the audio path (systemd applies it as root).
+    assert int(service["Nice"][-1]) < 0
+    assert int(service["CPUWeight"][-1]) > 100
+    # Workers lower their own priority with setpriority (os.nice): the filter denies @resources,
+    # so setpriority must be allowed back after that line, or the LLM would not yield first.
+    filters = service["SystemCallFilter"]
+    deny = next(i for i, f in enumerate(filters) if f.startswith("~") and "@resources" in f)
+    assert any("setpriority" in f.split() and not f.startswith("~") for f in filters[deny + 1 :])
