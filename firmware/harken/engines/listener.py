@@ -1,7 +1,7 @@
 """What the wake worker runs on every chunk of the microphone: the wake word always,
 the VADs only while the conversation is listening for a request.
 
-Silero (via sherpa-onnx) costs about as much as openWakeWord when run in real
+Silero costs about as much as openWakeWord when run in real
 time, and its output is only needed after the wake word, so the VADs sleep while
 the device is idle. When the supervisor asks for them (``vad_from``), they start
 from a short history of recent audio kept here, so the speech that began before
@@ -22,7 +22,7 @@ from harken.engines import vad, wake
 HISTORY_SECONDS = 4.0
 RATE = 16000
 LEAD_IN = RATE // 2
-"""Silence fed to a fresh VAD before the history: sherpa-onnx's VAD fails ("Invalid n")
+"""Silence fed to a fresh VAD before the history: the VAD (like sherpa-onnx's, whose behaviour it keeps) fails
 and reports bogus segments when its stream starts in the middle of speech."""
 
 
@@ -57,7 +57,7 @@ class Listener:
 
     @staticmethod
     def _feed(v: vad.Vad, pcm: np.ndarray) -> vad.VadState:
-        """Feed in small pieces: sherpa-onnx's VAD misplaces segments when given seconds at once."""
+        """Feed in small pieces: the VAD (as sherpa-onnx's) misplaces segments when given seconds at once."""
         segments: list[tuple[int, int]] = []
         state = None
         for pos in range(0, len(pcm), wake.FRAME):

@@ -79,7 +79,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry(
         role="vad",
         name="silero-vad",
-        engine="sherpa-onnx",
+        engine="onnxruntime",
         package="silero-vad==6.2.3",
         module="silero_vad",
         licence="MIT",
