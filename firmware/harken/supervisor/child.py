@@ -87,6 +87,17 @@ class Channel:
             self._sock.sendall(msg.to_frame())
 
 
+def _give_back_memory() -> None:
+    """Return the heap that loading freed (file buffers, start-up scratch) to the system.
+
+    glibc keeps freed memory for reuse; after a model is loaded most of it is not
+    reused (the ASR worker held 145 MB after loading and 115 MB after this)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _yield_cpu(increment: int) -> int:
     """Lower this worker's CPU priority by ``increment`` nice steps; return the nice value it runs at.
 
@@ -244,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         nice = _yield_cpu(getattr(settings.priority, role))
         worker = Worker(role, settings, Path(init.data["data_dir"]), channel)
         model = worker.load()
+        _give_back_memory()
     except (HarkenError, OSError, ValueError, RuntimeError) as exc:
         # A corrupt or missing model will not mend by retrying: the supervisor gives up at once.
         permanent = isinstance(exc, (ModelError, ConfigError))
