@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -41,9 +42,46 @@ class Synthesizer:
         return resample(np.concatenate(list(self.synthesize(text))), self.rate, rate)
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
-        """Yield int16 mono audio at ``self.rate``, one chunk per sentence."""
-        for chunk in self._voice.synthesize(text, syn_config=self._syn):
-            yield chunk.audio_int16_array
+        """Yield int16 mono audio at ``self.rate``, one chunk per sentence (long ones in pieces)."""
+        for piece in pieces(text):
+            for chunk in self._voice.synthesize(piece, syn_config=self._syn):
+                yield chunk.audio_int16_array
+
+
+MAX_WORDS = 18
+"""Longest run of words given to the voice at once. Its decoder's memory grows with the
+audio of one sentence, about 7 MB a word, and onnxruntime keeps the largest it has ever
+needed: one 30-word sentence left the TTS worker at 341 MB, 18 words at 248 MB."""
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_CLAUSE = re.compile(r"(?<=[,;:])\s+")
+
+
+def pieces(text: str, max_words: int = MAX_WORDS) -> list[str]:
+    """The text cut into pieces of at most ``max_words`` words: at sentence ends, then at
+    clause marks (comma, semicolon, colon), and only a sentence without them at even
+    word counts (so that no piece is a word or two)."""
+    out: list[str] = []
+    for sentence in _SENTENCE.split(text.strip()):
+        if len(sentence.split()) <= max_words:
+            out.append(sentence)
+            continue
+        current: list[str] = []
+        for clause in _CLAUSE.split(sentence):
+            words = clause.split()
+            if current and len(current) + len(words) > max_words:
+                out.append(" ".join(current))
+                current = []
+            if len(words) <= max_words:
+                current += words
+                continue
+            parts = -(-len(words) // max_words)  # as few pieces as fit, of even length
+            size = -(-len(words) // parts)
+            chunks = [words[i : i + size] for i in range(0, len(words), size)]
+            out += [" ".join(c) for c in chunks[:-1]]
+            current = chunks[-1]
+        if current:
+            out.append(" ".join(current))
+    return [p for p in out if p]
 
 
 def load(settings: Settings, data_dir: Path, deterministic: bool = False) -> Synthesizer:

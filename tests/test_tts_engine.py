@@ -1,0 +1,58 @@
+"""Speech synthesis: long sentences are spoken in pieces, which bounds the TTS worker's memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from harken.engines.tts import MAX_WORDS, pieces
+
+LONG = ("the quick brown fox jumps over a lazy dog while seven cats watch from the old red barn and the farmer "
+        "walks slowly down the long dusty road toward the village market to sell his apples and his pears")
+
+
+def test_short_sentences_are_left_whole():
+    text = "The capital of France is Paris. It is known for the Eiffel Tower, the Louvre and its cafes."
+    assert pieces(text) == ["The capital of France is Paris.", "It is known for the Eiffel Tower, the Louvre and its cafes."]
+
+
+def test_long_sentences_break_at_clause_marks_first():
+    text = ("The Moon is about 384,400 kilometers from Earth, which is roughly thirty times the diameter of our planet, "
+            "and light takes a little over one second to travel that far.")
+    assert pieces(text) == [
+        "The Moon is about 384,400 kilometers from Earth, which is roughly thirty times the diameter of our planet,",
+        "and light takes a little over one second to travel that far.",
+    ]
+
+
+def test_a_sentence_without_clause_marks_breaks_into_even_pieces():
+    got = pieces(LONG + ".")
+    words = LONG.split()
+    assert all(len(p.split()) <= MAX_WORDS for p in got)
+    assert " ".join(got) == " ".join(words) + "."  # nothing lost, nothing repeated
+    sizes = [len(p.split()) for p in got]
+    assert max(sizes) - min(sizes) <= 1  # no stray one-word piece at the end
+
+
+def test_nothing_to_say():
+    assert pieces("") == [] and pieces("   ") == []
+
+
+def test_a_long_sentence_does_not_grow_the_tts_worker(tmp_path):
+    # In its own process: the peak memory of synthesizing one 40-word sentence. Spoken whole,
+    # piper's decoder needed about 7 MB a word (a 30-word sentence: 341 MB in all); in pieces
+    # the peak is that of an 18-word piece (about 250 MB).
+    script = textwrap.dedent(f"""
+        from harken import config
+        from harken.engines import tts
+        s = config.Settings()
+        voice = tts.load(s, s.paths.data)
+        chunks = list(voice.synthesize({LONG!r} + "."))
+        assert len(chunks) >= 3 and all(c.size for c in chunks)
+        peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+        print(int(peak) // 1024)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.split()[-1]) < 300
