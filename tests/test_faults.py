@@ -176,6 +176,12 @@ def test_a_corrupt_model_is_given_up_with_the_fix_and_the_rest_keeps_working(tmp
     states = {w["role"]: w["state"] for w in as_json["workers"]}
     assert states["llm"] == "fatal" and all(states[r] in ("ready", "busy") for r in ("wake", "asr", "tts"))
     assert as_json["audio"]["state"] == "ok"
+    # The thread budget and the workers' priorities are reported where an operator looks.
+    assert as_json["threads"]["asr"] == 1 and as_json["threads"] == [e for e in ev if e["type"] == "ready"][0]["threads"]
+    assert f"threads ({as_json['threads']['cores']} cores): wake 1, vad 1, asr 1" in status.stdout
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    nice = {w["role"]: w["nice"] for w in as_json["workers"] if w["nice"] is not None}
+    assert nice == {"wake": base, "asr": base, "tts": base}  # [priority] 0 for these; the LLM never loaded
 
 
 class FakeSystemd:

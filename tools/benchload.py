@@ -109,6 +109,16 @@ print("ready", flush=True)
 while True:
     session.run(None, feed)
 """
+_MANAGER = _CHILD + """
+import json, subprocess
+# The load's processes are this process's children, not the bench's: the bench is
+# Harken's supervisor, and the LLM worker counts the supervisor's children as Harken
+# (hw/load.py), so load started by the bench itself would not look like other programs.
+kids = [subprocess.Popen([sys.executable, "-c", script, str(os.getpid()), *extra], stdin=subprocess.DEVNULL)
+        for script, *extra in json.loads(sys.argv[2])]
+print(" ".join(str(k.pid) for k in kids), flush=True)
+signal.pause()
+"""
 _live: set[subprocess.Popen] = set()
 
 
@@ -121,24 +131,25 @@ def _kill_live() -> None:
 
 
 class Load:
-    """Running load processes; stop() is idempotent, and also runs as a context manager's exit."""
+    """Running load processes (children of one manager process); stop() is idempotent,
+    and also runs as a context manager's exit."""
 
-    def __init__(self, spec: LoadSpec, procs: list[subprocess.Popen]):
-        self.spec, self.procs = spec, procs
+    def __init__(self, spec: LoadSpec, manager: subprocess.Popen | None, pids: list[int]):
+        self.spec, self.manager, self.pids = spec, manager, pids
         self._base = self._end = (time.monotonic(), 0.0)
 
     def _running(self) -> bool:
-        return any(p in _live for p in self.procs)
+        return self.manager is not None and self.manager in _live
 
     def _mark(self) -> tuple[float, float]:
-        """(now, the children's CPU seconds so far)."""
-        return time.monotonic(), sum(proc_stat(p.pid)[0] for p in self.procs)
+        """(now, the load processes' CPU seconds so far)."""
+        return time.monotonic(), sum(proc_stat(pid)[0] for pid in self.pids)
 
     def ready(self) -> None:
-        """Wait until every child is loading the cores; cpu() counts from here."""
-        for proc in self.procs:
-            if proc.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"load process {proc.pid} failed to start (exit {proc.wait()})")
+        """Wait until every load process is loading the cores; cpu() counts from here."""
+        for _ in self.pids:
+            if self.manager is None or self.manager.stdout.readline().strip() != "ready":
+                raise RuntimeError("a load process failed to start")
         self._base = self._end = self._mark()
 
     def stop(self) -> None:
@@ -146,12 +157,16 @@ class Load:
             if self._running():
                 self._end = self._mark()
         finally:
-            for proc in self.procs:
-                if proc in _live:
-                    proc.kill()
-                    proc.wait()
-                    proc.stdout.close()
-                    _live.discard(proc)
+            for pid in self.pids:  # they would die with the manager anyway (PR_SET_PDEATHSIG)
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            if self._running():
+                self.manager.kill()
+                self.manager.wait()
+                self.manager.stdout.close()
+                _live.discard(self.manager)
 
     def cpu(self) -> float:
         """Core-seconds the load used per wall second, from ready() to stop() (or now)."""
@@ -169,14 +184,19 @@ class Load:
 
 def start_load(spec: LoadSpec) -> Load:
     """Start the load processes (call ready() before measuring); they are killed at exit at the latest."""
-    procs: list[subprocess.Popen] = []
-    load = Load(spec, procs)
+    import json
+
     scripts = [[_HOG]] * spec.hogs + [[_ORT, spec.model, str(int(ORT_WINDOW_S * RATE))]] * spec.ort
+    if not scripts:
+        return Load(spec, None, [])
+    manager = subprocess.Popen([sys.executable, "-c", _MANAGER, str(os.getpid()), json.dumps(scripts)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    _live.add(manager)
+    load = Load(spec, manager, [])
     try:
-        for script, *extra in scripts:
-            procs.append(subprocess.Popen([sys.executable, "-c", script, str(os.getpid()), *extra],
-                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True))
-            _live.add(procs[-1])
+        load.pids = [int(p) for p in manager.stdout.readline().split()]
+        if len(load.pids) != len(scripts):
+            raise RuntimeError(f"the load manager started {len(load.pids)} of {len(scripts)} processes")
     except BaseException:
         load.stop()
         raise

@@ -99,16 +99,23 @@ def _give_back_memory() -> None:
 
 
 def _yield_cpu(increment: int) -> int:
-    """Lower this worker's CPU priority by ``increment`` nice steps; return the nice value it runs at.
+    """Lower this worker's CPU priority by up to ``increment`` nice steps; return the nice value it runs at.
+
+    It yields to the audio path (the supervisor, the wake worker) but is never
+    pushed below other programs at the default priority: under the unit
+    (``Nice=-11``) the LLM runs at -8; started by hand at nice 0 it stays at 0,
+    where a busy loop would otherwise take two thirds of its core.
 
     Raising one's own nice value needs no privilege. Under a seccomp filter that
     refuses setpriority (a unit without ``SystemCallFilter=setpriority``) the
     worker runs at the supervisor's priority, and says so."""
-    if increment:
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    target = max(base, min(base + increment, 0))
+    if target != base:
         try:
-            os.nice(increment)
+            os.setpriority(os.PRIO_PROCESS, 0, target)
         except OSError as exc:
-            _LOGGER.warning("cannot lower this worker's priority by %d (%s); it runs at the supervisor's", increment, exc)
+            _LOGGER.warning("cannot lower this worker's priority to %d (%s); it runs at the supervisor's", target, exc)
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
