@@ -137,7 +137,9 @@ class ThreadSettings:
 class PrioritySettings:
     wake: int = setting(0, "Added to the nice value of the wake word worker (the audio path; the supervisor keeps its own).", _range(0, 19))
     asr: int = setting(0, "Added to the nice value of the speech recognition worker.", _range(0, 19))
-    llm: int = setting(3, "Added to the nice value of the language model worker: it yields the CPU first.", _range(0, 19))
+    llm: int = setting(
+        3, "Added to the nice value of the language model worker: it yields the CPU first. No worker goes past nice 0 "
+        "this way (below other programs at the default priority).", _range(0, 19))
     tts: int = setting(0, "Added to the nice value of the speech synthesis worker.", _range(0, 19))
 
 
