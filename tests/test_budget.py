@@ -221,3 +221,23 @@ def test_the_llm_takes_one_thread_when_other_programs_hold_the_cores(data_dir, s
     settings = settings_with(cores=2)
     assert budget.plan(settings).llm == 2
     assert asyncio.run(generate_threads(settings, data_dir)) == [1, 1]
+
+
+def test_others_load_finds_harken_without_the_children_file(tmp_path):
+    # A kernel built without CONFIG_PROC_CHILDREN: Harken's workers are found by their parent.
+    from harken.hw.load import TICK, OthersLoad
+
+    now = [0.0]
+
+    def tree(busy: int, t10: int, t11: int) -> None:
+        write_proc(tmp_path, busy=busy, ticks={10: t10, 11: t11}, leader=10, children=[11])
+        (tmp_path / "10" / "task" / "10" / "children").unlink()
+        # stat's fourth field is the parent: 11 is the leader's child
+        (tmp_path / "11" / "stat").write_text(f"11 (python3) S 10 11 11 0 -1 0 0 0 0 0 {t11} 0 0 0 20 0 1 0 1 0 0\n")
+
+    tree(1000, 0, 0)
+    gauge = OthersLoad(leader=10, root=tmp_path, clock=lambda: now[0])
+    gauge.update()
+    now[0] = 1.0
+    tree(1000 + 2 * TICK, 0, TICK)  # one core-second was the worker's: one other
+    assert gauge.update() == pytest.approx(1.0)

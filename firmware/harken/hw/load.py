@@ -50,15 +50,29 @@ def _process_ticks(root: Path, pid: int) -> int:
 
 
 def _family(root: Path, leader: int) -> list[int]:
-    pids = [leader]
+    """The leader and its children: from ``task/*/children``, or where the kernel has no
+    such file (built without CONFIG_PROC_CHILDREN), from every process's parent in ``stat``."""
+    tasks = root / str(leader) / "task"
     try:
-        for task in (root / str(leader) / "task").iterdir():
+        files = [task / "children" for task in tasks.iterdir()]
+    except OSError:
+        return [leader]
+    if files and all(f.exists() for f in files):
+        pids = [leader]
+        for f in files:
             try:
-                pids += [int(p) for p in (task / "children").read_text().split()]
+                pids += [int(p) for p in f.read_text().split()]
             except OSError:
                 continue
-    except OSError:
-        pass
+        return pids
+    pids = [leader]
+    for entry in root.iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == leader:
+                    pids.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
     return pids
 
 
