@@ -12,6 +12,7 @@ import pytest
 from harken import config
 from harken.errors import ConfigError
 from harken.hw import budget
+from harken.hw.sensors import stat_fields
 from harken.supervisor.process import WorkerProcess
 from harken.telemetry.events import EventLog
 
@@ -62,30 +63,30 @@ def test_cores_default_to_the_affinity_mask():
     assert budget.plan(config.Settings()).cores == len(os.sched_getaffinity(0))
 
 
-def test_moved_thread_keys_say_where_they_went(tmp_path):
-    path = tmp_path / "old.toml"
-    path.write_text("[llm]\nthreads = 2\n[asr]\nthreads = 1\n")
+def problems(tmp_path: Path, toml: str) -> str:
+    """What loading a config file with ``toml`` in it complains about."""
+    path = tmp_path / "harken.toml"
+    path.write_text(toml)
     with pytest.raises(ConfigError) as err:
         config.load([path])
-    text = str(err.value)
+    return str(err.value)
+
+
+def test_moved_thread_keys_say_where_they_went(tmp_path):
+    text = problems(tmp_path, "[llm]\nthreads = 2\n[asr]\nthreads = 1\n")
     assert "[llm] threads has moved: set [threads] llm instead" in text
     assert "[asr] threads has moved: set [threads] asr instead" in text
 
 
 def test_bad_budget_values_are_refused(tmp_path):
-    path = tmp_path / "bad.toml"
-    path.write_text("[threads]\nllm = -1\ntts = 1000\n[priority]\nllm = -5\n")
-    with pytest.raises(ConfigError) as err:
-        config.load([path])
-    text = str(err.value)
+    text = problems(tmp_path, "[threads]\nllm = -1\ntts = 1000\n[priority]\nllm = -5\n")
     assert "[threads] llm = -1 must be at least 0" in text
     assert "[threads] tts = 1000 must be at most 64" in text
     assert "[priority] llm = -5 must be at least 0" in text
 
 
 def proc_nice(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[16])  # field 19 of stat: nice
+    return int(stat_fields(Path(f"/proc/{pid}/stat"))[16])  # field 19 of stat: nice
 
 
 def threads_of(pid: int) -> int:

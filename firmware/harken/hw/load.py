@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from harken.hw.sensors import cpu_ticks, stat_fields
+
 PROC = Path("/proc")
 TICK = os.sysconf("SC_CLK_TCK")
 MIN_INTERVAL = 0.2
@@ -39,14 +41,6 @@ def _busy_ticks(root: Path) -> int | None:
     user, nice, system, _idle, _iowait, irq, softirq, *rest = (int(v) for v in first[1:])
     steal = rest[0] if rest else 0
     return user + nice + system + irq + softirq + steal
-
-
-def _process_ticks(root: Path, pid: int) -> int:
-    try:
-        fields = (root / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0  # gone between listing and reading
-    return int(fields[11]) + int(fields[12])
 
 
 def _family(root: Path, leader: int) -> list[int]:
@@ -68,12 +62,15 @@ def _family(root: Path, leader: int) -> list[int]:
     pids = [leader]
     for entry in root.iterdir():
         if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == leader:
-                    pids.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
+            fields = stat_fields(entry / "stat")
+            if fields is not None and len(fields) > 1 and fields[1] == str(leader):
+                pids.append(int(entry.name))
     return pids
+
+
+def _ticks(root: Path, pid: int) -> int:
+    fields = stat_fields(root / str(pid) / "stat")
+    return 0 if fields is None else cpu_ticks(fields)  # gone between listing and reading: nothing
 
 
 class OthersLoad:
@@ -96,7 +93,7 @@ class OthersLoad:
         busy = _busy_ticks(self.root)
         if busy is None:  # no /proc/stat: assume nobody else
             return self.cores
-        ours = sum(_process_ticks(self.root, pid) for pid in _family(self.root, self.leader))
+        ours = sum(_ticks(self.root, pid) for pid in _family(self.root, self.leader))
         if self._last is not None:
             then, busy0, ours0 = self._last
             others = (busy - busy0) - max(0, ours - ours0)

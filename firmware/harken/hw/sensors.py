@@ -52,15 +52,26 @@ def rss_bytes(pid: int, proc_root: Path = Path("/proc")) -> int | None:
     return None
 
 
-def cpu_seconds(pid: int, proc_root: Path = Path("/proc")) -> float | None:
-    """CPU time (user + system) ``pid`` has used, in seconds; None if it is gone."""
-    text = _read_process_file(proc_root, pid, "stat")
-    if text is None:
+def stat_fields(path: Path) -> list[str] | None:
+    """The fields of a ``stat`` file (a process's or a thread's) after its name: ``[state, ppid, ...]``,
+    so proc(5)'s field N is at index N - 3; None if the process or thread is gone."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
         return None
     # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
-    fields = text[text.rindex(")") + 2:].split()
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+    return text[text.rindex(")") + 2:].split()
+
+
+def cpu_ticks(fields: list[str]) -> int:
+    """User + system CPU time in a ``stat`` file's fields (:func:`stat_fields`), in clock ticks."""
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def cpu_seconds(pid: int, proc_root: Path = Path("/proc")) -> float | None:
+    """CPU time (user + system) ``pid`` has used, in seconds; None if it is gone."""
+    fields = stat_fields(proc_root / str(pid) / "stat")
+    return None if fields is None else cpu_ticks(fields) / os.sysconf("SC_CLK_TCK")
 
 
 def _zone_celsius(zone: Path) -> float | None:

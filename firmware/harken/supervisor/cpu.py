@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from harken.hw.sensors import cpu_ticks, stat_fields
+
 PROC = Path("/proc")
 STOPPED = frozenset("TtZXx")
 """State letters of a process that cannot make progress: stopped, traced, zombie, dead."""
@@ -92,11 +94,12 @@ def describe_stopped(state: str) -> str:
 
 
 def _stat(path: Path, ticks: float) -> tuple[str, float]:
-    """The state letter and the CPU time of a ``stat`` file (a process's or one thread's)."""
-    text = path.read_text()
-    # "pid (comm) S ppid ...": comm may hold spaces and parentheses, so split after the last ')'
-    rest = text.rsplit(")", 1)[1].split()
-    return rest[0], (int(rest[11]) + int(rest[12])) / ticks  # fields 3, 14 and 15
+    """The state letter and the CPU time of a ``stat`` file (a process's or one thread's);
+    FileNotFoundError if it is gone."""
+    fields = stat_fields(path)
+    if fields is None:
+        raise FileNotFoundError(path)
+    return fields[0], cpu_ticks(fields) / ticks  # fields 3, 14 and 15
 
 
 def _threads(pid: int, proc: Path, ticks: float) -> tuple[float | None, int]:
