@@ -1,6 +1,6 @@
-"""Background load for the benchmarks: busy loops and an onnxruntime job, and /proc figures.
+"""Shared by the benchmarks: background load (busy loops, an onnxruntime job), /proc figures, percentiles.
 
-Shared by tools/bench-pipeline and tools/sweep-threads (imported with tools/ on
+Used by tools/bench-pipeline and tools/sweep-threads (imported with tools/ on
 sys.path). Every load process dies with the bench that started it.
 """
 
@@ -20,6 +20,11 @@ from harken.audio import RATE
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ORT_WINDOW_S = 1.0
 """Seconds of 16 kHz audio per onnxruntime call in the `--load ort` job."""
+
+
+def pctl(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def proc_stat(pid: int) -> tuple[float, int]:
