@@ -23,14 +23,12 @@ class Synthesizer:
         which gives it onnxruntime's defaults: a thread per core, spinning."""
         import json
 
-        import onnxruntime
         from piper import PiperConfig, PiperVoice, SynthesisConfig
 
-        from harken.engines.ort import session_options
+        from harken.engines import ort
 
-        session = onnxruntime.InferenceSession(str(model), sess_options=session_options(threads, spin),
-                                               providers=["CPUExecutionProvider"])
-        self._voice = PiperVoice(session=session, config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))))
+        self._voice = PiperVoice(session=ort.session(model, threads, spin),
+                                 config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))))
         noise = {"noise_scale": 0.0, "noise_w_scale": 0.0} if deterministic else {}
         self._syn = SynthesisConfig(length_scale=length_scale, **noise)
         self.rate = int(self._voice.config.sample_rate)

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harken.config import Settings
-from harken.engines.ort import session_options
+from harken.engines import ort
 from harken.models.catalog import entry, verified_paths
 
 if TYPE_CHECKING:
@@ -78,12 +78,7 @@ def _session(model: Path) -> onnxruntime.InferenceSession:
     """
     key = str(model)
     if key not in _sessions:
-        import onnxruntime
-
-        # one thread, no spinning; the arena makes no difference to this small model
-        session = onnxruntime.InferenceSession(
-            key, sess_options=session_options(1, arena=False), providers=["CPUExecutionProvider"]
-        )
+        session = ort.session(model, 1, arena=False)  # one thread, no spinning; the arena makes no difference here
         inputs = [i.name for i in session.get_inputs()]
         outputs = [o.name for o in session.get_outputs()]
         if inputs != ["input", "state", "sr"] or outputs != ["output", "stateN"]:

@@ -74,15 +74,10 @@ class WakeDetector:
     def __init__(self, model_path: Path, melspec: Path, embedding: Path, threads: int = 1,
                  noise: np.ndarray | None = None) -> None:
         """``noise``: the noise embeddings to start streams with (default: ``NOISE_FILE``'s)."""
-        import onnxruntime  # the worker's; importing this module stays cheap
+        from harken.engines import ort  # onnxruntime is the worker's: importing this module stays cheap
 
-        from harken.engines.ort import session_options
-
-        def session(path: Path) -> onnxruntime.InferenceSession:
-            return onnxruntime.InferenceSession(str(path), sess_options=session_options(threads, arena=False),
-                                                providers=["CPUExecutionProvider"])
-
-        self._mel_model, self._embed_model, self._wake_model = session(melspec), session(embedding), session(model_path)
+        self._mel_model, self._embed_model, self._wake_model = (
+            ort.session(path, threads, arena=False) for path in (melspec, embedding, model_path))
         self._mel_io = self._mel_model.get_inputs()[0].name, [self._mel_model.get_outputs()[0].name]
         self._embed_io = self._embed_model.get_inputs()[0].name, [self._embed_model.get_outputs()[0].name]
         self._wake_io = self._wake_model.get_inputs()[0].name, [self._wake_model.get_outputs()[0].name]
