@@ -129,14 +129,19 @@ def test_speech_synthesis_runs_the_threads_of_its_budget(data_dir):
 
 
 # -- how busy the board is with other programs ------------------------------------------------
-def write_proc(root: Path, busy: int, ticks: dict[int, int], leader: int, children: list[int]) -> None:
-    """A /proc tree with the files OthersLoad reads, in the kernel's formats."""
-    (root / "stat").write_text(f"cpu  {busy} 0 0 99999 12 0 0 0 0 0\ncpu0 {busy} 0 0 99999 12 0 0 0 0 0\nintr 0\n")
+def write_proc(root: Path, busy: int, ticks: dict[int, int], leader: int, children: list[int],
+               running: int = 0, states: dict[int, str] | None = None) -> None:
+    """A /proc tree with the files OthersLoad reads, in the kernel's formats: ``running`` threads
+    runnable on the whole machine, ``states`` the state of our processes' (single) threads."""
+    (root / "stat").write_text(f"cpu  {busy} 0 0 99999 12 0 0 0 0 0\ncpu0 {busy} 0 0 99999 12 0 0 0 0 0\nintr 0\n"
+                               f"ctxt 5\nprocs_running {running}\nprocs_blocked 0\n")
     for pid, t in ticks.items():
         d = root / str(pid)
         (d / "task" / str(pid)).mkdir(parents=True, exist_ok=True)
         # a name with a space and a parenthesis, as comm may have
-        (d / "stat").write_text(f"{pid} (harken (x) y) S 1 {pid} {pid} 0 -1 4194304 10 0 0 0 {t} 0 0 0 20 0 3 0 100 0 0\n")
+        line = f"{pid} (harken (x) y) {(states or {}).get(pid, 'S')} 1 {pid} {pid} 0 -1 4194304 10 0 0 0 {t} 0 0 0 20 0 1 0 100 0 0\n"
+        (d / "stat").write_text(line)
+        (d / "task" / str(pid) / "stat").write_text(line)
     (root / str(leader) / "task" / str(leader) / "children").write_text(" ".join(map(str, children)) + " ")
 
 
@@ -153,6 +158,22 @@ def test_others_load_leaves_out_harken_itself(tmp_path):
     assert gauge.update() == pytest.approx(1.0)
     now[0] += 0.05  # too soon to tell: the previous figure stands
     assert gauge.update() == pytest.approx(1.0)
+
+
+def test_a_load_that_just_started_counts_at_once(tmp_path):
+    # Quiet for the last two seconds, but three threads are runnable now, one of them ours.
+    from harken.hw.load import OthersLoad
+
+    now = [100.0]
+    write_proc(tmp_path, busy=1000, ticks={10: 50, 11: 70}, leader=10, children=[11])
+    gauge = OthersLoad(leader=10, root=tmp_path, clock=lambda: now[0])
+    assert gauge.update() == 0.0
+    now[0] += 2.0
+    write_proc(tmp_path, busy=1000, ticks={10: 50, 11: 70}, leader=10, children=[11], running=3, states={11: "R"})
+    assert gauge.update() == 2.0
+    now[0] += 2.0  # they stopped again; only our own thread runs
+    write_proc(tmp_path, busy=1000, ticks={10: 50, 11: 70}, leader=10, children=[11], running=1, states={11: "R"})
+    assert gauge.update() == 0.0
 
 
 def test_others_load_survives_a_missing_proc(tmp_path):

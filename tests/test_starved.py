@@ -244,10 +244,10 @@ def busy_cores():
 
 
 def starve(pid: int) -> None:
-    """Put every thread of a worker at nice 19, below the hogs: it gets a few percent of a core."""
+    """Put every thread of a worker at nice 15, below the hogs (nice 10): it gets about a tenth of a core."""
     for tid in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(ProcessLookupError):
-            os.setpriority(os.PRIO_PROCESS, int(tid), 19)
+            os.setpriority(os.PRIO_PROCESS, int(tid), 15)
 
 
 def question(settings: config.Settings, text: str = "What is the capital of France?") -> list[dict[str, str]]:

@@ -9,7 +9,12 @@ question is how much of the board something else takes. Between two readings:
   of each of its children (``/proc/<pid>/task/<pid>/children``).
 
 The difference divided by the interval is the number of cores other programs
-used. A reading costs a handful of small file reads; the LLM worker takes one
+used. An average over seconds hides a load that started a moment ago, and a
+request that starts then would take every core it thinks free (llama.cpp's
+threads then wait at each barrier for a core: a 6-token answer took over 90 s
+that way). So a reading also counts the programs runnable at this instant,
+``procs_running`` in ``/proc/stat`` less Harken's own runnable threads, and
+the figure is the larger of the two. A reading costs a handful of small file reads; the LLM worker takes one
 when a request starts, every half second while it writes, and on each ping, so
 the first request after a quiet spell has a recent base.
 
@@ -31,16 +36,19 @@ MIN_INTERVAL = 0.2
 """A reading this soon after the previous one keeps the previous figure (too few ticks to tell)."""
 
 
-def _busy_ticks(root: Path) -> int | None:
+def _system(root: Path) -> tuple[int, int] | None:
+    """(busy clock ticks of all CPUs, threads runnable now) from ``/proc/stat``."""
     try:
-        first = (root / "stat").read_text().split("\n", 1)[0].split()
+        lines = (root / "stat").read_text().split("\n")
     except OSError:
         return None
+    first = lines[0].split()
     if len(first) < 8 or first[0] != "cpu":
         return None
     user, nice, system, _idle, _iowait, irq, softirq, *rest = (int(v) for v in first[1:])
     steal = rest[0] if rest else 0
-    return user + nice + system + irq + softirq + steal
+    running = next((int(line.split()[1]) for line in lines if line.startswith("procs_running ")), 0)
+    return user + nice + system + irq + softirq + steal, running
 
 
 def _family(root: Path, leader: int) -> list[int]:
@@ -73,6 +81,15 @@ def _ticks(root: Path, pid: int) -> int:
     return 0 if fields is None else cpu_ticks(fields)  # gone between listing and reading: nothing
 
 
+def _running(root: Path, pid: int) -> int:
+    """How many of a process's threads are runnable (state R) now."""
+    try:
+        tasks = list((root / str(pid) / "task").iterdir())
+    except OSError:
+        return 0
+    return sum(1 for task in tasks if (fields := stat_fields(task / "stat")) is not None and fields[0] == "R")
+
+
 class OthersLoad:
     """Cores used by programs other than Harken, over the interval between readings."""
 
@@ -82,21 +99,26 @@ class OthersLoad:
         self.root = root
         self.clock = clock
         self.cores = 0.0
-        """The latest figure (cores busy with other programs); 0 until two readings exist."""
+        """The latest figure (cores busy with other programs)."""
         self._last: tuple[float, int, int] | None = None
 
     def update(self) -> float:
-        """Take a reading; return the cores other programs used since the previous one."""
+        """Take a reading; return the cores other programs used since the previous one, or
+        the number of their threads runnable now if that is more."""
         now = self.clock()
         if self._last is not None and now - self._last[0] < MIN_INTERVAL:
             return self.cores
-        busy = _busy_ticks(self.root)
-        if busy is None:  # no /proc/stat: assume nobody else
+        system = _system(self.root)
+        if system is None:  # no /proc/stat: assume nobody else
             return self.cores
-        ours = sum(_ticks(self.root, pid) for pid in _family(self.root, self.leader))
+        busy, running = system
+        family = _family(self.root, self.leader)
+        ours = sum(_ticks(self.root, pid) for pid in family)
+        now_others = max(0, running - sum(_running(self.root, pid) for pid in family))
+        average = 0.0
         if self._last is not None:
             then, busy0, ours0 = self._last
-            others = (busy - busy0) - max(0, ours - ours0)
-            self.cores = max(0.0, others / TICK / (now - then))
+            average = ((busy - busy0) - max(0, ours - ours0)) / TICK / (now - then)
+        self.cores = max(average, float(now_others))
         self._last = (now, busy, ours)
         return self.cores
