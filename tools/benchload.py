@@ -80,7 +80,8 @@ def load_value(text: str) -> int | str:
 # Each load child dies with the bench: quietly on Ctrl-C, and by PR_SET_PDEATHSIG
 # if the bench is killed outright (the death signal follows the *thread* that
 # started the child, so start_load must run on the main thread). It prints
-# "ready" once it is loading the cores.
+# "ready <pid>" once it is loading the cores, in one write(2) (print() may split
+# a line into several), so the lines of children sharing the pipe never mix.
 _CHILD = """
 import ctypes, os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -96,7 +97,7 @@ except OSError:
     pass
 """
 _HOG = _CHILD + """
-print("ready", flush=True)
+os.write(1, f"ready {os.getpid()}\\n".encode())
 while True:
     pass
 """
@@ -110,7 +111,7 @@ for inp in session.get_inputs():  # batch 1; every other free dimension = sample
     feed[inp.name] = (rng.normal(0, 0.1, shape).astype(np.float32) if "float" in inp.type
                       else np.ones(shape, np.int64))
 session.run(None, feed)
-print("ready", flush=True)
+os.write(1, f"ready {os.getpid()}\\n".encode())
 while True:
     session.run(None, feed)
 """
@@ -121,8 +122,8 @@ import json, subprocess
 # (hw/load.py), so load started by the bench itself would not look like other programs.
 kids = [subprocess.Popen([sys.executable, "-c", script, str(os.getpid()), *extra], stdin=subprocess.DEVNULL)
         for script, *extra in json.loads(sys.argv[2])]
-print(" ".join(str(k.pid) for k in kids), flush=True)
-signal.pause()
+os.wait()  # one died: so do we, and the others with us (their death signal), and the bench reads the end of the pipe
+
 """
 _live: set[subprocess.Popen] = set()
 
@@ -139,8 +140,10 @@ class Load:
     """Running load processes (children of one manager process); stop() is idempotent,
     and also runs as a context manager's exit."""
 
-    def __init__(self, spec: LoadSpec, manager: subprocess.Popen | None, pids: list[int]):
-        self.spec, self.manager, self.pids = spec, manager, pids
+    def __init__(self, spec: LoadSpec, manager: subprocess.Popen | None, count: int):
+        self.spec, self.manager, self.count = spec, manager, count
+        self.pids: list[int] = []
+        """The load processes, as each reports ready."""
         self._base = self._end = (time.monotonic(), 0.0)
 
     def _running(self) -> bool:
@@ -152,9 +155,14 @@ class Load:
 
     def ready(self) -> None:
         """Wait until every load process is loading the cores; cpu() counts from here."""
-        for _ in self.pids:
-            if self.manager is None or self.manager.stdout.readline().strip() != "ready":
-                raise RuntimeError("a load process failed to start")
+        while len(self.pids) < self.count:
+            line = self.manager.stdout.readline()
+            word, _, pid = line.partition(" ")
+            if word != "ready" or not pid.strip().isdigit():
+                self.stop()
+                raise RuntimeError(f"a load process failed to start ({len(self.pids)} of {self.count} ready; "
+                                   f"read {line!r})")
+            self.pids.append(int(pid))
         self._base = self._end = self._mark()
 
     def stop(self) -> None:
@@ -193,16 +201,8 @@ def start_load(spec: LoadSpec) -> Load:
 
     scripts = [[_HOG]] * spec.hogs + [[_ORT, spec.model, str(int(ORT_WINDOW_S * RATE))]] * spec.ort
     if not scripts:
-        return Load(spec, None, [])
+        return Load(spec, None, 0)
     manager = subprocess.Popen([sys.executable, "-c", _MANAGER, str(os.getpid()), json.dumps(scripts)],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
     _live.add(manager)
-    load = Load(spec, manager, [])
-    try:
-        load.pids = [int(p) for p in manager.stdout.readline().split()]
-        if len(load.pids) != len(scripts):
-            raise RuntimeError(f"the load manager started {len(load.pids)} of {len(scripts)} processes")
-    except BaseException:
-        load.stop()
-        raise
-    return load
+    return Load(spec, manager, len(scripts))
