@@ -9,6 +9,7 @@ import pytest
 
 from harken.config import Settings
 from harken.errors import ProtocolError, WorkerDied
+from harken.supervisor import messages as m
 from harken.supervisor.process import WorkerProcess
 from harken.supervisor.protocol import MAX_HEADER, Message, read_message, read_message_async
 from harken.telemetry.events import EventLog
@@ -62,11 +63,11 @@ def header():
     rfile.read(head.get("len", 0))
     return head
 
-def send(kind, ident):
-    sock.sendall(json.dumps({{"type": kind, "id": ident, "len": 0, "data": {{}}}}).encode() + b"\n")
+def send(kind, ident, **data):
+    sock.sendall(json.dumps({{"type": kind, "id": ident, "len": 0, "data": data}}).encode() + b"\n")
 
 header()  # init
-send("ready", 0)
+send("ready", 0, model="fake", load_s=0.0, pid=0, nice=0)
 while True:
     head = header()
     if head["type"] == "ping":
@@ -90,13 +91,13 @@ def test_a_worker_that_sends_a_nested_header_is_restarted_as_sending_a_bad_frame
         await worker.start()
         try:
             with pytest.raises(WorkerDied, match=r"sent a bad frame \(header is nested too deeply"):
-                await worker.request("transcribe")
-            return await worker.request("transcribe")  # served by the restarted worker
+                await worker.request(m.Transcribe())
+            return await worker.request(m.Transcribe())  # served by the restarted worker
         finally:
             await worker.stop()
 
     answer = asyncio.run(asyncio.wait_for(go(), 30))
-    assert answer.type == "done"
+    assert isinstance(answer, m.Done)
     assert (tmp_path / "fake-worker.runs").read_text() == "xx"
     backoff = [e for e in events.history if e["type"] == "worker" and e["state"] == "backoff"]
     assert len(backoff) == 1 and "sent a bad frame (header is nested too deeply" in backoff[0]["reason"]

@@ -13,6 +13,7 @@ from harken import config
 from harken.errors import ConfigError
 from harken.hw import budget
 from harken.hw.sensors import stat_fields
+from harken.supervisor import messages as m
 from harken.supervisor.process import WorkerProcess
 from harken.telemetry.events import EventLog
 
@@ -230,11 +231,10 @@ async def generate_threads(settings: config.Settings, data_dir: Path) -> list[in
     try:
         await asyncio.sleep(2.0)  # idle pings give the worker its base reading of the board
         done = None
-        async for msg in worker.stream("generate", {"messages": [{"role": "user", "content": "Count to twenty."}],
-                                                     "max_tokens": 40}):
+        async for msg in worker.stream(m.Generate([{"role": "user", "content": "Count to twenty."}], 40)):
             done = msg
-        assert done is not None and done.type == "done"
-        return done.data["threads"]
+        assert isinstance(done, m.Done)
+        return done.threads
     finally:
         await worker.stop()
 

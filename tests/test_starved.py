@@ -22,7 +22,9 @@ import pytest
 from conftest import alive
 from harken import config
 from harken.errors import WorkerDied
+from harken.pipeline.chat import chat
 from harken.supervisor import cpu
+from harken.supervisor import messages as m
 from harken.supervisor.process import WorkerProcess
 from harken.supervisor.supervisor import Supervisor
 from harken.telemetry.events import EventLog
@@ -251,7 +253,7 @@ def starve(pid: int) -> None:
 
 
 def question(settings: config.Settings, text: str = "What is the capital of France?") -> list[dict[str, str]]:
-    return [{"role": "system", "content": settings.llm.system_prompt}, {"role": "user", "content": text}]
+    return chat(settings.llm.system_prompt, text)
 
 
 def worker_events(events: EventLog, state: str | None = None) -> list[dict]:
@@ -272,9 +274,9 @@ def test_a_starved_llm_finishes_its_answer_and_is_not_restarted(data_dir):
                 starve(pid)
                 frames, text = [time.monotonic()], ""
                 async with asyncio.timeout(90):
-                    async for msg in llm.stream("generate", {"messages": question(settings), "max_tokens": 6, "temperature": 0.0}):
+                    async for msg in llm.stream(m.Generate(question(settings), 6, 0.0)):
                         frames.append(time.monotonic())
-                        text = msg.data.get("text", "") if msg.type == "done" else text
+                        text = msg.text if isinstance(msg, m.Done) else text
             return pid, llm.pid, llm.restarts, llm.describe(), [b - a for a, b in zip(frames, frames[1:])], text
         finally:
             await sup.stop()
@@ -309,8 +311,8 @@ def test_a_stopped_llm_on_busy_cores_is_still_hung_at_its_deadline(data_dir):
                 stopped_at = None
                 with pytest.raises(WorkerDied) as died:
                     async with asyncio.timeout(90):
-                        async for msg in llm.stream("generate", {"messages": question(settings), "max_tokens": 200, "temperature": 0.0}):
-                            if msg.type == "token" and stopped_at is None:
+                        async for msg in llm.stream(m.Generate(question(settings), 200, 0.0)):
+                            if isinstance(msg, m.Token) and stopped_at is None:
                                 os.kill(first, signal.SIGSTOP)  # mid-answer: a deadlock in native code
                                 stopped_at = time.monotonic()
                 died_at = time.monotonic()
@@ -318,8 +320,7 @@ def test_a_stopped_llm_on_busy_cores_is_still_hung_at_its_deadline(data_dir):
                 while llm.health.state.value != "ready" or llm.pid == first:
                     await asyncio.sleep(0.05)
             async with asyncio.timeout(60):
-                reply = [m async for m in llm.stream("generate", {"messages": question(settings, "Say hi."), "max_tokens": 4,
-                                                                  "temperature": 0.0})][-1]
+                reply = [msg async for msg in llm.stream(m.Generate(question(settings, "Say hi."), 4, 0.0))][-1]
             return stopped_at, died_at, str(died.value), llm.restarts, reply
         finally:
             await sup.stop()
@@ -337,4 +338,4 @@ def test_a_stopped_llm_on_busy_cores_is_still_hung_at_its_deadline(data_dir):
     # Slow while it read the prompt on the busy cores, maybe; never once it was stopped.
     assert not [e for t, e in when if e.get("starved") and t > stopped_at]
     assert restarts == 1 and not alive(first)
-    assert reply.type == "done" and reply.data["text"].strip()
+    assert isinstance(reply, m.Done) and reply.text.strip()

@@ -16,6 +16,7 @@ import numpy as np
 
 from harken import config
 from harken.errors import ConfigError, HarkenError
+from harken.pipeline.ports import Audio
 from harken.telemetry.events import EventLog
 
 EXIT_OK = 0
@@ -243,25 +244,25 @@ def summary(history: list[dict[str, Any]], out_dir: Path) -> str:
 async def transcribe_files(settings: config.Settings, files: list[Path]) -> list[str]:
     from harken.audio.files import FileSource
     from harken.pipeline.conversation import PAD, TAIL
+    from harken.supervisor.clients import AsrClient, WakeClient
     from harken.supervisor.supervisor import Supervisor
 
     sources = [FileSource(f, paced=False) for f in files]  # every file checked before workers start
     texts = []
     async with Supervisor(settings, EventLog(), roles=("wake", "asr")) as sup:
-        wake, asr = sup.workers["wake"], sup.workers["asr"]
+        ears, asr = WakeClient(sup.workers["wake"]), AsrClient(sup.workers["asr"])
         for source in sources:
-            await wake.request("reset")
+            await ears.reset()
             segments: list[tuple[int, int]] = []
             fed = 0
             async for chunk in source.chunks():
-                reply = await wake.request("audio", {"at": fed, "vad_from": 0}, chunk.astype("<i2").tobytes())
+                heard = await (await ears.hear(chunk, fed, 0))
                 fed += len(chunk)
-                segments += [tuple(s) for s in reply.data["segments"]]
-            segments += [tuple(s) for s in (await wake.request("flush")).data["segments"]]
+                segments += heard.segments
+            segments += (await (await ears.flush())).segments
             parts = []
             for start, end in segments:
-                audio = source.audio[max(0, start - PAD) : end + TAIL]
-                text = (await asr.request("transcribe", payload=audio.astype("<i2").tobytes())).data["text"]
+                text = await asr.transcribe(source.audio[max(0, start - PAD) : end + TAIL])
                 if text:
                     parts.append(text)
             texts.append(" ".join(parts))
@@ -292,18 +293,18 @@ class _Collector:
         self.chunks: list[np.ndarray] = []
         self.player: Any = None
 
-    def add(self, pcm: np.ndarray, rate: int) -> None:
+    def add(self, audio: Audio) -> None:
         from harken.audio.resample import resample
 
         if self.output is not None:
-            self.chunks.append(resample(pcm, rate, self.settings.audio.playback_rate))
+            self.chunks.append(resample(audio.pcm, audio.rate, self.settings.audio.playback_rate))
             return
         if self.player is None:
             from harken.audio.alsa import AlsaPlayer
 
             a = self.settings.audio
             self.player = AlsaPlayer(a.playback_device, a.playback_rate, a.period_ms)
-        self.player.play(pcm, rate)
+        self.player.play(audio.pcm, audio.rate)
 
     async def finish(self) -> None:
         from harken.audio.wav import write_wav
@@ -317,6 +318,7 @@ class _Collector:
 
 
 def cmd_say(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.supervisor.clients import TtsClient
     from harken.supervisor.supervisor import Supervisor
 
     if not args.text.strip():
@@ -325,9 +327,8 @@ def cmd_say(args: argparse.Namespace, settings: config.Settings) -> int:
     async def go() -> int:
         out = _Collector(settings, Path(args.output) if args.output else None)
         async with Supervisor(settings, EventLog(), roles=("tts",)) as sup:
-            async for msg in sup.workers["tts"].stream("synthesize", {"text": args.text}):
-                if msg.type == "audio":
-                    out.add(np.frombuffer(msg.payload, dtype="<i2"), int(msg.data["rate"]))
+            async for audio in TtsClient(sup.workers["tts"]).synthesize(args.text):
+                out.add(audio)
         await out.finish()
         return EXIT_OK
 
@@ -335,7 +336,9 @@ def cmd_say(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.pipeline.chat import chat
     from harken.pipeline.respond import stream_reply
+    from harken.supervisor.clients import LlmClient, TtsClient
     from harken.supervisor.supervisor import Supervisor
 
     if not args.text.strip():
@@ -343,9 +346,9 @@ def cmd_ask(args: argparse.Namespace, settings: config.Settings) -> int:
 
     async def go() -> int:
         out = _Collector(settings, Path(args.output) if args.output else None)
-        messages = [{"role": "system", "content": settings.llm.system_prompt}, {"role": "user", "content": args.text}]
         async with Supervisor(settings, EventLog(), roles=("llm", "tts")) as sup:
-            await stream_reply(sup.workers, settings, messages, lambda t: print(t, end="", flush=True),
+            await stream_reply(LlmClient(sup.workers["llm"]), TtsClient(sup.workers["tts"]), settings,
+                               chat(settings.llm.system_prompt, args.text), lambda t: print(t, end="", flush=True),
                                lambda c: None, out.add)
         print()
         await out.finish()

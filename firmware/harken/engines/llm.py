@@ -9,6 +9,7 @@ from typing import Iterator
 from harken.config import Settings
 from harken.hw import budget
 from harken.models.catalog import entry, verified_paths
+from harken.pipeline.chat import chat
 
 
 SEED = 1234
@@ -64,7 +65,7 @@ class LanguageModel:
 
     def warm(self, system_prompt: str) -> None:
         """Evaluate the system prompt once so the first request reuses it."""
-        for _ in self.stream([{"role": "system", "content": system_prompt}, {"role": "user", "content": "Hi"}], 1, 0.0):
+        for _ in self.stream(chat(system_prompt, "Hi"), 1, 0.0):
             pass
 
 

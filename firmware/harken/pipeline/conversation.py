@@ -16,11 +16,10 @@ instead of as input time.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from dataclasses import dataclass
+from typing import AsyncIterator, Awaitable
 
 import numpy as np
 
@@ -29,8 +28,9 @@ from harken.audio.player import Player
 from harken.audio.ring import RingBuffer
 from harken.config import Settings
 from harken.errors import HarkenError, WorkerError
+from harken.pipeline.ports import Audio, Engines, Heard
 from harken.pipeline.respond import Responder
-from harken.supervisor.process import WorkerProcess
+from harken.pipeline.turn import Request, State, Utterance
 from harken.telemetry.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
@@ -82,13 +82,6 @@ def phrase_end(ring: RingBuffer, at: int) -> int:
     return max(0, at - WAKE_CUT_BACK)
 
 
-class State(enum.Enum):
-    IDLE = "idle"
-    LISTENING = "listening"
-    THINKING = "thinking"
-    SPEAKING = "speaking"
-
-
 @dataclass
 class Listening:
     wake_at: int
@@ -107,17 +100,6 @@ class Listening:
 
 
 @dataclass
-class Request:
-    """A request's audio, cut from the ring buffer."""
-
-    start: int
-    audio: np.ndarray
-    """From the end of the wake phrase to the end of speech."""
-    whole: np.ndarray | None = None
-    """With no pause after the wake phrase: the same speech from its start, phrase included."""
-
-
-@dataclass
 class Speculation:
     """An answer started at a short pause, held until the endpoint confirms it."""
 
@@ -128,31 +110,18 @@ class Speculation:
     task: asyncio.Task[None]
 
 
-@dataclass
-class Utterance:
-    """Timestamps of one request; latencies are derived from them."""
-
-    speech_end: int
-    endpoint_at: int
-    endpoint_mono: float
-    marks: dict[str, float] = field(default_factory=dict)
-    first_audio_at: int | None = None
-    speculative: bool = False
-    """Started at a short pause, before the endpoint confirmed it."""
-
-
 class Conversation:
     def __init__(
         self,
         settings: Settings,
-        workers: dict[str, WorkerProcess],
+        engines: Engines,
         events: EventLog,
         player: Player,
         fast: bool,
-        apology: tuple[np.ndarray, int] | None = None,
+        apology: Audio | None = None,
     ) -> None:
         self.settings = settings
-        self.workers = workers
+        self.ears = engines.ears
         self.events = events
         self.player = player
         self.fast = fast
@@ -169,22 +138,28 @@ class Conversation:
         """While listening: where the wake worker's VADs should start (None: they sleep)."""
         self.origin: float | None = None
         """Monotonic time of input sample 0 in real-time modes; None in fast mode."""
-        self.responder = Responder(self, apology)
-        self._notices: list[tuple[np.ndarray, int]] = []
+        self.responder = Responder(settings, engines.transcriber, engines.writer, engines.voice, events, player, apology,
+                                   speaking=lambda: self.set_state(State.SPEAKING), changed=self.changed,
+                                   origin=lambda: self.origin)
+        self._notices: list[Audio] = []
         self.muted = False
         """Muted (a fleet command): the wake word is ignored until unmuted."""
 
     # -- state -------------------------------------------------------------------------------
-    def announce(self, pcm: np.ndarray, rate: int) -> None:
+    def apply_settings(self, settings: Settings) -> None:
+        """New settings for the next request (the ones the fleet may change live)."""
+        self.settings = self.responder.settings = settings
+
+    def announce(self, notice: Audio) -> None:
         """Say a notice (degraded service): now if idle, else once the current exchange is over."""
-        self._notices.append((pcm, rate))
+        self._notices.append(notice)
         if self.state is State.IDLE:
             self.set_state(State.IDLE)
 
     def set_state(self, state: State) -> None:
         if state is State.IDLE and self._notices:
-            for pcm, rate in self._notices:
-                self.player.play(pcm, rate)
+            for notice in self._notices:
+                self.player.play(notice.pcm, notice.rate)
             self._notices.clear()
             state = State.SPEAKING
         if state is not State.LISTENING:
@@ -202,8 +177,8 @@ class Conversation:
     # -- the main loop -------------------------------------------------------------------------
     async def run(self, chunks: AsyncIterator[np.ndarray]) -> None:
         """Feed the whole input through the pipeline; return when every reply has been spoken."""
-        wake = self.workers["wake"]
-        in_flight: asyncio.Queue[tuple[int, int, asyncio.Queue[Any]] | None] = asyncio.Queue(IN_FLIGHT)
+        ears = self.ears
+        in_flight: asyncio.Queue[tuple[int, Awaitable[Heard]] | None] = asyncio.Queue(IN_FLIGHT)
 
         async def feed() -> None:
             fed = 0
@@ -212,34 +187,30 @@ class Conversation:
                     self.origin = time.monotonic() - len(chunk) / RATE
                 self.ring.append(chunk)
                 fed += len(chunk)
-                request = {"at": fed - len(chunk), "vad_from": self._vad_from}
                 try:
-                    ident, replies = await wake.submit("audio", request, chunk.astype("<i2").tobytes())
+                    answer = await ears.hear(chunk, fed - len(chunk), self._vad_from)
                 except WorkerError as exc:  # given up (or not back in time): nobody can listen to this chunk
                     self._lose(exc)
                     continue
-                await in_flight.put((fed, ident, replies))
+                await in_flight.put((fed, answer))
             try:
-                ident, replies = await wake.submit("flush")
-                await in_flight.put((fed, ident, replies))
+                await in_flight.put((fed, await ears.flush()))
             except WorkerError as exc:
                 self._lose(exc)
             await in_flight.put(None)
 
         async def consume() -> None:
             while (item := await in_flight.get()) is not None:
-                end, ident, replies = item
+                end, answer = item
                 try:
-                    heard = await wake.receive(ident, replies)
+                    heard = await answer
                 except WorkerError as exc:  # the wake worker died or hung: this chunk is lost
                     self._lose(exc)
                     continue
-                finally:
-                    wake.forget(ident)
                 if self.fast:
                     await self._hold_clock(end)
                 try:
-                    self._on_heard(heard.data, end)
+                    self._on_heard(heard, end)
                 except Exception as exc:  # task boundary: one bad chunk must not stop the appliance
                     _LOGGER.exception("handling audio at %.2f s failed", end / RATE)
                     self.events.emit("error", stage="pipeline", message=f"{type(exc).__name__}: {exc}")
@@ -282,10 +253,10 @@ class Conversation:
             await self._responding
 
     # -- one answer of the wake worker: wake scores and VAD for one chunk ---------------------------
-    def _on_heard(self, heard: dict[str, Any], end: int) -> None:
+    def _on_heard(self, heard: Heard, end: int) -> None:
         self.now = end
         self.player.advance(end)
-        scores = heard.get("scores", [])
+        scores = heard.scores
         for i, score in enumerate(scores):
             self._on_score(float(score), end - (len(scores) - 1 - i) * FRAME)
         if self.state is State.LISTENING:
@@ -318,27 +289,26 @@ class Conversation:
             self._responding = None
 
     # -- listening ----------------------------------------------------------------------------------
-    def _listen_step(self, heard: dict[str, Any], end: int) -> None:
+    def _listen_step(self, heard: Heard, end: int) -> None:
         listen = self._listen
         if listen is None:
             return
-        for start, stop in heard.get("segments", []):
+        for start, stop in heard.segments:
             if stop <= listen.wake_at + WAKE_SEGMENT_SLACK:
                 # The wake phrase's own segment, closed by a pause: the request starts after it.
                 listen.cut = max(listen.cut, stop)
                 continue
             self._endpoint(listen, start, stop, end)
             return
-        for start, stop in heard.get("early", []):
+        for start, stop in heard.early:
             if stop > max(listen.cut, listen.wake_at + WAKE_SEGMENT_SLACK):
                 listen.first_start = start if listen.first_start is None else listen.first_start
                 listen.early_stop = stop
                 listen.pending = stop if self.settings.listen.speculate else None
         if listen.pending is not None and self.ring.end >= listen.pending + TAIL:
             self._speculate(listen, listen.pending, end)
-        speaking = bool(heard.get("speech"))
-        if speaking:
-            since = max(listen.cut, int(heard.get("start") or 0) - PAD)
+        if heard.speech:
+            since = max(listen.cut, (heard.start or 0) - PAD)
             if (
                 listen.spec is None
                 and end - since >= MIN_PARTIAL

@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from harken.audio import RATE
+from harken.audio.player import Player
 from harken.config import Settings
 from harken.errors import HarkenError
+from harken.pipeline.chat import chat
+from harken.pipeline.ports import Audio, Transcriber, Voice, Writer
 from harken.pipeline.text import ClauseSplitter, split_wake_phrase, strip_wake_words
-from harken.supervisor.process import WorkerProcess
-
-if TYPE_CHECKING:
-    from harken.pipeline.conversation import Conversation, Request, Utterance
+from harken.pipeline.turn import Request, Utterance
+from harken.telemetry.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 APOLOGY = "Sorry, something went wrong. Please try again."
@@ -34,15 +35,22 @@ class StageFailed(HarkenError, RuntimeError):
 
 
 class Responder:
-    """The answering half of a Conversation; it shares the conversation's workers, events and player."""
+    """The answering half of a conversation.
 
-    def __init__(self, conversation: Conversation, apology: tuple[np.ndarray, int] | None) -> None:
-        self.conv = conversation
-        self.settings = conversation.settings
-        self.workers = conversation.workers
-        self.events = conversation.events
-        self.player = conversation.player
+    ``speaking`` is called when the first audio of an answer (or the apology) is
+    played; ``changed`` whenever an answer ends or audio is queued (the fast-mode
+    clock waits on both); ``origin`` gives the monotonic time of input sample 0 in
+    real time, None in fast mode."""
+
+    def __init__(self, settings: Settings, transcriber: Transcriber, writer: Writer, voice: Voice, events: EventLog,
+                 player: Player, apology: Audio | None, speaking: Callable[[], None], changed: Callable[[], None],
+                 origin: Callable[[], float | None]) -> None:
+        self.settings = settings
+        self.transcriber, self.writer, self.voice = transcriber, writer, voice
+        self.events = events
+        self.player = player
         self.apology = apology
+        self.speaking, self.changed, self.origin = speaking, changed, origin
         self._active = 0
         self.history: list[tuple[float, str, str]] = []
 
@@ -78,7 +86,7 @@ class Responder:
             if answer is not None and not answer.done():
                 answer.cancel()
             self._active -= 1
-            self.conv.changed()
+            self.changed()
         await self.player.drain()
 
     async def _recognize(self, request: Request, utt: Utterance) -> tuple[str, str]:
@@ -101,22 +109,17 @@ class Responder:
         return raw, text
 
     async def transcribe(self, audio: np.ndarray) -> str:
-        """Raw text of one piece of audio from the ASR worker; StageFailed('asr') if it fails."""
+        """Raw text of one piece of audio; StageFailed('asr') if it fails."""
         try:
-            reply = await self.workers["asr"].request("transcribe", payload=audio.astype("<i2").tobytes())
+            return await self.transcriber.transcribe(audio)
         except HarkenError as exc:
             raise StageFailed("asr", exc) from exc
-        return str(reply.data.get("text", ""))
 
     def _messages(self, text: str) -> list[dict[str, str]]:
         llm = self.settings.llm
         now = time.monotonic()
         self.history = [h for h in self.history if now - h[0] <= llm.history_ttl][-llm.history_turns :] if llm.history_turns else []
-        messages = [{"role": "system", "content": llm.system_prompt}]
-        for _, question, answer in self.history:
-            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-        messages.append({"role": "user", "content": text})
-        return messages
+        return chat(llm.system_prompt, text, [(question, answer) for _, question, answer in self.history])
 
     async def _answer(self, text: str, utt: Utterance, gate: asyncio.Event) -> None:
         parts: list[str] = []
@@ -132,8 +135,8 @@ class Responder:
             utt.marks.setdefault("tts_first_audio", time.monotonic())
 
         try:
-            await stream_reply(self.workers, self.settings, self._messages(text), on_token, on_clause,
-                               lambda pcm, rate: self._play(pcm, rate, utt), gate=gate, on_synthesized=on_synthesized)
+            await stream_reply(self.writer, self.voice, self.settings, self._messages(text), on_token, on_clause,
+                               lambda audio: self._play(audio, utt), gate=gate, on_synthesized=on_synthesized)
         except asyncio.CancelledError:
             if gate.is_set():  # a barge-in; a speculation that was never confirmed said nothing
                 self.events.emit("reply", text="".join(parts).strip(), interrupted=True)
@@ -142,17 +145,15 @@ class Responder:
         self.events.emit("reply", text=reply, interrupted=False)
         self.history.append((time.monotonic(), text, reply))
         self.events.emit("utterance", t=round(utt.speech_end / RATE, 3), transcript=text, reply=reply,
-                         mode="fast" if self.conv.fast else "realtime", latency=self._latency(utt))
+                         mode="fast" if self.origin() is None else "realtime", latency=self._latency(utt))
 
-    def _play(self, pcm: np.ndarray, rate: int, utt: Utterance) -> None:
-        from harken.pipeline.conversation import State
-
-        at = self.player.play(pcm, rate)
+    def _play(self, audio: Audio, utt: Utterance) -> None:
+        at = self.player.play(audio.pcm, audio.rate)
         if utt.first_audio_at is None:
             utt.marks["first_audio_out"] = time.monotonic()
             utt.first_audio_at = at
-            self.conv.set_state(State.SPEAKING)
-        self.conv.changed()
+            self.speaking()
+        self.changed()
 
     def _latency(self, utt: Utterance) -> dict[str, Any]:
         m = utt.marks
@@ -161,13 +162,13 @@ class Responder:
             return round(max(0.0, b - a), 4) if a is not None and b is not None else None
 
         endpoint_delay = (utt.endpoint_at - utt.speech_end) / RATE
-        out = m.get("first_audio_out")
+        out, origin = m.get("first_audio_out"), self.origin()
         if out is None:
             total = None
-        elif self.conv.origin is None:  # fast: audio time to the endpoint, then compute time
+        elif origin is None:  # fast: audio time to the endpoint, then compute time
             total = round(endpoint_delay + max(0.0, out - utt.endpoint_mono), 4)
         else:  # real time: against the input's own clock
-            total = round(out - (self.conv.origin + utt.speech_end / RATE), 4)
+            total = round(out - (origin + utt.speech_end / RATE), 4)
         return {
             "endpoint_delay": round(endpoint_delay, 4),
             "endpoint_to_transcript": span(utt.endpoint_mono, m.get("transcript")),
@@ -181,20 +182,18 @@ class Responder:
     def _apologize(self) -> None:
         if self.apology is None:
             return
-        from harken.pipeline.conversation import State
-
-        pcm, rate = self.apology
-        self.player.play(pcm, rate)
-        self.conv.set_state(State.SPEAKING)
+        self.player.play(self.apology.pcm, self.apology.rate)
+        self.speaking()
 
 
 async def stream_reply(
-    workers: dict[str, WorkerProcess],
+    writer: Writer,
+    voice: Voice,
     settings: Settings,
     messages: list[dict[str, str]],
     on_token: Callable[[str], None],
     on_clause: Callable[[str], None],
-    on_audio: Callable[[np.ndarray, int], None],
+    on_audio: Callable[[Audio], None],
     gate: asyncio.Event | None = None,
     on_synthesized: Callable[[], None] | None = None,
 ) -> None:
@@ -209,21 +208,19 @@ async def stream_reply(
     async def generate() -> None:
         splitter = ClauseSplitter(settings.tts.min_clause_chars)
         llm = settings.llm
-        request = {"messages": messages, "max_tokens": llm.max_tokens, "temperature": llm.temperature}
 
         def hand_over(pieces: list[str]) -> None:
             for piece in pieces:
                 if not handed:
-                    workers["llm"].control("hold")  # let TTS have the CPU for the first clause
+                    writer.hold()  # let TTS have the CPU for the first clause
                 handed.append(piece)
                 on_clause(piece)
                 clauses.put_nowait(piece)
 
         try:
-            async for msg in workers["llm"].stream("generate", request):
-                if msg.type == "token":
-                    on_token(msg.data.get("text", ""))
-                    hand_over(splitter.feed(msg.data.get("text", "")))
+            async for token in writer.generate(messages, llm.max_tokens, llm.temperature):
+                on_token(token)
+                hand_over(splitter.feed(token))
         except HarkenError as exc:
             raise StageFailed("llm", exc) from exc
         finally:
@@ -233,14 +230,13 @@ async def stream_reply(
     async def speak() -> None:
         while (piece := await clauses.get()) is not None:
             try:
-                async for msg in workers["tts"].stream("synthesize", {"text": piece}):
-                    if msg.type == "audio":
-                        workers["llm"].control("resume")
-                        if on_synthesized is not None:
-                            on_synthesized()
-                        if gate is not None:
-                            await gate.wait()
-                        on_audio(np.frombuffer(msg.payload, dtype="<i2"), int(msg.data["rate"]))
+                async for audio in voice.synthesize(piece):
+                    writer.resume()
+                    if on_synthesized is not None:
+                        on_synthesized()
+                    if gate is not None:
+                        await gate.wait()
+                    on_audio(audio)
             except HarkenError as exc:
                 raise StageFailed("tts", exc) from exc
 
@@ -254,4 +250,4 @@ async def stream_reply(
             raise failed[0] from failed[0].__cause__
         raise
     finally:
-        workers["llm"].control("resume")
+        writer.resume()

@@ -10,6 +10,7 @@ supervisor's end of the socket closes or the supervisor dies (PDEATHSIG).
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import os
 import queue
@@ -27,7 +28,9 @@ from harken import config
 from harken.errors import ConfigError, HarkenError, ModelError, ProtocolError
 from harken.hw import budget
 from harken.hw.load import OthersLoad
-from harken.supervisor.protocol import Message, read_message
+from harken.supervisor import messages as m
+from harken.supervisor.roles import ROLES
+from harken.supervisor.protocol import read_message
 
 _LOGGER = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -57,7 +60,8 @@ class Channel:
         self._sock = sock
         self._rfile = sock.makefile("rb")
         self._wlock = threading.Lock()
-        self.inbox: queue.Queue[Message | None] = queue.Queue()
+        self.inbox: queue.Queue[tuple[int, m.Wire] | None] = queue.Queue()
+        """Requests (id, message) for the work loop; None once the supervisor is gone."""
         self.cancelled: set[int] = set()
         self.running = threading.Event()
         """Cleared by a ``hold`` frame: a streaming request pauses between pieces."""
@@ -69,22 +73,23 @@ class Channel:
 
     def _read(self) -> None:
         try:
-            while (msg := read_message(self._rfile)) is not None:
-                if msg.type == "cancel":
-                    self.cancelled.add(int(msg.data.get("target", -1)))
-                elif msg.type == "hold":
+            while (frame := read_message(self._rfile)) is not None:
+                msg = m.decode(frame)
+                if isinstance(msg, m.Cancel):
+                    self.cancelled.add(msg.target)
+                elif isinstance(msg, m.Hold):
                     self.running.clear()
-                elif msg.type == "resume":
+                elif isinstance(msg, m.Resume):
                     self.running.set()
                 else:
-                    self.inbox.put(msg)
+                    self.inbox.put((frame.id, msg))
         except (ProtocolError, OSError) as exc:
             _LOGGER.error("bad frame from supervisor: %s", exc)
         self.inbox.put(None)
 
-    def send(self, msg: Message) -> None:
+    def send(self, msg: m.Wire, ident: int = 0) -> None:
         with self._wlock:
-            self._sock.sendall(msg.to_frame())
+            self._sock.sendall(m.encode(msg, ident).to_frame())
 
 
 def _give_back_memory() -> None:
@@ -119,17 +124,15 @@ def _yield_cpu(increment: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
-def _pcm(msg: Message) -> np.ndarray:
-    if len(msg.payload) % 2:
-        raise ProtocolError("PCM payload has an odd number of bytes")
-    return np.frombuffer(msg.payload, dtype=np.int16)
+def _pcm(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.int16)  # even length: checked by messages.decode
 
 
 class Worker:
     """Engine-specific request handlers, chosen by role."""
 
     def __init__(self, role: str, settings: config.Settings, data_dir: Path, channel: Channel) -> None:
-        self.role = role
+        self.role = ROLES[role]
         self.settings = settings
         self.data_dir = data_dir
         self.ch = channel
@@ -137,56 +140,48 @@ class Worker:
         self.plan = budget.plan(settings)
         self.others = OthersLoad()
         """Cores other programs use: the LLM reads it at each request and ping, and while it writes."""
-        self.handlers: dict[str, Callable[[Message], None]] = {
-            "wake": {"audio": self.on_audio, "flush": self.on_flush, "reset": self.on_reset},
-            "asr": {"transcribe": self.on_transcribe},
-            "llm": {"generate": self.on_generate},
-            "tts": {"synthesize": self.on_synthesize},
-        }[role]
+        handlers: dict[str, dict[type[m.Wire], Callable[[int, Any], None]]] = {
+            "wake": {m.Hear: self.on_hear, m.Flush: self.on_flush, m.Reset: self.on_reset},
+            "asr": {m.Transcribe: self.on_transcribe},
+            "llm": {m.Generate: self.on_generate},
+            "tts": {m.Synthesize: self.on_synthesize},
+        }
+        self.handlers = handlers[role]
 
     def load(self) -> str:
-        from harken.engines import asr, listener, llm, tts
+        """Load the role's engine; return the name of its model."""
+        engine = importlib.import_module(f"harken.engines.{self.role.engine}")
+        self.engine = engine.load(self.settings, self.data_dir)
+        return self.role.model(self.settings)
 
-        loader = {"wake": listener, "asr": asr, "llm": llm, "tts": tts}[self.role]
-        self.engine = loader.load(self.settings, self.data_dir)
-        s = self.settings
-        return {"wake": s.wake.model, "asr": s.asr.model, "llm": s.llm.model, "tts": s.tts.voice}[self.role]
-
-    def reply(self, req: Message, kind: str, payload: bytes = b"", **data: Any) -> None:
-        self.ch.send(Message(kind, req.id, data, payload))
+    def reply(self, ident: int, msg: m.Wire) -> None:
+        self.ch.send(msg, ident)
 
     # -- wake word on every chunk of the microphone; VADs while listening --------------------
-    def on_audio(self, req: Message) -> None:
-        vad_from = req.data.get("vad_from")
-        heard = self.engine.hear(_pcm(req), int(req.data.get("at", 0)), None if vad_from is None else int(vad_from))
-        self.reply(req, "heard", **heard)
+    def on_hear(self, ident: int, req: m.Hear) -> None:
+        self.reply(ident, m.Heard(**self.engine.hear(_pcm(req.pcm), req.at, req.vad_from)))
 
-    def on_flush(self, req: Message) -> None:
-        self.reply(req, "heard", **self.engine.flush())
+    def on_flush(self, ident: int, req: m.Flush) -> None:
+        self.reply(ident, m.Heard(**self.engine.flush()))
 
-    def on_reset(self, req: Message) -> None:
+    def on_reset(self, ident: int, req: m.Reset) -> None:
         self.engine.reset()
-        self.reply(req, "done")
+        self.reply(ident, m.Done())
 
     # -- ASR --------------------------------------------------------------------------------
-    def on_transcribe(self, req: Message) -> None:
+    def on_transcribe(self, ident: int, req: m.Transcribe) -> None:
         started = time.monotonic()
-        text = self.engine.transcribe(_pcm(req))
-        self.reply(req, "transcript", text=text, seconds=time.monotonic() - started)
+        text = self.engine.transcribe(_pcm(req.pcm))
+        self.reply(ident, m.Transcript(text, time.monotonic() - started))
 
     # -- LLM: a frame per piece of text, checked for cancellation between tokens ------------
-    def on_generate(self, req: Message) -> None:
-        messages = req.data.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ProtocolError("generate needs a non-empty 'messages' list")
+    def on_generate(self, ident: int, req: m.Generate) -> None:
         parts = []
         self.ch.running.set()
         sharing = False  # TTS works beside us once we have been held for the first clause
         self._fit_threads(sharing)
         checked = time.monotonic()
-        for piece in self.engine.stream(
-            messages, int(req.data.get("max_tokens", 80)), float(req.data.get("temperature", 0.2))
-        ):
+        for piece in self.engine.stream(req.messages, req.max_tokens, req.temperature):
             # Held while the first clause is synthesized: on two cores, generating ahead
             # would only slow down the audio that the listener is waiting for. The work
             # loop beats while it waits, so the supervisor's watchdog sees it is alive.
@@ -195,53 +190,51 @@ class Worker:
                 sharing = True
                 held = time.monotonic()
                 while not self.ch.running.wait(BEAT) and time.monotonic() - held < HOLD_LIMIT:
-                    self.reply(req, "beat")
-            if req.id in self.ch.cancelled:
-                self.reply(req, "done", cancelled=True, text="".join(parts))
+                    self.reply(ident, m.Beat())
+            if ident in self.ch.cancelled:
+                self.reply(ident, m.Done(cancelled=True, text="".join(parts)))
                 return
             if sharing != was_sharing or time.monotonic() - checked >= RETHINK:
                 self._fit_threads(sharing)
                 checked = time.monotonic()
             parts.append(piece)
-            self.reply(req, "token", text=piece)
-        self.reply(req, "done", cancelled=False, text="".join(parts), threads=list(self.engine.threads))
+            self.reply(ident, m.Token(piece))
+        self.reply(ident, m.Done(text="".join(parts), threads=list(self.engine.threads)))
 
     def _fit_threads(self, sharing: bool) -> None:
         """The LLM's threads for what the board does now (see hw/budget.llm_threads)."""
         self.engine.set_threads(*budget.llm_threads(self.plan, self.others.update(), sharing))
 
     # -- TTS: a frame per sentence of audio --------------------------------------------------
-    def on_synthesize(self, req: Message) -> None:
-        text = req.data.get("text")
-        if not isinstance(text, str):
-            raise ProtocolError("synthesize needs a 'text' string")
-        for audio in self.engine.synthesize(text):
-            if req.id in self.ch.cancelled:
+    def on_synthesize(self, ident: int, req: m.Synthesize) -> None:
+        for audio in self.engine.synthesize(req.text):
+            if ident in self.ch.cancelled:
                 break
-            self.reply(req, "audio", audio.astype("<i2").tobytes(), rate=self.engine.rate)
-        self.reply(req, "done", cancelled=req.id in self.ch.cancelled)
+            self.reply(ident, m.Speech(self.engine.rate, audio.astype("<i2").tobytes()))
+        self.reply(ident, m.Done(cancelled=ident in self.ch.cancelled))
 
     def serve(self) -> None:
-        while (req := self.ch.inbox.get()) is not None:
-            if req.type == "ping":
-                if self.role == "llm":  # keeps a recent base for the next request's reading
+        while (item := self.ch.inbox.get()) is not None:
+            ident, req = item
+            if isinstance(req, m.Ping):
+                if self.role.name == "llm":  # keeps a recent base for the next request's reading
                     self.others.update()
-                self.reply(req, "pong")
+                self.reply(ident, m.Pong())
                 continue
-            if req.type == "shutdown":
+            if isinstance(req, m.Shutdown):
                 return
-            handler = self.handlers.get(req.type)
+            handler = self.handlers.get(type(req))
             try:
                 if handler is None:
-                    raise ProtocolError(f"{self.role} worker does not handle '{req.type}'")
-                handler(req)
+                    raise ProtocolError(f"{self.role.name} worker does not handle '{req.kind}'")
+                handler(ident, req)
             except (BrokenPipeError, ConnectionResetError):
                 return  # the supervisor is gone: nobody to answer
             except Exception as exc:  # task boundary: report, keep serving
-                _LOGGER.exception("%s worker failed on %s", self.role, req.type)
-                self.reply(req, "error", message=f"{type(exc).__name__}: {exc}")
+                _LOGGER.exception("%s worker failed on %s", self.role.name, req.kind)
+                self.reply(ident, m.Failed(f"{type(exc).__name__}: {exc}"))
             finally:
-                self.ch.cancelled.discard(req.id)
+                self.ch.cancelled.discard(ident)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,27 +245,28 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("HARKEN_LOG_LEVEL", "WARNING"), format=f"%(asctime)s {role}[%(process)d] %(levelname)s %(name)s: %(message)s")
     channel = Channel(socket.socket(fileno=fd))
     channel.start()
-    init = channel.inbox.get()
-    if init is None or init.type != "init":
+    first = channel.inbox.get()
+    if first is None or not isinstance(first[1], m.Init):
         _LOGGER.error("expected an init frame")
         return 2
+    init = first[1]
     started = time.monotonic()
     try:
-        settings = config.from_dict(init.data["settings"])
+        settings = config.from_dict(init.settings)  # only this role's sections; the rest are defaults
         nice = _yield_cpu(getattr(settings.priority, role))
-        worker = Worker(role, settings, Path(init.data["data_dir"]), channel)
+        worker = Worker(role, settings, Path(init.data_dir), channel)
         model = worker.load()
         _give_back_memory()
     except (HarkenError, OSError, ValueError, RuntimeError) as exc:
         # A corrupt or missing model will not mend by retrying: the supervisor gives up at once.
         permanent = isinstance(exc, (ModelError, ConfigError))
         try:
-            channel.send(Message("fatal", 0, {"message": str(exc), "permanent": permanent}))
+            channel.send(m.Fatal(str(exc), permanent))
         except (BrokenPipeError, ConnectionResetError):
             pass
         return 3
     try:
-        channel.send(Message("ready", 0, {"model": model, "load_s": time.monotonic() - started, "pid": os.getpid(), "nice": nice}))
+        channel.send(m.Ready(model, time.monotonic() - started, os.getpid(), nice))
     except (BrokenPipeError, ConnectionResetError):
         return 0  # the supervisor stopped (or gave up on us) while we were loading: nobody to serve
     worker.serve()

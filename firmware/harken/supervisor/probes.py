@@ -16,6 +16,8 @@ from typing import Awaitable, Callable
 import numpy as np
 
 from harken.errors import WorkerError
+from harken.pipeline.chat import chat
+from harken.supervisor.clients import AsrClient, LlmClient, TtsClient, WakeClient
 from harken.supervisor.process import WorkerProcess
 
 ASR_WORDS = {"what", "time"}
@@ -33,15 +35,12 @@ def clip(name: str) -> np.ndarray:
     return pcm
 
 
-def _pcm(audio: np.ndarray) -> bytes:
-    return audio.astype("<i2").tobytes()
-
-
 async def _peak_wake_score(worker: WorkerProcess, audio: np.ndarray) -> float:
-    await worker.request("reset", probing=True)
-    heard = await worker.request("audio", {"at": 0, "vad_from": None}, _pcm(audio), probing=True)
-    await worker.request("reset", probing=True)
-    return max(map(float, heard.data.get("scores", [])), default=0.0)
+    ears = WakeClient(worker, probing=True)
+    await ears.reset()
+    heard = await (await ears.hear(audio, 0, None))
+    await ears.reset()
+    return max(heard.scores, default=0.0)
 
 
 async def probe_wake(worker: WorkerProcess) -> None:
@@ -55,28 +54,20 @@ async def probe_wake(worker: WorkerProcess) -> None:
 
 
 async def probe_asr(worker: WorkerProcess) -> None:
-    reply = await worker.request("transcribe", payload=_pcm(clip("probe-asr.wav")), probing=True)
-    text = str(reply.data.get("text", ""))
+    text = await AsrClient(worker, probing=True).transcribe(clip("probe-asr.wav"))
     if not ASR_WORDS <= set(re.findall(r"[a-z']+", text.lower())):
         raise WorkerError("asr", f"readiness probe: heard {text!r} in a clip that says 'What time is it?'")
 
 
 async def probe_llm(worker: WorkerProcess) -> None:
-    messages = [{"role": "system", "content": worker.settings.llm.system_prompt}, {"role": "user", "content": "Say hello."}]
-    tokens = []
-    async for msg in worker.stream("generate", {"messages": messages, "max_tokens": 4, "temperature": 0.0}, probing=True):
-        if msg.type == "token":
-            tokens.append(msg.data.get("text", ""))
+    messages = chat(worker.settings.llm.system_prompt, "Say hello.")
+    tokens = [piece async for piece in LlmClient(worker, probing=True).generate(messages, 4, 0.0)]
     if not "".join(tokens).strip():
         raise WorkerError("llm", "readiness probe: the language model wrote nothing")
 
 
 async def probe_tts(worker: WorkerProcess) -> None:
-    chunks = []
-    async for msg in worker.stream("synthesize", {"text": "Ready."}, probing=True):
-        if msg.type == "audio":
-            chunks.append(np.frombuffer(msg.payload, dtype="<i2"))
-    audio = np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
+    audio = (await TtsClient(worker, probing=True).render("Ready.")).pcm.astype(np.float64)
     loudness = float(np.sqrt(np.mean(audio**2))) if len(audio) else 0.0
     if len(audio) < 1000 or loudness < MIN_RMS:
         raise WorkerError("tts", f"readiness probe: synthesis gave {len(audio)} samples at RMS {loudness:.0f} (silent)")

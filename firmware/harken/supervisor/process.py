@@ -47,13 +47,14 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from harken import config
 from harken.errors import HarkenError, ProtocolError, WorkerDied, WorkerError
 from harken.supervisor import cpu
+from harken.supervisor import messages as m
 from harken.supervisor.health import Health, Policy, WorkerState
 from harken.supervisor.protocol import MAX_HEADER, Message, read_message_async
+from harken.supervisor.roles import ROLES
 from harken.telemetry.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 
-_DIED = "__died__"
 TICK = 0.5
 """How often the watchdog looks at a worker (s). Each look is a wakeup of the supervisor's
 loop: four workers at 0.25 s were 16 wakeups a second on an idle device."""
@@ -103,6 +104,16 @@ class Connection:
 
 
 Probe = Callable[["WorkerProcess"], Awaitable[None]]
+Replies = asyncio.Queue["m.Wire | WorkerDied"]
+"""A request's replies as they arrive; a WorkerDied if the worker failed meanwhile."""
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A request sent: its id, and where its replies arrive."""
+
+    id: int
+    replies: Replies
 
 
 class WorkerProcess:
@@ -116,7 +127,7 @@ class WorkerProcess:
         self.probe = probe
         self.clock = clock
         w = settings.workers
-        self.deadline: float = getattr(w, f"{role}_deadline")
+        self.deadline = ROLES[role].deadline(settings)
         self.health = Health(role, Policy(w.backoff_initial, w.backoff_cap, w.max_failures, w.failure_window),
                              self._on_change, clock)
         self.model: str | None = None
@@ -128,7 +139,7 @@ class WorkerProcess:
         self.listeners: list[Callable[[WorkerProcess], None]] = []
         """Called after every state change (the supervisor's status line, degraded-service notices)."""
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Queue[Message]] = {}
+        self._pending: dict[int, Replies] = {}
         self._conn: Connection | None = None
         self._serving = asyncio.Event()
         """Set while the worker serves requests, or is FATAL (so that waiters fail fast)."""
@@ -244,11 +255,12 @@ class WorkerProcess:
             child.close()
         reader, writer = await asyncio.open_connection(sock=parent, limit=MAX_HEADER + 1)
         conn = self._conn = Connection(proc, reader, writer)
-        writer.write(Message("init", 0, {"settings": config.to_dict(self.settings), "data_dir": str(self.data_dir)}).to_frame())
+        writer.write(m.encode(m.Init(ROLES[self.role].settings_part(self.settings), str(self.data_dir))).to_frame())
         started = time.monotonic()
         timeout = self.settings.workers.start_timeout
         try:
-            first = await asyncio.wait_for(read_message_async(reader), timeout)
+            frame = await asyncio.wait_for(read_message_async(reader), timeout)
+            first = None if frame is None else m.decode(frame)
         except asyncio.TimeoutError:
             raise LoadFailed(self.role, f"did not load its model within {timeout:.0f} s", permanent=False) from None
         except ConnectionError:  # the worker died: say how
@@ -261,11 +273,12 @@ class WorkerProcess:
             except asyncio.TimeoutError:
                 how = "closed its pipe"
             raise LoadFailed(self.role, f"{how} while loading", permanent=False)
-        if first.type != "ready":
-            raise LoadFailed(self.role, f"failed to load: {first.data.get('message', first.type)}",
-                             permanent=bool(first.data.get("permanent")))
-        self.model = first.data.get("model")
-        self.nice = first.data.get("nice")
+        if isinstance(first, m.Fatal):
+            raise LoadFailed(self.role, f"failed to load: {first.message}", permanent=first.permanent)
+        if not isinstance(first, m.Ready):
+            raise LoadFailed(self.role, f"sent {first.kind!r} instead of ready while loading", permanent=False)
+        self.model = first.model
+        self.nice = first.nice
         self.load_seconds = time.monotonic() - started
         self._last_frame = self.clock()
         self._waiting_since = None
@@ -294,16 +307,17 @@ class WorkerProcess:
 
     async def _read_loop(self, conn: Connection) -> None:
         try:
-            while (msg := await read_message_async(conn.reader)) is not None:
+            while (frame := await read_message_async(conn.reader)) is not None:
                 if conn is not self._conn:
                     break
                 self._last_frame = self.clock()
-                if msg.type == "beat":  # a held LLM is alive
+                msg = m.decode(frame)
+                if isinstance(msg, m.Beat):  # a held LLM is alive
                     continue
-                if msg.type == "pong" and msg.id == self._ping:
+                if isinstance(msg, m.Pong) and frame.id == self._ping:
                     self._ping = None
                     continue
-                queue = self._pending.get(msg.id)
+                queue = self._pending.get(frame.id)
                 if queue is not None:
                     queue.put_nowait(msg)
         except (ProtocolError, ConnectionError) as exc:
@@ -349,7 +363,7 @@ class WorkerProcess:
             if not outstanding and now - self._last_frame >= self.settings.workers.ping_interval:
                 self._ping = next(self._ids)
                 self._waiting_since = now
-                self._write(Message("ping", self._ping))
+                self._write(m.encode(m.Ping(), self._ping))
 
     def _judge_silence(self, conn: Connection, silent: float, now: float) -> str | None:
         """Why a worker silent for ``silent`` s is hung, or None while it may go on (see the module doc)."""
@@ -394,7 +408,7 @@ class WorkerProcess:
 
     def _fail_pending(self, reason: str) -> None:
         for queue in self._pending.values():
-            queue.put_nowait(Message(_DIED, 0, {"reason": reason}))
+            queue.put_nowait(WorkerDied(self.role, f"failed during the request: {reason}"))
         self._ping = None
         self._waiting_since = None
 
@@ -430,7 +444,7 @@ class WorkerProcess:
         conn = self._conn
         if conn is not None and conn.proc.returncode is None:
             try:
-                conn.writer.write(Message("shutdown").to_frame())
+                conn.writer.write(m.encode(m.Shutdown()).to_frame())
                 conn.writer.close()
                 await asyncio.wait_for(conn.proc.wait(), timeout)
             except (asyncio.TimeoutError, ConnectionError, OSError):
@@ -445,11 +459,11 @@ class WorkerProcess:
         await self.start()
 
     # -- requests ------------------------------------------------------------------------------
-    def _write(self, msg: Message) -> None:
+    def _write(self, frame: Message) -> None:
         conn = self._conn
         if conn is None or conn.writer.is_closing():
             raise WorkerDied(self.role, "is restarting")
-        conn.writer.write(msg.to_frame())
+        conn.writer.write(frame.to_frame())
 
     async def _wait_serving(self) -> None:
         if not self._serving.is_set():
@@ -460,28 +474,28 @@ class WorkerProcess:
         if self.health.state is S.FATAL:
             raise WorkerError(self.role, f"is down: {self.health.reason}")
 
-    async def submit(self, kind: str, data: dict[str, Any] | None = None, payload: bytes = b"") -> tuple[int, asyncio.Queue[Message]]:
-        """Send a request without waiting for the answer; replies arrive on the returned queue."""
+    async def submit(self, request: m.Wire) -> Ticket:
+        """Send a request once the worker serves, without waiting for the answer (see :meth:`receive`)."""
         await self._wait_serving()
-        return self.send(kind, data, payload)
+        return self.send(request)
 
-    def send(self, kind: str, data: dict[str, Any] | None = None, payload: bytes = b"") -> tuple[int, asyncio.Queue[Message]]:
+    def send(self, request: m.Wire) -> Ticket:
         """Send a request now, whatever the state (the readiness probe uses this)."""
-        ident = next(self._ids)
-        queue: asyncio.Queue[Message] = asyncio.Queue()
-        self._pending[ident] = queue
+        ticket = Ticket(next(self._ids), asyncio.Queue())
+        self._pending[ticket.id] = ticket.replies
         try:
-            self._write(Message(kind, ident, data or {}, payload))
+            self._write(m.encode(request, ticket.id))
         except (ConnectionError, WorkerDied) as exc:
-            self._pending.pop(ident, None)
+            self._pending.pop(ticket.id, None)
             raise WorkerDied(self.role, f"pipe closed ({exc})") from exc
         self._last_request = self.clock()
         if self._waiting_since is None:
             self._waiting_since = self._last_request
-        return ident, queue
+        return ticket
 
-    async def receive(self, ident: int, queue: asyncio.Queue[Message], timeout: float | None = None) -> Message:
-        """Next reply for a request; raises WorkerDied / WorkerError."""
+    async def receive(self, ticket: Ticket, timeout: float | None = None) -> m.Wire:
+        """Next reply to a request; raises WorkerDied / WorkerError (and forgets the request)."""
+        queue = ticket.replies
         try:
             if queue.empty():  # asyncio.timeout, not wait_for: no task per reply (the wake worker's come 12.5 times a second)
                 async with asyncio.timeout(timeout or self.settings.workers.request_timeout):
@@ -489,37 +503,35 @@ class WorkerProcess:
             else:
                 msg = queue.get_nowait()
         except TimeoutError:
-            self.forget(ident)
+            self.forget(ticket)
             raise WorkerError(self.role, "request timed out") from None
-        if msg.type == _DIED:
-            self.forget(ident)
-            raise WorkerDied(self.role, f"failed during the request: {msg.data.get('reason')}")
-        if msg.type == "error":
-            self.forget(ident)
-            raise WorkerError(self.role, msg.data.get("message", "unknown error"))
+        if isinstance(msg, WorkerDied):
+            self.forget(ticket)
+            raise msg
+        if isinstance(msg, m.Failed):
+            self.forget(ticket)
+            raise WorkerError(self.role, msg.message)
         return msg
 
-    def forget(self, ident: int) -> None:
-        self._pending.pop(ident, None)
+    def forget(self, ticket: Ticket) -> None:
+        self._pending.pop(ticket.id, None)
 
-    async def request(self, kind: str, data: dict[str, Any] | None = None, payload: bytes = b"",
-                      probing: bool = False) -> Message:
+    async def request(self, request: m.Wire, probing: bool = False) -> m.Wire:
         """One request, one reply. ``probing``: send even though the worker is not serving yet."""
-        ident, queue = self.send(kind, data, payload) if probing else await self.submit(kind, data, payload)
+        ticket = self.send(request) if probing else await self.submit(request)
         try:
-            return await self.receive(ident, queue)
+            return await self.receive(ticket)
         finally:
-            self.forget(ident)
+            self.forget(ticket)
 
-    async def stream(self, kind: str, data: dict[str, Any] | None = None, payload: bytes = b"",
-                     probing: bool = False) -> AsyncIterator[Message]:
-        """Yield replies until ``done``; a consumer that stops early cancels the request."""
-        ident, queue = self.send(kind, data, payload) if probing else await self.submit(kind, data, payload)
+    async def stream(self, request: m.Wire, probing: bool = False) -> AsyncIterator[m.Wire]:
+        """Yield replies up to and including :class:`~messages.Done`; a consumer that stops early cancels the request."""
+        ticket = self.send(request) if probing else await self.submit(request)
         finished = False
         try:
             while True:
-                msg = await self.receive(ident, queue)
-                if msg.type == "done":
+                msg = await self.receive(ticket)
+                if isinstance(msg, m.Done):
                     finished = True
                     yield msg
                     return
@@ -529,14 +541,11 @@ class WorkerProcess:
             raise
         finally:
             if not finished:
-                self.cancel(ident)
-            self.forget(ident)
+                self.control(m.Cancel(ticket.id))
+            self.forget(ticket)
 
-    def cancel(self, ident: int) -> None:
-        self.control("cancel", target=ident)
-
-    def control(self, kind: str, **data: Any) -> None:
-        """Send a control frame (cancel, hold, resume) that the worker acts on between pieces of work."""
+    def control(self, msg: m.Cancel | m.Hold | m.Resume) -> None:
+        """Send a control frame that the worker acts on between pieces of work."""
         conn = self._conn
         if conn is not None and not conn.writer.is_closing():
-            conn.writer.write(Message(kind, 0, data).to_frame())
+            conn.writer.write(m.encode(msg).to_frame())

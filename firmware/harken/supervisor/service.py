@@ -29,10 +29,16 @@ from harken.hw import budget
 from harken.hw.identity import device_id
 from harken.overrides import FleetConfig
 from harken.audio.player import Player
+from harken.pipeline.chat import chat
+from harken.pipeline.conversation import Conversation
+from harken.pipeline.ports import Audio
+from harken.pipeline.respond import APOLOGY
+from harken.supervisor import clients
 from harken.supervisor.control import ControlServer
 from harken.supervisor.health import WorkerState
 from harken.supervisor.notify import Notifier
 from harken.supervisor.process import WorkerProcess
+from harken.supervisor.roles import ROLES
 from harken.supervisor.supervisor import Supervisor
 from harken.telemetry.events import EventLog
 
@@ -47,12 +53,6 @@ REPLAY_FLOOR = "fleet-replay-floor"
 METRICS_REFRESH = 5.0
 """Seconds between refreshes of the gauges (worker states, RSS, temperature) for /metrics."""
 
-NOTICES = {
-    "wake": "My wake word detector has stopped working, so I cannot hear you. Please check the device.",
-    "asr": "My speech recognition has stopped working, so I cannot understand you right now.",
-    "llm": "My language model has stopped working, so I cannot answer questions right now.",
-}
-"""Spoken once when a role is given up (FATAL). TTS down: nothing can be said; it is reported."""
 
 
 class Source(Protocol):
@@ -74,10 +74,12 @@ class Service:
         self.started = time.monotonic()
         self.device_id = device_id(settings.device.id)
         self.sup = Supervisor(settings, events, required=False)
-        self.conv: Any = None
+        self.conv: Conversation | None = None
+        self.engines = clients.engines(self.sup.workers)
         self.phase = "starting"
         self.notifier = Notifier()
-        self.notices: dict[str, tuple[np.ndarray, int]] = {}
+        self.notices: dict[str, Audio] = {}
+        """Spoken once when a role is given up (FATAL), rendered at start (see roles.ROLES)."""
         self.announced: set[str] = set()
         self.metrics: Any = None
         self.link: Any = None
@@ -128,25 +130,20 @@ class Service:
         """Settings the conversation reads as it goes (see telemetry.agent.LIVE)."""
         self.settings = settings
         if self.conv is not None:
-            self.conv.settings = settings
-            self.conv.responder.settings = settings
+            self.conv.apply_settings(settings)
 
-    def speak(self, pcm: np.ndarray, rate: int) -> None:
+    def speak(self, audio: Audio) -> None:
         if self.conv is None:
             raise HarkenError("the device is still starting")
-        self.conv.announce(pcm, rate)
+        self.conv.announce(audio)
 
     async def ask(self, text: str) -> str:
         llm = self.settings.llm
-        messages = [{"role": "system", "content": llm.system_prompt}, {"role": "user", "content": text}]
-        parts = []
-        async for msg in self.sup.workers["llm"].stream("generate", {"messages": messages, "max_tokens": llm.max_tokens,
-                                                                     "temperature": llm.temperature}):
-            if msg.type == "token":
-                parts.append(str(msg.data.get("text", "")))
+        parts = [piece async for piece in self.engines.writer.generate(chat(llm.system_prompt, text), llm.max_tokens,
+                                                                      llm.temperature)]
         answer = "".join(parts).strip()
         if answer:
-            self.speak(*await self.sup.synthesize(answer))
+            self.speak(await self.engines.voice.render(answer))
         return answer
 
     def set_muted(self, muted: bool) -> None:
@@ -181,13 +178,10 @@ class Service:
         notice = self.notices.get(role)
         if notice is not None and role not in self.announced and self.conv is not None:
             self.announced.add(role)
-            self.conv.announce(*notice)
+            self.conv.announce(notice)
 
     # -- the whole life ----------------------------------------------------------------------------
     async def run(self, control: Path | None, ready_fields: dict[str, Any] | None = None) -> None:
-        from harken.pipeline.conversation import Conversation
-        from harken.pipeline.respond import APOLOGY
-
         server = ControlServer(control, {"status": self.status, "fault": self.fault}) if control is not None else None
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -200,11 +194,11 @@ class Service:
             tasks.append(asyncio.get_running_loop().create_task(self.notifier.watchdog(), name="sd-watchdog"))
             await self.sup.start()
             apology = await self.sup.prerender(APOLOGY)
-            for role, text in NOTICES.items():
-                rendered = await self.sup.prerender(text, attempts=1)
+            for role in ROLES.values():
+                rendered = None if role.notice is None else await self.sup.prerender(role.notice, attempts=1)
                 if rendered is not None:
-                    self.notices[role] = rendered
-            self.conv = Conversation(self.settings, self.sup.workers, self.events, self.player, fast=self.fast, apology=apology)
+                    self.notices[role.name] = rendered
+            self.conv = Conversation(self.settings, self.engines, self.events, self.player, fast=self.fast, apology=apology)
             self.conv.muted = self.muted
             self.phase = "running"
             self.notifier.ready(self.status_line())

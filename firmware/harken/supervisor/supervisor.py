@@ -6,20 +6,20 @@ import asyncio
 import logging
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-import numpy as np
+from typing import Any, Iterable
 
 from harken.config import Settings
 from harken.errors import WorkerError
+from harken.pipeline.ports import Audio
+from harken.supervisor.clients import TtsClient
 from harken.supervisor.health import WorkerState
 from harken.supervisor.probes import PROBES
 from harken.supervisor.process import WorkerProcess
+from harken.supervisor.roles import ROLES
 from harken.telemetry.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 
-ROLES = ("wake", "asr", "llm", "tts")
 
 
 class Supervisor:
@@ -30,7 +30,7 @@ class Supervisor:
     the others serving: degraded service, reported and spoken.
     """
 
-    def __init__(self, settings: Settings, events: EventLog, roles: tuple[str, ...] = ROLES,
+    def __init__(self, settings: Settings, events: EventLog, roles: Iterable[str] = tuple(ROLES),
                  data_dir: Path | None = None, required: bool = True) -> None:
         self.settings = settings
         self.events = events
@@ -81,25 +81,16 @@ class Supervisor:
     def describe(self) -> list[dict[str, Any]]:
         return [w.describe() for w in self.workers.values()]
 
-    async def prerender(self, text: str, attempts: int = 3) -> tuple[np.ndarray, int] | None:
+    async def prerender(self, text: str, attempts: int = 3) -> Audio | None:
         """Render a prompt for later (the spoken apology); None if TTS keeps failing.
 
         A TTS worker that dies meanwhile is restarted, so this retries.
         """
         for attempt in range(1, attempts + 1):
             try:
-                return await self.synthesize(text)
+                return await TtsClient(self.workers["tts"]).render(text)
             except WorkerError as exc:
                 _LOGGER.warning("pre-rendering %r failed (attempt %d): %s", text, attempt, exc)
                 if self.workers["tts"].health.state is WorkerState.FATAL:
                     return None
         return None
-
-    async def synthesize(self, text: str) -> tuple[np.ndarray, int]:
-        """Render a whole text with the TTS worker (pre-rendered prompts, `harken say`)."""
-        chunks, rate = [], 22050
-        async for msg in self.workers["tts"].stream("synthesize", {"text": text}):
-            if msg.type == "audio":
-                chunks.append(np.frombuffer(msg.payload, dtype="<i2"))
-                rate = int(msg.data["rate"])
-        return (np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)), rate

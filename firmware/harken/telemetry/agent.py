@@ -236,11 +236,11 @@ class DeviceAgent:
     async def say(self, args: dict[str, Any]) -> dict[str, Any]:
         text = self._text(args)
         try:
-            pcm, rate = await self.service.sup.synthesize(text)
+            audio = await self.service.engines.voice.render(text)
         except HarkenError as exc:
             raise CommandFailed(f"cannot speak: {exc}") from exc
-        self.service.speak(pcm, rate)
-        return {"said": text, "seconds": round(len(pcm) / rate, 2)}
+        self.service.speak(audio)
+        return {"said": text, "seconds": round(len(audio.pcm) / audio.rate, 2)}
 
     async def ask(self, args: dict[str, Any]) -> dict[str, Any]:
         text = self._text(args)
@@ -300,12 +300,12 @@ class DeviceAgent:
         while self._ha_says:
             text = self._ha_says.popleft()
             try:
-                pcm, rate = await self.service.sup.synthesize(text)
-                self.service.speak(pcm, rate)
+                audio = await self.service.engines.voice.render(text)
+                self.service.speak(audio)
             except HarkenError as exc:
                 _LOGGER.warning("Home Assistant's say failed: %s", exc)
                 continue
-            await asyncio.sleep(len(pcm) / rate)  # one text in the player at a time
+            await asyncio.sleep(len(audio.pcm) / audio.rate)  # one text in the player at a time
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

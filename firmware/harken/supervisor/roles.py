@@ -1,0 +1,53 @@
+"""What a worker role is, in one table: its engine, its model setting, the settings it gets,
+its watchdog deadline and the sentence said when it is given up.
+
+Each role runs in its own worker process (``harken.supervisor.child``), which loads
+``harken.engines.<engine>`` and is sent only the settings sections listed here (never
+the MQTT credentials). Its readiness probe is in ``probes.PROBES``: a probe drives the
+worker, so it lives with the worker clients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harken.config import Settings
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    engine: str
+    """Module under ``harken.engines`` whose ``load(settings, data_dir)`` builds the engine."""
+    model_key: tuple[str, str]
+    """The setting (section, key) that names the role's model."""
+    sections: tuple[str, ...]
+    """Settings sections the worker needs; ``threads`` and ``priority`` are sent to every role."""
+    notice: str | None
+    """Said once when the role is given up (FATAL); None: nothing can be said (TTS)."""
+
+    def model(self, settings: Settings) -> str:
+        section, key = self.model_key
+        return str(getattr(getattr(settings, section), key))
+
+    def deadline(self, settings: Settings) -> float:
+        return float(getattr(settings.workers, f"{self.name}_deadline"))
+
+    def settings_part(self, settings: Settings) -> dict[str, object]:
+        """The sections this role's worker gets, as :func:`harken.config.to_dict` would give them."""
+        from harken import config
+
+        whole = config.to_dict(settings)
+        return {name: whole[name] for name in (*self.sections, "threads", "priority")}
+
+
+ROLES: dict[str, Role] = {
+    "wake": Role("wake", "listener", ("wake", "model"), ("wake", "listen"),
+                 "My wake word detector has stopped working, so I cannot hear you. Please check the device."),
+    "asr": Role("asr", "asr", ("asr", "model"), ("asr",),
+                "My speech recognition has stopped working, so I cannot understand you right now."),
+    "llm": Role("llm", "llm", ("llm", "model"), ("llm",),
+                "My language model has stopped working, so I cannot answer questions right now."),
+    "tts": Role("tts", "tts", ("tts", "voice"), ("tts",), None),
+}
+"""Every role, in the order the workers start and are shown."""

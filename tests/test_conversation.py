@@ -1,0 +1,140 @@
+"""The conversation on fake engines: subclasses of its ports, scripted, in one process.
+
+The real engines and workers are tested elsewhere (test_pipeline, test_workers); here the
+state machine's contract with its ports is pinned down: what each port is asked, and what
+the device says and reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Awaitable
+
+import numpy as np
+import pytest
+
+from harken import config
+from harken.audio import RATE
+from harken.audio.files import TimelinePlayer
+from harken.errors import WorkerDied
+from harken.pipeline import ports
+from harken.pipeline.conversation import FRAME, TAIL, Conversation
+from harken.telemetry.events import EventLog
+
+WAKE_CHUNK = 12
+"""The chunk in which the wake word scores high."""
+SPEECH = (int(1.4 * RATE), int(2.6 * RATE))
+"""The question's speech segment, closed by the VAD in chunk END_CHUNK."""
+END_CHUNK = 40
+CHUNKS = 80
+
+
+class Ears(ports.Ears):
+    def __init__(self) -> None:
+        self.fed: list[tuple[int, int | None]] = []
+
+    async def hear(self, pcm: np.ndarray, at: int, vad_from: int | None) -> Awaitable[ports.Heard]:
+        self.fed.append((at, vad_from))
+        chunk = at // FRAME
+        segments = [SPEECH] if chunk == END_CHUNK else []
+        heard = ports.Heard([0.9 if chunk == WAKE_CHUNK else 0.0], SPEECH[0] <= at < SPEECH[1],
+                            SPEECH[0] if SPEECH[0] <= at < SPEECH[1] else None, segments, segments)
+        return asyncio.sleep(0, heard)
+
+    async def flush(self) -> Awaitable[ports.Heard]:
+        return asyncio.sleep(0, ports.Heard([], False, None, [], []))
+
+    async def reset(self) -> None:
+        pass
+
+
+class Transcriber(ports.Transcriber):
+    def __init__(self, text: str = "what time is it", fail: bool = False) -> None:
+        self.text, self.fail = text, fail
+        self.heard: list[int] = []
+
+    async def transcribe(self, pcm: np.ndarray) -> str:
+        self.heard.append(len(pcm))
+        if self.fail:
+            raise WorkerDied("asr", "failed during the request: killed by SIGKILL")
+        return self.text
+
+
+class Writer(ports.Writer):
+    def __init__(self) -> None:
+        self.asked: list[list[dict[str, str]]] = []
+        self.holds = 0
+
+    async def generate(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> AsyncIterator[str]:
+        self.asked.append(messages)
+        for piece in ("It is", " noon,", " more or less."):
+            yield piece
+
+    def hold(self) -> None:
+        self.holds += 1
+
+
+class Voice(ports.Voice):
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    async def synthesize(self, text: str) -> AsyncIterator[ports.Audio]:
+        self.said.append(text)
+        yield ports.Audio(np.full(RATE // 4, 1000, dtype=np.int16), RATE)
+
+
+async def silence() -> AsyncIterator[np.ndarray]:
+    for _ in range(CHUNKS):
+        yield np.zeros(FRAME, dtype=np.int16)
+
+
+def converse(transcriber: Transcriber) -> tuple[list[dict], Ears, Writer, Voice]:
+    settings = config.load([], {})
+    events = EventLog()
+    ears, writer, voice = Ears(), Writer(), Voice()
+    apology = ports.Audio(np.full(RATE // 2, -500, dtype=np.int16), RATE)
+    conv = Conversation(settings, ports.Engines(ears, transcriber, writer, voice), events, TimelinePlayer(None, RATE),
+                        fast=True, apology=apology)
+    asyncio.run(asyncio.wait_for(conv.run(silence()), 30))
+    return events.history, ears, writer, voice
+
+
+def kinds(history: list[dict]) -> list[str]:
+    """The events that tell the story (partial transcripts left out)."""
+    return [e["type"] for e in history
+            if e["type"] in ("wake", "reply", "utterance", "error") or (e["type"] == "transcript" and e["final"])]
+
+
+def test_a_question_is_heard_answered_and_spoken_through_the_ports():
+    transcriber = Transcriber()
+    history, ears, writer, voice = converse(transcriber)
+    assert kinds(history) == ["wake", "transcript", "reply", "utterance"]
+    assert [at for at, _ in ears.fed] == [i * FRAME for i in range(CHUNKS)]  # every chunk, in order
+    assert all(vad is None for at, vad in ears.fed if at <= WAKE_CHUNK * FRAME)  # the VADs sleep until the wake word
+    # The request is cut after the wake phrase and ends just after the speech (before it: partial transcripts).
+    length = transcriber.heard[-1]
+    assert SPEECH[1] - SPEECH[0] < length <= SPEECH[1] + TAIL - WAKE_CHUNK * FRAME
+    (messages,) = writer.asked
+    assert messages[0]["role"] == "system" and messages[-1] == {"role": "user", "content": "what time is it"}
+    assert writer.holds == 1  # held once, for the first clause
+    assert " ".join(voice.said).split() == "It is noon, more or less.".split()
+    reply = next(e for e in history if e["type"] == "reply")
+    assert reply == {**reply, "text": "It is noon, more or less.", "interrupted": False}
+    states = [e["state"] for e in history if e["type"] == "state"]
+    assert states == ["listening", "thinking", "speaking", "idle"]
+
+
+def test_a_failed_transcriber_is_reported_and_apologised_for():
+    history, _, writer, voice = converse(Transcriber(fail=True))
+    assert kinds(history) == ["wake", "error"]
+    error = next(e for e in history if e["type"] == "error")
+    assert error["stage"] == "asr" and "SIGKILL" in error["message"]
+    assert writer.asked == [] and voice.said == []  # nothing asked of the others
+    assert [e["state"] for e in history if e["type"] == "state"][-2:] == ["speaking", "idle"]  # the apology
+
+
+@pytest.mark.parametrize("said", ["", "   "])
+def test_nothing_heard_is_not_sent_to_the_language_model(said):
+    history, _, writer, _ = converse(Transcriber(text=said))
+    assert writer.asked == []
+    assert [e["text"] for e in history if e["type"] == "transcript" and e["final"]] == [""]
