@@ -107,7 +107,7 @@ def _worker_line(ev: dict[str, Any], verbose: int) -> str | None:
 async def conversation_on_file(settings: config.Settings, events: EventLog, input_wav: Path,
                                output_wav: Path | None, fast: bool, control: Path | None = None, fleet_config: Any = None) -> None:
     from harken.audio.files import FileSource, TimelinePlayer
-    from harken.supervisor.service import serve
+    from harken.appliance import serve
 
     source = FileSource(input_wav, paced=not fast)  # bad input fails before any worker starts
     player = TimelinePlayer(output_wav, settings.audio.playback_rate)
@@ -121,7 +121,7 @@ async def conversation_on_file(settings: config.Settings, events: EventLog, inpu
 async def conversation_on_alsa(settings: config.Settings, events: EventLog, duration: float | None, control: Path | None,
                                fleet_config: Any = None) -> None:
     from harken.audio.alsa import AlsaPlayer, AlsaSource
-    from harken.supervisor.service import serve
+    from harken.appliance import serve
 
     a = settings.audio
     source = AlsaSource(a, seconds=duration, on_health=lambda change: events.emit("audio", **change))

@@ -1,4 +1,7 @@
-"""``harken run``: the supervisor, the conversation, the control socket and systemd, together.
+"""The running appliance (``harken run``, ``harken demo``): the composition root.
+
+It builds and wires the parts: the supervisor and its workers, the conversation on
+the workers' ports, the control socket, metrics, the fleet link and systemd.
 
 Startup: control socket first (``harken status`` answers while models load),
 then every worker at once; READY=1 once each worker serves or has been given
@@ -59,7 +62,7 @@ class Source(Protocol):
     def chunks(self) -> AsyncIterator[np.ndarray]: ...
 
 
-class Service:
+class Appliance:
     """The running device: what `harken status` and the fleet link see and act on."""
 
     def __init__(self, settings: config.Settings, events: EventLog, source: Source, player: Player, fast: bool,
@@ -127,7 +130,7 @@ class Service:
 
     # -- what the fleet may change ---------------------------------------------------------------
     def apply_settings(self, settings: config.Settings) -> None:
-        """Settings the conversation reads as it goes (see telemetry.agent.LIVE)."""
+        """Settings the conversation reads as it goes (see fleet.device.LIVE)."""
         self.settings = settings
         if self.conv is not None:
             self.conv.apply_settings(settings)
@@ -228,7 +231,7 @@ class Service:
 
     async def _start_fleet(self, tasks: list[asyncio.Task[None]]) -> None:
         """Metrics (exporter) and the MQTT link; neither may stop the device from working."""
-        from harken.telemetry.agent import DeviceAgent, LogRing
+        from harken.fleet.device import DeviceAgent, LogRing
         from harken.telemetry.metrics import Exporter, Metrics
 
         self.metrics = Metrics()
@@ -289,7 +292,7 @@ class Service:
 async def serve(settings: config.Settings, events: EventLog, source: Source, player: Player,
                 control: Path | None, fast: bool = False, ready_fields: dict[str, Any] | None = None,
                 fleet_config: FleetConfig | None = None) -> None:
-    await Service(settings, events, source, player, fast, fleet_config).run(control, ready_fields)
+    await Appliance(settings, events, source, player, fast, fleet_config).run(control, ready_fields)
 
 
 async def _stop(sup: Supervisor) -> None:

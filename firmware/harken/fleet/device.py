@@ -1,4 +1,5 @@
-"""What the fleet link may see and do on this device: state, metrics, discovery and commands.
+"""The fleet's side on the device: what the MQTT link may see and do here (state, metrics,
+discovery, commands), acting on the running appliance (``harken.appliance``).
 
 Commands (``args`` in brackets): ``ping``; ``get_state``; ``get_metrics``;
 ``get_logs`` [lines]; ``set_config`` [section, key, value, confirm];
@@ -59,10 +60,10 @@ def board() -> str:
 
 
 class DeviceAgent:
-    """Reads and acts on the running service; every method runs on the loop."""
+    """Reads and acts on the running appliance; every method runs on the loop."""
 
-    def __init__(self, service: Any, metrics: Any, logs: LogRing) -> None:
-        self.service = service
+    def __init__(self, appliance: Any, metrics: Any, logs: LogRing) -> None:
+        self.appliance = appliance
         self.metrics_ = metrics
         self.logs = logs
         self.started = time.monotonic()
@@ -89,7 +90,7 @@ class DeviceAgent:
 
     # -- what the link publishes ----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        svc = self.service
+        svc = self.appliance
         fleet = svc.fleet_config
         state = {
             "version": __version__, "device": svc.device_id, "board": board(), "groups": list(svc.settings.device.groups),
@@ -104,13 +105,13 @@ class DeviceAgent:
         return state
 
     def metrics(self) -> dict[str, Any]:
-        self.service.refresh_metrics()
+        self.appliance.refresh_metrics()
         return self.metrics_.snapshot()
 
     def discovery(self) -> dict[str, Any] | None:
         from harken.telemetry.discovery import payload
 
-        svc = self.service
+        svc = self.appliance
         if not svc.settings.mqtt.discovery:
             return None
         return payload(svc.device_id, __version__, board(), svc.settings.mqtt.ha_commands, svc.settings.privacy.share_transcripts)
@@ -147,7 +148,7 @@ class DeviceAgent:
             raise CommandFailed("set_config needs section, key and value (e.g. section=llm key=temperature value=0.3)", "bad_args")
         if not isinstance(confirm, bool):
             raise CommandFailed("confirm must be true or false", "bad_args")
-        svc = self.service
+        svc = self.appliance
         try:
             new = svc.fleet_config.change(section, key, value, confirm)
         except ConfigError as exc:
@@ -181,15 +182,15 @@ class DeviceAgent:
         """After the reply went out on the old link: switch to the new one and start the clock."""
         if self._trial is not None:
             self._trial.cancel()
-        self._trial_from = self.service.device_id
-        await self.service.relink(settings)
+        self._trial_from = self.appliance.device_id
+        await self.appliance.relink(settings)
         self._trial = asyncio.get_running_loop().create_task(self._trial_clock(change, settings.fleet.confirm_within),
                                                              name="config-trial")
 
     async def _trial_clock(self, change: str, within: float) -> None:
         await asyncio.sleep(within)
         self._trial = None
-        svc = self.service
+        svc = self.appliance
         if svc.fleet_config.on_trial is None:
             return
         try:
@@ -206,7 +207,7 @@ class DeviceAgent:
             return None
         self._trial.cancel()
         self._trial = None
-        svc = self.service
+        svc = self.appliance
         change = svc.fleet_config.confirm()
         if change is not None:
             svc.events.emit("config", change=change, outcome="confirmed")
@@ -216,7 +217,7 @@ class DeviceAgent:
 
     async def restart_worker(self, args: dict[str, Any]) -> dict[str, Any]:
         role = args.get("role")
-        workers = self.service.sup.workers
+        workers = self.appliance.sup.workers
         if role != "all" and role not in workers:
             raise CommandFailed(f"role must be one of {', '.join(workers)}, or all", "bad_args")
         async with self._restarting:  # one restart at a time: two at once would fight over each worker's state
@@ -236,26 +237,26 @@ class DeviceAgent:
     async def say(self, args: dict[str, Any]) -> dict[str, Any]:
         text = self._text(args)
         try:
-            audio = await self.service.engines.voice.render(text)
+            audio = await self.appliance.engines.voice.render(text)
         except HarkenError as exc:
             raise CommandFailed(f"cannot speak: {exc}") from exc
-        self.service.speak(audio)
+        self.appliance.speak(audio)
         return {"said": text, "seconds": round(len(audio.pcm) / audio.rate, 2)}
 
     async def ask(self, args: dict[str, Any]) -> dict[str, Any]:
         text = self._text(args)
         try:
-            answer = await self.service.ask(text)
+            answer = await self.appliance.ask(text)
         except HarkenError as exc:
             raise CommandFailed(f"cannot answer: {exc}") from exc
         return {"question": text, "answer": answer}
 
     def mute(self, args: dict[str, Any]) -> dict[str, Any]:
-        self.service.set_muted(True)
+        self.appliance.set_muted(True)
         return {"muted": True}
 
     def unmute(self, args: dict[str, Any]) -> dict[str, Any]:
-        self.service.set_muted(False)
+        self.appliance.set_muted(False)
         return {"muted": False}
 
     # -- Home Assistant (unsigned) ---------------------------------------------------------------------
@@ -266,14 +267,14 @@ class DeviceAgent:
         ``ha_restart_interval``, each counted in the workers' failure windows
         (a restart that would give a worker up is refused); texts wait in a queue
         of ``ha_say_queue`` that drops the oldest and are spoken one after another."""
-        mqtt = self.service.settings.mqtt
+        mqtt = self.appliance.settings.mqtt
         if name == "restart":
             now = time.monotonic()
             if self._restarting.locked():
                 return "busy"
             if now - self._ha_last_restart < mqtt.ha_restart_interval:
                 return "too_soon"
-            workers = self.service.sup.workers.values()
+            workers = self.appliance.sup.workers.values()
             if not all(w.health.room_for_restart() for w in workers):  # checked for all before any is counted
                 _LOGGER.warning("Home Assistant's restart refused: the workers' failure windows are full")
                 return "refused"
@@ -300,8 +301,8 @@ class DeviceAgent:
         while self._ha_says:
             text = self._ha_says.popleft()
             try:
-                audio = await self.service.engines.voice.render(text)
-                self.service.speak(audio)
+                audio = await self.appliance.engines.voice.render(text)
+                self.appliance.speak(audio)
             except HarkenError as exc:
                 _LOGGER.warning("Home Assistant's say failed: %s", exc)
                 continue
