@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
+from harken.atomic import write_atomic
 from harken.config import Settings
 from harken.errors import ConfigError, HarkenError
 from harken.fleet import protocol
@@ -372,7 +373,6 @@ class DeviceLink:
 
     def _keep_floor(self) -> None:
         """Persist the newest accepted ts (atomically) so a restart cannot make an accepted command fresh again."""
-        from harken.overrides import write_atomic
 
         highest = self.verifier.highest
         if self.floor_path is None or not highest > self._floor:
