@@ -37,11 +37,13 @@ from harken.pipeline.conversation import Conversation
 from harken.pipeline.ports import Audio
 from harken.pipeline.respond import APOLOGY
 from harken.supervisor import clients
+from harken.supervisor.clients import LlmClient, TtsClient
 from harken.supervisor.control import ControlServer
 from harken.supervisor.health import WorkerState
 from harken.supervisor.notify import Notifier
 from harken.supervisor.process import WorkerProcess
 from harken.supervisor.roles import ROLES
+from harken.supervisor.slots import Slot, with_model
 from harken.supervisor.supervisor import Supervisor
 from harken.telemetry.events import EventLog
 
@@ -78,7 +80,7 @@ class Appliance:
         self.device_id = device_id(settings.device.id)
         self.sup = Supervisor(settings, events, required=False)
         self.conv: Conversation | None = None
-        self.engines = clients.engines(self.sup.workers)
+        self.engines = clients.engines(self.sup.slots)
         self.phase = "starting"
         self.notifier = Notifier()
         self.notices: dict[str, Audio] = {}
@@ -115,7 +117,7 @@ class Appliance:
             "uptime_s": round(time.monotonic() - self.started, 1), "summary": self.status_line(),
             "conversation": conv.state.value if conv is not None else None,
             "lost_audio_s": round(conv.lost_chunks * 1280 / 16000, 2) if conv is not None else 0.0,
-            "workers": self.sup.describe(), "audio": self.audio_health(), "threads": budget.plan(self.settings).describe(),
+            "workers": self.sup.describe(), "models": [slot.describe() for slot in self.sup.slots.values()], "audio": self.audio_health(), "threads": budget.plan(self.settings).describe(),
             "mqtt": None if self.link is None else {"connected": self.link.connected, "buffered": len(self.link.buffer),
                                                    "dropped": self.link.dropped},
         }
@@ -140,14 +142,61 @@ class Appliance:
             raise HarkenError("the device is still starting")
         self.conv.announce(audio)
 
-    async def ask(self, text: str) -> str:
+    async def ask(self, text: str, speak: bool = True) -> tuple[str, str | None]:
+        """The LLM's answer to ``text`` (spoken unless ``speak`` is false) and the model that wrote it."""
         llm = self.settings.llm
-        parts = [piece async for piece in self.engines.writer.generate(chat(llm.system_prompt, text), llm.max_tokens,
-                                                                      llm.temperature)]
+        writer = LlmClient(self.sup.slots["llm"])
+        parts = [piece async for piece in writer.generate(chat(llm.system_prompt, text), llm.max_tokens, llm.temperature)]
         answer = "".join(parts).strip()
-        if answer:
+        if answer and speak:
             self.speak(await self.engines.voice.render(answer))
-        return answer
+        return answer, writer.served_model
+
+    # -- models ------------------------------------------------------------------------------------
+    async def swap(self, role: str, model: str) -> dict[str, Any]:
+        """Make ``model`` the active model of ``role`` (see supervisor/slots.py); SwapFailed if it cannot serve."""
+        result = await self._slot(role).swap(model)
+        self._adopt(role)
+        return result
+
+    async def rollback(self, role: str) -> dict[str, Any]:
+        result = await self._slot(role).rollback()
+        self._adopt(role)
+        return result
+
+    def _slot(self, role: str) -> Slot:
+        slot = self.sup.slots.get(role)
+        if slot is None:
+            raise ValueError(f"role must be one of {', '.join(self.sup.slots)}, not {role!r}")
+        return slot
+
+    def _adopt(self, role: str) -> None:
+        """The conversation follows the role's active model (the wake phrase it strips, the model it reports)."""
+        self.apply_settings(with_model(self.settings, role, self.sup.slots[role].model))
+
+    # -- the control socket's commands ------------------------------------------------------------
+    async def control_swap(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self.swap(str(request.get("role")), str(request.get("model")))
+
+    async def control_rollback(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self.rollback(str(request.get("role")))
+
+    async def control_ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        text = request.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("ask needs a 'text' string")
+        answer, model = await self.ask(text, speak=bool(request.get("speak", True)))
+        return {"answer": answer, "model": model}
+
+    async def control_say(self, request: dict[str, Any]) -> dict[str, Any]:
+        text = request.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("say needs a 'text' string")
+        voice = TtsClient(self.sup.slots["tts"])
+        audio = await voice.render(text)
+        if request.get("speak", True):
+            self.speak(audio)
+        return {"seconds": round(len(audio.pcm) / audio.rate, 3), "model": voice.served_model}
 
     def set_muted(self, muted: bool) -> None:
         self.muted = muted
@@ -185,14 +234,16 @@ class Appliance:
 
     # -- the whole life ----------------------------------------------------------------------------
     async def run(self, control: Path | None, ready_fields: dict[str, Any] | None = None) -> None:
-        server = ControlServer(control, {"status": self.status, "fault": self.fault}) if control is not None else None
+        commands = {"status": self.status, "fault": self.fault, "swap": self.control_swap, "rollback": self.control_rollback,
+                    "ask": self.control_ask, "say": self.control_say}
+        server = ControlServer(control, commands) if control is not None else None
         tasks: list[asyncio.Task[None]] = []
         try:
             if server is not None:
                 await server.start()
             await self._start_fleet(tasks)
-            for worker in self.sup.workers.values():
-                worker.listeners.append(self.on_worker)
+            for slot in self.sup.slots.values():
+                slot.listeners.append(self.on_worker)
             self.notifier.status("starting: loading models")
             tasks.append(asyncio.get_running_loop().create_task(self.notifier.watchdog(), name="sd-watchdog"))
             await self.sup.start()
@@ -296,11 +347,11 @@ async def serve(settings: config.Settings, events: EventLog, source: Source, pla
 
 
 async def _stop(sup: Supervisor) -> None:
-    await asyncio.gather(*(w.stop(WORKER_STOP) for w in sup.workers.values()), return_exceptions=True)
+    await asyncio.gather(*(slot.stop(WORKER_STOP) for slot in sup.slots.values()), return_exceptions=True)
 
 
 def _kill_all(sup: Supervisor) -> None:
-    for worker in sup.workers.values():
+    for worker in (w for slot in sup.slots.values() for w in slot.workers):
         if worker.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, 9)

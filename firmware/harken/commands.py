@@ -250,7 +250,7 @@ async def transcribe_files(settings: config.Settings, files: list[Path]) -> list
     sources = [FileSource(f, paced=False) for f in files]  # every file checked before workers start
     texts = []
     async with Supervisor(settings, EventLog(), roles=("wake", "asr")) as sup:
-        ears, asr = WakeClient(sup.workers["wake"]), AsrClient(sup.workers["asr"])
+        ears, asr = WakeClient(sup.slots["wake"]), AsrClient(sup.slots["asr"])
         for source in sources:
             await ears.reset()
             segments: list[tuple[int, int]] = []
@@ -327,7 +327,7 @@ def cmd_say(args: argparse.Namespace, settings: config.Settings) -> int:
     async def go() -> int:
         out = _Collector(settings, Path(args.output) if args.output else None)
         async with Supervisor(settings, EventLog(), roles=("tts",)) as sup:
-            async for audio in TtsClient(sup.workers["tts"]).synthesize(args.text):
+            async for audio in TtsClient(sup.slots["tts"]).synthesize(args.text):
                 out.add(audio)
         await out.finish()
         return EXIT_OK
@@ -347,7 +347,7 @@ def cmd_ask(args: argparse.Namespace, settings: config.Settings) -> int:
     async def go() -> int:
         out = _Collector(settings, Path(args.output) if args.output else None)
         async with Supervisor(settings, EventLog(), roles=("llm", "tts")) as sup:
-            await stream_reply(LlmClient(sup.workers["llm"]), TtsClient(sup.workers["tts"]), settings,
+            await stream_reply(LlmClient(sup.slots["llm"]), TtsClient(sup.slots["tts"]), settings,
                                chat(settings.llm.system_prompt, args.text), lambda t: print(t, end="", flush=True),
                                lambda c: None, out.add)
         print()

@@ -168,6 +168,25 @@ class WorkerSettings:
     failure_window: float = setting(300.0, "Seconds over which failures are counted.", _range(1.0, 86400.0))
 
 
+def _roles(value: Any) -> str | None:
+    unknown = [r for r in value if r not in ("wake", "asr", "llm", "tts")]
+    return f"unknown role(s) {', '.join(map(repr, unknown))}; roles are 'wake', 'asr', 'llm', 'tts'" if unknown else None
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    bake_s: float = setting(
+        60.0, "Seconds after a model swap during which a failure of the new model (a crash, a hang, a failed probe) rolls "
+        "back to the previous model by itself.", _range(0.0, 86400.0))
+    memory_budget_mb: int = setting(
+        0, "Memory (MB) Harken's processes may use together; a swap that cannot hold the old and the new model within "
+        "it stops the old one first (a gap in service) and keeps no standby. 0 = three quarters of the board's RAM.",
+        _range(0, 1 << 20))
+    standby: tuple[str, ...] = setting(
+        (), "Roles that keep a warm standby of their model: if the active worker crashes or hangs, the standby serves "
+        "at once (the request in flight is retried on it where that is safe). Each costs that model's memory.", _roles)
+
+
 @dataclass(frozen=True)
 class PathSettings:
     data_dir: str = setting("", "Data directory (model store, state). Empty: /var/lib/harken as root, else ~/.local/share/harken.")
@@ -300,6 +319,7 @@ class Settings:
     threads: ThreadSettings = field(default_factory=ThreadSettings)
     priority: PrioritySettings = field(default_factory=PrioritySettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
     paths: PathSettings = field(default_factory=PathSettings)
     device: DeviceSettings = field(default_factory=DeviceSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)

@@ -4,8 +4,8 @@ discovery, commands), acting on the running appliance (``harken.appliance``).
 Commands (``args`` in brackets): ``ping``; ``get_state``; ``get_metrics``;
 ``get_logs`` [lines]; ``set_config`` [section, key, value, confirm];
 ``confirm_config``; ``restart_worker`` [role]; ``say`` [text]; ``ask`` [text];
-``mute``; ``unmute``. Bad arguments are refused (``bad_args``) before anything
-changes. Home Assistant's unsigned button and text box come through
+``mute``; ``unmute``; ``swap_model`` [role, model]; ``rollback_model`` [role].
+Bad arguments are refused (``bad_args``) before anything changes. Home Assistant's unsigned button and text box come through
 :meth:`DeviceAgent.home_assistant`, rate-limited and bounded.
 """
 
@@ -71,6 +71,7 @@ class DeviceAgent:
             "ping": self.ping, "get_state": self.get_state, "get_metrics": self.get_metrics, "get_logs": self.get_logs,
             "set_config": self.set_config, "confirm_config": self.confirm_config, "restart_worker": self.restart_worker,
             "say": self.say, "ask": self.ask, "mute": self.mute, "unmute": self.unmute,
+            "swap_model": self.swap_model, "rollback_model": self.rollback_model,
         }
         self._tasks: set[asyncio.Task[Any]] = set()
         self._restarting = asyncio.Lock()
@@ -95,6 +96,7 @@ class DeviceAgent:
         state = {
             "version": __version__, "device": svc.device_id, "board": board(), "groups": list(svc.settings.device.groups),
             "models": {w["role"]: w["model"] for w in svc.sup.describe()}, "health": svc.sup.summary(),
+            "slots": [slot.describe() for slot in svc.sup.slots.values()],
             "workers": svc.sup.describe(), "audio": svc.audio_health(), "muted": svc.muted,
             "uptime_s": round(time.monotonic() - self.started, 1), "ts": round(time.time(), 3),
             "last_latency": svc.last_latency, "config_problems": list(fleet.notes),
@@ -246,10 +248,34 @@ class DeviceAgent:
     async def ask(self, args: dict[str, Any]) -> dict[str, Any]:
         text = self._text(args)
         try:
-            answer = await self.appliance.ask(text)
+            answer, model = await self.appliance.ask(text)
         except HarkenError as exc:
             raise CommandFailed(f"cannot answer: {exc}") from exc
-        return {"question": text, "answer": answer}
+        return {"question": text, "answer": answer, "model": model}
+
+    def _role(self, args: dict[str, Any]) -> str:
+        role = args.get("role")
+        if role not in self.appliance.sup.slots:
+            raise CommandFailed(f"role must be one of {', '.join(self.appliance.sup.slots)}", "bad_args")
+        return str(role)
+
+    async def swap_model(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Start ``model`` beside the active one, probe it, switch; the reply comes once it serves.
+        A failure inside ``[models] bake_s`` rolls back by itself (a ``model`` event says why)."""
+        role, model = self._role(args), args.get("model")
+        if not isinstance(model, str) or not model.strip() or len(model) > 200:
+            raise CommandFailed("model must name an installed model (harken models list)", "bad_args")
+        try:
+            return await self.appliance.swap(role, model.strip())
+        except HarkenError as exc:
+            raise CommandFailed(f"not swapped: {exc}") from exc
+
+    async def rollback_model(self, args: dict[str, Any]) -> dict[str, Any]:
+        role = self._role(args)
+        try:
+            return await self.appliance.rollback(role)
+        except HarkenError as exc:
+            raise CommandFailed(f"not rolled back: {exc}") from exc
 
     def mute(self, args: dict[str, Any]) -> dict[str, Any]:
         self.appliance.set_muted(True)

@@ -1,8 +1,13 @@
 """The pipeline's ports (``harken.pipeline.ports``) served by worker processes.
 
-Each client turns a port call into typed requests to its role's
-:class:`~harken.supervisor.process.WorkerProcess` and the replies back into
-port types. The worker's failures come through as ``WorkerError``/``WorkerDied``.
+Each client turns a port call into typed requests to its role's worker and the
+replies back into port types. A client given a :class:`~harken.supervisor.slots.Slot`
+asks it for the active worker at the start of each request (a swap takes effect
+between requests). If that worker dies during a request and the slot has switched
+to another (a failover to its warm standby), the request is sent again there when
+nothing of its answer has been handed on yet: a transcription always, a synthesis
+or an LLM answer only before its first piece. Otherwise the worker's failure comes
+through as ``WorkerError``/``WorkerDied``.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from typing import AsyncIterator, Awaitable
 
 import numpy as np
 
+from harken.errors import WorkerDied
 from harken.pipeline import ports
 from harken.supervisor import messages as m
 from harken.supervisor.process import Ticket, WorkerProcess
+from harken.supervisor.slots import Slot
 
 
 def _bytes(pcm: np.ndarray) -> bytes:
@@ -27,13 +34,52 @@ def _heard(msg: m.Wire) -> ports.Heard:
 
 
 class _Client:
-    def __init__(self, worker: WorkerProcess, probing: bool = False) -> None:
-        self.worker = worker
+    def __init__(self, source: WorkerProcess | Slot, probing: bool = False) -> None:
+        self.source = source
         self.probing = probing
         """Send before the worker serves (its readiness probe)."""
+        self.served_by: WorkerProcess | None = None
+        """The worker the latest request went to (the standby, after a failover)."""
+
+    @property
+    def served_model(self) -> str | None:
+        """The model that answered the latest request."""
+        return None if self.served_by is None else self.served_by.model
+
+    @property
+    def worker(self) -> WorkerProcess:
+        """The worker a request starts on now."""
+        return self.source if isinstance(self.source, WorkerProcess) else self.source.current()
 
     async def _send(self, request: m.Wire) -> Ticket:
-        return self.worker.send(request) if self.probing else await self.worker.submit(request)
+        worker = self.served_by = self.worker
+        return worker.send(request) if self.probing else await worker.submit(request)
+
+    async def _request(self, request: m.Wire) -> m.Wire:
+        worker = self.served_by = self.worker
+        try:
+            return await worker.request(request, self.probing)
+        except WorkerDied:
+            if self.worker is worker:
+                raise
+        self.served_by = self.worker
+        return await self.served_by.request(request, self.probing)  # failed over: once more on the standby
+
+    async def _stream(self, request: m.Wire) -> AsyncIterator[m.Wire]:
+        """Replies to a streaming request, sent again after a failover if nothing was handed on yet."""
+        worker = self.served_by = self.worker
+        handed = False
+        try:
+            async for msg in worker.stream(request, self.probing):
+                handed = True
+                yield msg
+            return
+        except WorkerDied:
+            if handed or self.worker is worker:
+                raise
+        self.served_by = self.worker
+        async for msg in self.served_by.stream(request, self.probing):
+            yield msg
 
 
 class _Answer:
@@ -61,20 +107,20 @@ class WakeClient(_Client, ports.Ears):
         return _Answer(self.worker, await self._send(m.Flush()))
 
     async def reset(self) -> None:
-        await self.worker.request(m.Reset(), self.probing)
+        await self.worker.request(m.Reset(), self.probing)  # a reset's worker may die: the new one starts clean
 
 
 class AsrClient(_Client, ports.Transcriber):
 
     async def transcribe(self, pcm: np.ndarray) -> str:
-        reply = await self.worker.request(m.Transcribe(_bytes(pcm)), self.probing)
+        reply = await self._request(m.Transcribe(_bytes(pcm)))
         return reply.text if isinstance(reply, m.Transcript) else ""
 
 
 class LlmClient(_Client, ports.Writer):
 
     async def generate(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> AsyncIterator[str]:
-        async for msg in self.worker.stream(m.Generate(messages, max_tokens, temperature), self.probing):
+        async for msg in self._stream(m.Generate(messages, max_tokens, temperature)):
             if isinstance(msg, m.Token):
                 yield msg.text
 
@@ -88,12 +134,11 @@ class LlmClient(_Client, ports.Writer):
 class TtsClient(_Client, ports.Voice):
 
     async def synthesize(self, text: str) -> AsyncIterator[ports.Audio]:
-        async for msg in self.worker.stream(m.Synthesize(text), self.probing):
+        async for msg in self._stream(m.Synthesize(text)):
             if isinstance(msg, m.Speech):
                 yield ports.Audio(np.frombuffer(msg.pcm, dtype="<i2"), msg.rate)
 
 
-def engines(workers: dict[str, WorkerProcess]) -> ports.Engines:
-    """The conversation's ports over the supervisor's workers."""
-    return ports.Engines(WakeClient(workers["wake"]), AsrClient(workers["asr"]), LlmClient(workers["llm"]),
-                         TtsClient(workers["tts"]))
+def engines(slots: dict[str, Slot]) -> ports.Engines:
+    """The conversation's ports over the supervisor's slots."""
+    return ports.Engines(WakeClient(slots["wake"]), AsrClient(slots["asr"]), LlmClient(slots["llm"]), TtsClient(slots["tts"]))

@@ -169,6 +169,11 @@ class WorkerProcess:
         return self._conn.pid if self._conn is not None else None
 
     @property
+    def outstanding(self) -> bool:
+        """Requests sent and not yet answered in full."""
+        return bool(self._pending)
+
+    @property
     def restarts(self) -> int:
         return self.health.restarts
 

@@ -1,9 +1,10 @@
-"""The supervisor: owns the worker processes, one per engine role."""
+"""The supervisor: owns the worker processes, one slot per engine role (``slots.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Iterable
@@ -16,10 +17,10 @@ from harken.supervisor.health import WorkerState
 from harken.supervisor.probes import PROBES
 from harken.supervisor.process import WorkerProcess
 from harken.supervisor.roles import ROLES
+from harken.supervisor.slots import Memory, Persist, Slot, with_model
 from harken.telemetry.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
-
 
 
 class Supervisor:
@@ -31,16 +32,29 @@ class Supervisor:
     """
 
     def __init__(self, settings: Settings, events: EventLog, roles: Iterable[str] = tuple(ROLES),
-                 data_dir: Path | None = None, required: bool = True) -> None:
+                 data_dir: Path | None = None, required: bool = True, persist: Persist | None = None) -> None:
         self.settings = settings
         self.events = events
         self.required = required
-        data = data_dir or settings.paths.data
-        self.workers = {role: WorkerProcess(role, settings, data, events, probe=PROBES[role]) for role in roles}
+        self.data_dir = data_dir or settings.paths.data
+        self.memory = Memory(settings.models.memory_budget_mb, self.pids)
+        self.slots = {role: Slot(role, settings, self.make_worker, events, self.memory, persist) for role in roles}
+
+    def make_worker(self, role: str, model: str) -> WorkerProcess:
+        return WorkerProcess(role, with_model(self.settings, role, model), self.data_dir, self.events, probe=PROBES[role])
+
+    @property
+    def workers(self) -> dict[str, WorkerProcess]:
+        """Each role's active worker."""
+        return {role: slot.active for role, slot in self.slots.items()}
+
+    def pids(self) -> list[int]:
+        """Harken's processes: this one and every worker's."""
+        return [os.getpid(), *(w.pid for slot in self.slots.values() for w in slot.workers if w.pid is not None)]
 
     async def start(self) -> None:
         """Start every worker at once; return when each serves or has been given up."""
-        results = await asyncio.gather(*(w.start() for w in self.workers.values()), return_exceptions=True)
+        results = await asyncio.gather(*(s.start() for s in self.slots.values()), return_exceptions=True)
         crashed = [r for r in results if isinstance(r, BaseException)]
         if crashed:
             await self.stop()
@@ -56,7 +70,7 @@ class Supervisor:
         return [w for w in self.workers.values() if w.health.state is WorkerState.FATAL]
 
     async def stop(self) -> None:
-        await asyncio.gather(*(w.stop() for w in self.workers.values()), return_exceptions=True)
+        await asyncio.gather(*(s.stop() for s in self.slots.values()), return_exceptions=True)
 
     async def __aenter__(self) -> Supervisor:
         await self.start()
@@ -88,7 +102,7 @@ class Supervisor:
         """
         for attempt in range(1, attempts + 1):
             try:
-                return await TtsClient(self.workers["tts"]).render(text)
+                return await TtsClient(self.slots["tts"]).render(text)
             except WorkerError as exc:
                 _LOGGER.warning("pre-rendering %r failed (attempt %d): %s", text, attempt, exc)
                 if self.workers["tts"].health.state is WorkerState.FATAL:
