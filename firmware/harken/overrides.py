@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from harken import config
+from harken.durable import write_atomic
 from harken.errors import ConfigError
 
 _LOGGER = logging.getLogger(__name__)
@@ -316,22 +317,3 @@ def _string(text: str) -> str:
             out.append(ch)
     out.append('"')
     return "".join(out)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename, fsync of the directory: a power cut leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
