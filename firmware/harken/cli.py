@@ -24,7 +24,8 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
     paths = [Path(p) for p in args.config] if args.config else [p for p in config.DEFAULT_PATHS if p.exists()]
     cli = {"paths": {"data_dir": args.data_dir}} if getattr(args, "data_dir", None) else None
-    settings, args.fleet_config = FleetConfig.load(paths, cli, repair=args.command == "run")
+    # `harken models` must work while the configuration names a model that is not installed yet
+    settings, args.fleet_config = FleetConfig.load(paths, cli, repair=args.command == "run", check_store=args.command != "models")
     return settings
 
 
