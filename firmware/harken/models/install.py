@@ -157,11 +157,13 @@ def _say(out: TextIO | None, line: str) -> None:
 
 
 def _intact(final: Path) -> bool:
+    """Whether ``final`` is a whole installed entry (a derived tokens.txt cache in its place is replaced)."""
     try:
-        store.verify_entry(store.read_entry(final))
+        item = store.read_entry(final)
+        store.verify_entry(item)
     except ModelError:
         return False
-    return True
+    return not item.manifest.derived
 
 
 def _check(req: Request, gathered: "sources.Gathered", work: Path, need: Callable[[int], None],
