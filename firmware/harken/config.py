@@ -9,6 +9,7 @@ with its file, key and the fix.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import math
 import os
 import re
@@ -33,11 +34,32 @@ def _range(lo: float | None = None, hi: float | None = None) -> Check:
     return check
 
 
-def _choice(*options: str) -> Check:
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}(@[0-9a-f]{12})?")
+
+
+def _model(*defaults: str) -> Check:
+    """A default model's name, or the form of a model in the store: ``name`` or ``name@<sha256-prefix>``.
+    ``load`` then checks that such a model is installed (:func:`_installed`)."""
+
     def check(value: Any) -> str | None:
-        return None if value in options else f"must be one of {', '.join(repr(o) for o in options)}"
+        if value in defaults or _MODEL_NAME.fullmatch(value):
+            return None
+        return _not_a_model(defaults)
 
     return check
+
+
+def _not_a_model(defaults: tuple[str, ...]) -> str:
+    return (f"must be one of {', '.join(repr(o) for o in defaults)}, or a model installed in the model store "
+            "(name or name@sha256-prefix, see `harken models list`)")
+
+
+def _installed(data: Path, role: str, name: str) -> bool:
+    """Whether the model store under ``data`` holds ``name`` (``models/store.py``'s layout; no manifest is parsed)."""
+    parent = data / "models" / role
+    if "@" in name:
+        return (parent / name / "manifest.json").is_file()
+    return any(parent.glob(f"{glob.escape(name)}@*/manifest.json"))
 
 
 def _nonempty(value: Any) -> str | None:
@@ -69,7 +91,8 @@ class AudioSettings:
 
 @dataclass(frozen=True)
 class WakeSettings:
-    model: str = setting("hey_jarvis", "Wake word: one of " + ", ".join(WAKE_MODELS) + ".", _choice(*WAKE_MODELS))
+    model: str = setting("hey_jarvis", "Wake word: one of " + ", ".join(WAKE_MODELS) + ", or a wake word installed in the "
+                         "model store (name or name@sha256-prefix).", _model(*WAKE_MODELS))
     threshold: float = setting(0.5, "Score (0..1) above which the wake word fires.", _range(0.05, 0.99))
     refractory: float = setting(1.5, "Seconds after a detection during which it cannot fire again.", _range(0.0, 10.0))
 
@@ -87,7 +110,8 @@ class ListenSettings:
 
 @dataclass(frozen=True)
 class AsrSettings:
-    model: str = setting("moonshine-tiny-en", "Speech recognition model.", _choice("moonshine-tiny-en"))
+    model: str = setting("moonshine-tiny-en", "Speech recognition model: the default, or one installed in the model store.",
+                         _model("moonshine-tiny-en"))
 
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -99,7 +123,8 @@ DEFAULT_SYSTEM_PROMPT = (
 
 @dataclass(frozen=True)
 class LlmSettings:
-    model: str = setting("smollm2-135m-instruct", "Language model.", _choice("smollm2-135m-instruct"))
+    model: str = setting("smollm2-135m-instruct", "Language model: the default, or one installed in the model store "
+                         "(name or name@sha256-prefix).", _model("smollm2-135m-instruct"))
     system_prompt: str = setting(DEFAULT_SYSTEM_PROMPT, "System prompt for every conversation.", _nonempty)
     max_tokens: int = setting(80, "Longest reply, in tokens.", _range(8, 1024))
     temperature: float = setting(0.2, "Sampling temperature (0 = always the most likely token).", _range(0.0, 2.0))
@@ -112,7 +137,7 @@ class LlmSettings:
 
 @dataclass(frozen=True)
 class TtsSettings:
-    voice: str = setting("joe", "Piper voice.", _choice("joe"))
+    voice: str = setting("joe", "Piper voice: the default, or one installed in the model store.", _model("joe"))
     length_scale: float = setting(1.0, "Speaking pace: below 1 is faster, above 1 slower.", _range(0.5, 2.0))
     min_clause_chars: int = setting(12, "Shortest clause handed to TTS before a sentence ends.", _range(1, 200))
 
@@ -390,15 +415,19 @@ def read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
     return {}
 
 
-def load(paths: list[Path] | tuple[Path, ...] | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
+def load(paths: list[Path] | tuple[Path, ...] | None = None, overrides: dict[str, dict[str, Any]] | None = None,
+         check_store: bool = True) -> Settings:
     """Read and validate configuration files; raise one ConfigError listing every problem.
 
     ``paths=None`` reads the default locations that exist; explicitly named
-    files must exist.
+    files must exist. A model setting that names a model of the store must name
+    one that is installed; ``check_store=False`` skips that (``harken models``
+    must work while the configuration names a model not installed yet).
     """
     problems: list[str] = []
     values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     sources: list[tuple[str, dict[str, Any]]] = []
+    origins: dict[tuple[str, str], str] = {}
     if paths is None:
         paths = [p for p in DEFAULT_PATHS if p.exists()]
     for path in paths:
@@ -433,9 +462,32 @@ def load(paths: list[Path] | tuple[Path, ...] | None = None, overrides: dict[str
                         if fld.type == STRINGS:
                             value = tuple(value)
                         values[section][key] = float(value) if _type_name(fld.type) == "float" else value
+                        origins[section, key] = origin
+    if check_store:
+        problems += _uninstalled_models(values, origins)
     if problems:
         raise ConfigError(problems)
     return Settings(**{name: SECTIONS[name](**vals) for name, vals in values.items()})
+
+
+MODEL_KEYS = {("wake", "model"): "wake", ("asr", "model"): "asr", ("llm", "model"): "llm", ("tts", "voice"): "tts"}
+"""The settings that name a model, and the store role each names it in."""
+
+
+def _uninstalled_models(values: dict[str, dict[str, Any]], origins: dict[tuple[str, str], str]) -> list[str]:
+    """A model setting that is not a default must name a model in the store of the data directory these values give."""
+    problems = []
+    data = PathSettings(**values["paths"]).data
+    for (section, key), role in MODEL_KEYS.items():
+        value = values[section].get(key)
+        fld = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == key)
+        defaults = tuple(WAKE_MODELS) if section == "wake" else (fld.default,)
+        if value is None or value in defaults or _installed(data, role, value):
+            continue
+        problems.append(f"{origins[section, key]}: [{section}] {key} = {value!r} {_not_a_model(defaults)}; none by that name is "
+                        f"installed in {data / 'models' / role} (install it first: harken models install {role} "
+                        f"{value.split('@')[0]} …)")
+    return problems
 
 
 def to_dict(settings: Settings) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from harken import config
-from harken.atomic import write_atomic
+from harken.durable import write_atomic
 from harken.errors import ConfigError
 
 _LOGGER = logging.getLogger(__name__)
@@ -81,13 +81,15 @@ class FleetConfig:
 
     # -- start -------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, base_paths: list[Path], cli: Values | None, repair: bool) -> tuple[config.Settings, FleetConfig]:
+    def load(cls, base_paths: list[Path], cli: Values | None, repair: bool,
+             check_store: bool = True) -> tuple[config.Settings, FleetConfig]:
         """The settings from the files and the fleet's overrides.
 
         ``repair`` (``harken run``): roll back an unconfirmed trial, move aside
         overrides that do not load or have failed to start ``MAX_ATTEMPTS`` times.
-        Otherwise a bad overrides file is only skipped, with a warning."""
-        base = config.load(base_paths, cli)  # ConfigError here is the operator's own file: exit 2 as before
+        Otherwise a bad overrides file is only skipped, with a warning.
+        ``check_store``: see :func:`config.load`."""
+        base = config.load(base_paths, cli, check_store)  # ConfigError here is the operator's own file: exit 2 as before
         store = cls(base_paths, cli, base.paths.data)
         if repair:
             store._roll_back_unconfirmed()
@@ -97,7 +99,7 @@ class FleetConfig:
         try:
             values = _read(path)
             _check_fleet_settable(values, str(path))
-            settings = config.load([*base_paths, path], cli)
+            settings = config.load([*base_paths, path], cli, check_store)
         except ConfigError as exc:
             if not repair:
                 _LOGGER.warning("ignoring the fleet's overrides: %s", exc)

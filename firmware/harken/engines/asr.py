@@ -8,8 +8,7 @@ import numpy as np
 
 from harken.config import Settings
 from harken.hw import budget
-from harken.models.catalog import entry, verified_paths
-from harken.models.store import ensure_moonshine_tokens
+from harken.models.resolve import Resolved, resolve
 
 RATE = 16000
 
@@ -33,8 +32,9 @@ class Recognizer:
 
 
 def load(settings: Settings, data_dir: Path) -> Recognizer:
-    item = entry("asr", settings.asr.model)
-    paths = verified_paths(item)
-    encoder, decoder, tokenizer = (paths[f.path] for f in item.files)
-    tokens = ensure_moonshine_tokens(data_dir, item, tokenizer)
-    return Recognizer(encoder, decoder, tokens, budget.plan(settings).asr)
+    return from_files(settings, resolve("asr", settings.asr.model, data_dir))
+
+
+def from_files(settings: Settings, model: Resolved) -> Recognizer:
+    f = model.files
+    return Recognizer(f["encoder"], f["decoder"], f["tokens"], budget.plan(settings).asr)

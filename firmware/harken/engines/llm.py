@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from harken.config import Settings
 from harken.hw import budget
-from harken.models.catalog import entry, verified_paths
+from harken.models.resolve import Resolved, resolve
+from harken.models.templates import ChatTemplate
 from harken.pipeline.chat import chat
 
 
@@ -16,12 +17,15 @@ SEED = 1234
 
 
 class LanguageModel:
-    def __init__(self, model: Path, context: int, threads: int, batch_threads: int) -> None:
+    def __init__(self, model: Path, context: int, threads: int, batch_threads: int, chat: ChatTemplate | None = None) -> None:
+        """``chat``: the template to format chats with, for a model whose GGUF has none (see ``models/templates.py``)."""
         from llama_cpp import Llama
 
         # n_batch 128 (not 512): a question is a few dozen tokens, and the compute buffers shrink by 5 MB
         self._llm = Llama(model_path=str(model), n_ctx=context, n_batch=128, n_threads=threads,
                           n_threads_batch=batch_threads, verbose=False)
+        if chat is not None:
+            self._llm.chat_handler = _chat_handler(self._llm, chat)
         self.threads = (threads, batch_threads)
 
     def set_threads(self, threads: int, batch_threads: int) -> None:
@@ -69,10 +73,29 @@ class LanguageModel:
             pass
 
 
+def _chat_handler(llm: Any, chat: ChatTemplate) -> Any:
+    """llama-cpp-python's Jinja2 chat formatter with the template's BOS/EOS texts and extra stop strings."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    class Formatter(Jinja2ChatFormatter):
+        def __call__(self, **kwargs: Any) -> Any:
+            response = super().__call__(**kwargs)
+            response.stop = [*([response.stop] if isinstance(response.stop, str) else response.stop or []), *chat.stop]
+            return response
+
+    def text(token: int) -> str:
+        return llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    return Formatter(chat.template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()),
+                     stop_token_ids=[llm.token_eos()]).to_chat_handler()
+
+
 def load(settings: Settings, data_dir: Path) -> LanguageModel:
-    item = entry("llm", settings.llm.model)
-    (model,) = verified_paths(item).values()
-    plan = budget.plan(settings)
-    llm = LanguageModel(model, settings.llm.context, plan.llm, plan.llm_batch)
+    llm = from_files(settings, resolve("llm", settings.llm.model, data_dir))
     llm.warm(settings.llm.system_prompt)
     return llm
+
+
+def from_files(settings: Settings, model: Resolved) -> LanguageModel:
+    plan = budget.plan(settings)
+    return LanguageModel(model.files["model"], settings.llm.context, plan.llm, plan.llm_batch, model.chat)

@@ -10,7 +10,7 @@ import numpy as np
 
 from harken.config import Settings
 from harken.hw import budget
-from harken.models.catalog import entry, verified_paths
+from harken.models.resolve import Resolved, resolve
 
 
 class Synthesizer:
@@ -83,8 +83,9 @@ def pieces(text: str, max_words: int = MAX_WORDS) -> list[str]:
 
 
 def load(settings: Settings, data_dir: Path, deterministic: bool = False) -> Synthesizer:
-    item = entry("tts", settings.tts.voice)
-    paths = verified_paths(item)
-    model, config = (paths[f.path] for f in item.files)
+    return from_files(settings, resolve("tts", settings.tts.voice, data_dir), deterministic)
+
+
+def from_files(settings: Settings, voice: Resolved, deterministic: bool = False) -> Synthesizer:
     plan = budget.plan(settings)
-    return Synthesizer(model, config, settings.tts.length_scale, plan.tts, plan.spin, deterministic)
+    return Synthesizer(voice.files["model"], voice.files["config"], settings.tts.length_scale, plan.tts, plan.spin, deterministic)

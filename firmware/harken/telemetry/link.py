@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
-from harken.atomic import write_atomic
+from harken.durable import write_atomic
 from harken.config import Settings
 from harken.errors import ConfigError, HarkenError
 from harken.fleet import protocol
