@@ -30,11 +30,11 @@ def model_events(events: EventLog, action: str | None = None) -> list[dict]:
 async def peak(ears: WakeClient, audio: np.ndarray) -> tuple[float, str | None]:
     """The highest wake score over ``audio`` fed chunk by chunk, and the model of the worker that gave it."""
     await ears.reset()
-    best, model = 0.0, None
+    best = 0.0
     for at in range(0, len(audio) - CHUNK + 1, CHUNK):
         heard = await (await ears.hear(audio[at : at + CHUNK], at, None))
         best = max([best, *heard.scores])
-    return best, ears.worker.model
+    return best, ears.served_model
 
 
 def test_the_wake_word_is_swapped_while_chunks_keep_coming_and_none_is_lost(data_dir):

@@ -30,6 +30,8 @@ from harken import __version__, config
 from harken.errors import HarkenError
 from harken.hw import budget
 from harken.hw.identity import device_id
+from harken.models.resolve import pick
+from harken.models.selection import exists, read_selection, select
 from harken.overrides import FleetConfig
 from harken.audio.player import Player
 from harken.pipeline.chat import chat
@@ -69,16 +71,26 @@ class Appliance:
 
     def __init__(self, settings: config.Settings, events: EventLog, source: Source, player: Player, fast: bool,
                  fleet_config: FleetConfig | None = None) -> None:
-        self.settings = settings
         self.fleet_config = fleet_config or FleetConfig([], None, settings.paths.data)
         """The fleet's overrides: what set_config changes, and what went wrong with them at start."""
+        self.data_dir = Path(settings.paths.data)
+        self.selected = read_selection(self.data_dir)
+        """The models chosen on the device since (swaps), which win over the configuration's."""
+        self.model_notes: list[str] = [self.selected.problem] if self.selected.problem else []
+        for role, choice in self.selected.choices.items():
+            if exists(self.data_dir, role, choice.active):
+                settings = with_model(settings, role, choice.active)
+            else:
+                self.model_notes.append(f"the {role} model chosen last, {choice.active}, is no longer installed; "
+                                        f"running the configured {ROLES[role].model(settings)} instead")
+        self.settings = settings
         self.events = events
         self.source = source
         self.player = player
         self.fast = fast
         self.started = time.monotonic()
         self.device_id = device_id(settings.device.id)
-        self.sup = Supervisor(settings, events, required=False)
+        self.sup = Supervisor(settings, events, required=False, persist=self._persist_choice)
         self.conv: Conversation | None = None
         self.engines = clients.engines(self.sup.slots)
         self.phase = "starting"
@@ -155,7 +167,11 @@ class Appliance:
     # -- models ------------------------------------------------------------------------------------
     async def swap(self, role: str, model: str) -> dict[str, Any]:
         """Make ``model`` the active model of ``role`` (see supervisor/slots.py); SwapFailed if it cannot serve."""
-        result = await self._slot(role).swap(model)
+        slot = self._slot(role)
+        if "@" not in model:  # a store entry by its name: run (and record) exactly that one
+            entry = pick(role, model, self.data_dir)
+            model = entry.id if entry is not None else model
+        result = await slot.swap(model)
         self._adopt(role)
         return result
 
@@ -163,6 +179,16 @@ class Appliance:
         result = await self._slot(role).rollback()
         self._adopt(role)
         return result
+
+    def _persist_choice(self, role: str, active: str, standby: str | None) -> None:
+        select(self.data_dir, role, active, standby)
+
+    async def _restore_standbys(self) -> None:
+        """Warm again the standbys chosen before a restart (the previous model after a swap)."""
+        for role, choice in self.selected.choices.items():
+            slot = self.sup.slots.get(role)
+            if slot is not None and choice.standby and choice.standby != slot.model and exists(self.data_dir, role, choice.standby):
+                await slot.add_standby(choice.standby)
 
     def _slot(self, role: str) -> Slot:
         slot = self.sup.slots.get(role)
@@ -260,6 +286,9 @@ class Appliance:
                              threads=budget.plan(self.settings).describe())
             for note in self.fleet_config.notes:
                 self.events.emit("error", stage="config", message=note)
+            for note in self.model_notes:
+                self.events.emit("error", stage="models", message=note)
+            tasks.append(asyncio.get_running_loop().create_task(self._restore_standbys(), name="restore-standbys"))
             self.fleet_config.mark_good()
             if self.link is not None:
                 self.link.publish_state()

@@ -133,6 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "configuration, damaged directories, partial downloads and what interrupted installs left.")
     _add_common(mg)
     mg.add_argument("--dry-run", "-n", action="store_true", help="only print what would be removed")
+    ms = msub.add_parser("swap", help="make a running harken serve another model, with no gap",
+                         description="Ask the running harken (control socket) to start MODEL beside the active model of "
+                         "ROLE, prove it works, and send it every new request; the old model stays warm if memory allows. "
+                         "If the new model fails within [models] bake_s, harken goes back by itself. The choice is kept "
+                         "across restarts.")
+    ms.add_argument("role", choices=("wake", "asr", "llm", "tts"))
+    ms.add_argument("model", help="a default model or an installed one (harken models list)")
+    ms.add_argument("--control", metavar="PATH", help="control socket of the running harken (default: as `harken run`)")
+    mb = msub.add_parser("rollback", help="go back to the model a running harken served before its last swap",
+                         description="Ask the running harken to make the model it served before the last swap of ROLE "
+                         "active again.")
+    mb.add_argument("role", choices=("wake", "asr", "llm", "tts"))
+    mb.add_argument("--control", metavar="PATH", help="control socket of the running harken (default: as `harken run`)")
     return parser
 
 

@@ -359,14 +359,39 @@ def cmd_ask(args: argparse.Namespace, settings: config.Settings) -> int:
 
 # -- models -------------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace, settings: config.Settings) -> int:
-    action = {"list": _models_list, "install": _models_install, "verify": _models_verify,
-              "remove": _models_remove, "gc": _models_gc}[args.models_command]
+    action = {"list": _models_list, "install": _models_install, "verify": _models_verify, "remove": _models_remove,
+              "gc": _models_gc, "swap": _models_swap, "rollback": _models_swap}[args.models_command]
     return action(args, settings)
 
 
 def _configured(settings: config.Settings) -> dict[str, str]:
     """The model each role's setting names."""
-    return {"wake": settings.wake.model, "asr": settings.asr.model, "llm": settings.llm.model, "tts": settings.tts.voice}
+    return {role: getattr(getattr(settings, section), key) for (section, key), role in config.MODEL_KEYS.items()}
+
+
+SWAP_TIMEOUT = 600.0
+"""Longest wait (s) for a running harken to load, probe and switch to a model."""
+
+
+def _models_swap(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.supervisor.control import default_path, query
+
+    path = Path(args.control) if args.control else default_path()
+    if args.models_command == "swap":
+        print(f"asking harken to swap {args.role} to {args.model} (loading and probing it; this can take a while)…",
+              file=sys.stderr, flush=True)
+        r = query(path, "swap", timeout=SWAP_TIMEOUT, role=args.role, model=args.model)
+    else:
+        r = query(path, "rollback", timeout=SWAP_TIMEOUT, role=args.role)
+    if r.get("action") == "none":
+        print(r["reason"])
+        return EXIT_OK
+    kept = f"; {r['previous']} kept warm" if r.get("old_kept") else f"; {r['previous']} stopped"
+    print(f"{r['role']}: {r['model']} serves (was {r['previous']}); {r['mode']}, gap {r['gap_ms']:.0f} ms, "
+          f"{r['seconds']:.1f} s in all{kept}")
+    if r.get("bake_s"):
+        print(f"if it fails within {r['bake_s']:g} s, harken goes back to {r['previous']} by itself")
+    return EXIT_OK
 
 
 def _models_list(args: argparse.Namespace, settings: config.Settings) -> int:
@@ -486,6 +511,4 @@ def _models_gc(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 def _is_default(settings: config.Settings, role: str, name: str) -> bool:
-    chosen = {"wake": settings.wake.model, "vad": "silero-vad", "asr": settings.asr.model,
-              "llm": settings.llm.model, "tts": settings.tts.voice}
-    return chosen.get(role) == name
+    return {**_configured(settings), "vad": "silero-vad"}.get(role) == name

@@ -138,7 +138,7 @@ class LlmSettings:
 @dataclass(frozen=True)
 class TtsSettings:
     voice: str = setting("joe", "Piper voice: the default, or one installed in the model store.", _model("joe"))
-    length_scale: float = setting(1.0, "Speaking pace: below 1 is faster, above 1 slower.", _range(0.5, 2.0))
+    length_scale: float = setting(1.0, "Speaking pace, relative to the voice's own (its .onnx.json): below 1 is faster, above 1 slower.", _range(0.5, 2.0))
     min_clause_chars: int = setting(12, "Shortest clause handed to TTS before a sentence ends.", _range(1, 200))
 
 

@@ -30,7 +30,8 @@ class Synthesizer:
         self._voice = PiperVoice(session=ort.session(model, threads, spin),
                                  config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))))
         noise = {"noise_scale": 0.0, "noise_w_scale": 0.0} if deterministic else {}
-        self._syn = SynthesisConfig(length_scale=length_scale, **noise)
+        # The voice's own pace (its .onnx.json) times the setting: a voice installed to speak slower keeps doing so.
+        self._syn = SynthesisConfig(length_scale=length_scale * self._voice.config.length_scale, **noise)
         self.rate = int(self._voice.config.sample_rate)
 
     def render(self, text: str, rate: int) -> np.ndarray:

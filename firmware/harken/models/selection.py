@@ -107,7 +107,7 @@ def _write(data_dir: Path, choices: Mapping[str, Choice]) -> None:
         if c.standby is not None and c.standby == c.active:
             problems.append(f"{role}: the standby must be another model than the active one ({c.active})")
         for model_id in filter(None, (c.active, c.standby)):
-            if not _exists(data_dir, role, model_id):
+            if not exists(data_dir, role, model_id):
                 problems.append(f"{role}: '{model_id}' is neither installed (harken models list) nor a default")
     if problems:
         raise ModelError("cannot write the selection: " + "; ".join(problems))
@@ -115,7 +115,8 @@ def _write(data_dir: Path, choices: Mapping[str, Choice]) -> None:
     durable.write_atomic(path_of(data_dir), json.dumps(data, indent=2) + "\n")
 
 
-def _exists(data_dir: Path, role: str, model_id: str) -> bool:
+def exists(data_dir: Path, role: str, model_id: str) -> bool:
+    """Whether ``model_id`` is an installed store entry or a catalog default of ``role``."""
     if "@" in model_id:
         return (store.models_root(data_dir) / role / model_id / store.MANIFEST).is_file()
     return any(e.role == role and e.name == model_id for e in catalog.CATALOG)

@@ -88,7 +88,7 @@ def split_wake_phrase(text: str, wake_model: str) -> tuple[str, bool]:
     Returns the rest and whether the phrase's last word ("Jarvis", "Alexa", …)
     was among the words removed, i.e. whether the whole phrase was recognised.
     """
-    wake_words = WAKE_WORDS.get(wake_model, ())
+    wake_words = WAKE_WORDS.get(wake_model.partition("@")[0], ())  # a store id: name@sha256-prefix
     words = text.split()
     dropped, whole = 0, False
     while dropped < min(len(words), len(wake_words)):

@@ -3,7 +3,8 @@
 Run after every start, on bundled recordings (``assets/probe-*.wav``, made by
 ``tools/make-clips``): the configured wake word fires on its own phrase
 (``probe-wake-<model>.wav``) and stays quiet on a question without it, ASR transcribes a known clip to the known words, the LLM
-writes tokens, TTS produces audio that is not silent.
+writes tokens, TTS produces audio that is not silent. A wake word without a bundled
+recording of its phrase is only checked on the negative.
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ async def _peak_wake_score(worker: WorkerProcess, audio: np.ndarray) -> float:
 
 
 async def probe_wake(worker: WorkerProcess) -> None:
+    """The wake word fires on its own phrase (if a recording of it is bundled: a wake word
+    installed from a file may have none) and not on a question without it."""
     threshold = worker.settings.wake.threshold
-    positive = await _peak_wake_score(worker, clip(f"probe-wake-{worker.settings.wake.model}.wav"))
-    if positive < threshold:
-        raise WorkerError("wake", f"readiness probe: the wake word scored {positive:.2f} on its known positive (threshold {threshold})")
+    name = f"probe-wake-{worker.settings.wake.model.partition('@')[0]}.wav"
+    if (resources.files("harken") / "assets" / name).is_file():
+        positive = await _peak_wake_score(worker, clip(name))
+        if positive < threshold:
+            raise WorkerError("wake", f"readiness probe: the wake word scored {positive:.2f} on its known positive (threshold {threshold})")
     negative = await _peak_wake_score(worker, clip("probe-asr.wav"))
     if negative >= threshold:
         raise WorkerError("wake", f"readiness probe: the wake word fired ({negative:.2f}) on its known negative")

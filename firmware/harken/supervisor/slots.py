@@ -160,25 +160,26 @@ class Slot:
         if not task.cancelled() and task.exception() is not None:
             _LOGGER.warning("%s slot: %s", self.role, task.exception())
 
-    async def add_standby(self) -> None:
-        """Start a warm standby of the active model, if the memory budget allows one."""
+    async def add_standby(self, model: str | None = None) -> None:
+        """Start a warm standby (of the active model by default), if the memory budget allows one."""
+        model = model or self.model
         async with self._lock:
             if self.standby is not None:
                 return
             fits, figures = self.memory.fits(self._rss(self.active))
             if not fits:
-                self.events.emit("model", role=self.role, action="standby", model=self.model, ok=False,
+                self.events.emit("model", role=self.role, action="standby", model=model, ok=False,
                                  reason=f"no warm standby: {figures}")
                 return
-            standby = self._new(self.model)
+            standby = self._new(model)
             await standby.start()
             if standby.health.state not in SERVING:
                 await standby.stop()
-                self.events.emit("model", role=self.role, action="standby", model=self.model, ok=False,
+                self.events.emit("model", role=self.role, action="standby", model=model, ok=False,
                                  reason=f"the standby did not start: {standby.health.reason}")
                 return
             self.standby = standby
-            self.events.emit("model", role=self.role, action="standby", model=self.model, ok=True, pid=standby.pid)
+            self.events.emit("model", role=self.role, action="standby", model=model, ok=True, pid=standby.pid)
 
     @staticmethod
     def _rss(worker: WorkerProcess) -> int:
