@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from harken.errors import ModelError
-from harken.models import catalog, store
+from harken.models import catalog, formats, store
 from harken.models.catalog import CatalogEntry, ModelFile
 from conftest import harken_cmd
 
@@ -42,7 +42,7 @@ def test_a_missing_package_is_named(tmp_path):
 def test_moonshine_tokens_are_derived_once_and_repaired_when_damaged(tmp_path):
     item = catalog.entry("asr", "moonshine-tiny-en")
     tokenizer = item.paths()["assets/tiny-en/tokenizer.bin"]
-    tokens = store.decode_moonshine_tokenizer(tokenizer.read_bytes())
+    tokens = formats.decode_moonshine_tokenizer(tokenizer.read_bytes())
     assert len(tokens) == 32768
     assert tokens[:3] == [b"<unk>", b"<s>", b"</s>"]
     path = store.ensure_moonshine_tokens(tmp_path, item, tokenizer)
@@ -59,7 +59,7 @@ def test_moonshine_tokens_are_derived_once_and_repaired_when_damaged(tmp_path):
 
 def test_truncated_tokenizer_is_an_error():
     with pytest.raises(ModelError, match="truncated"):
-        store.decode_moonshine_tokenizer(bytes([5, 65, 66]))
+        formats.decode_moonshine_tokenizer(bytes([5, 65, 66]))
 
 
 def test_models_list_shows_role_name_size_sha_licence_path():

@@ -65,13 +65,16 @@ class Asker(threading.Thread):
         self.join(timeout=90)
 
 
-def swap_while_asking(tmp_path, sock, role: str, model: str, command: str, text: str) -> tuple[Asker, dict, int]:
+def swap_while_asking(tmp_path, sock, role: str, model: str, command: str, text: str, meanwhile=None) -> tuple[Asker, dict, int]:
+    """Swap ``role`` to ``model`` while an Asker keeps asking; ``meanwhile()`` runs first, while it asks."""
     asker = Asker(sock, command, text)
     asker.start()
     try:
         deadline = time.monotonic() + 60
         while len(asker.answers) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
+        if meanwhile is not None:
+            meanwhile()
         before = len(asker.answers)
         proc = models(None, "swap", role, model, control=sock)
         assert proc.returncode == 0, proc.stderr
@@ -93,7 +96,19 @@ def test_the_llm_is_swapped_under_questions_with_none_failed_and_the_choice_surv
     proc, events, _ = start(tmp_path, data_dir, long_silence, "--config", str(config))
     try:
         wait_for(events, ready, proc)
-        asker, out, before = swap_while_asking(tmp_path, sock, "llm", LIGHT, "ask", "Say yes.")
+
+        def refused_installs() -> None:  # bad files are refused while the device serves on
+            truncated = tmp_path / "truncated.gguf"
+            truncated.write_bytes(b"GGUF" + os.urandom(4000))
+            garbage = tmp_path / "garbage.gguf"
+            garbage.write_bytes(os.urandom(5000))
+            for path, why in ((truncated, "GGUF"), (garbage, "not a GGUF file")):
+                proc_ = models(data_dir, "install", "llm", "broken", "--from-file", str(path))
+                assert proc_.returncode != 0 and why in proc_.stderr, proc_.stderr
+            wrong = models(data_dir, "install", "llm", "wrong", "--from-file", str(truncated), "--sha256", "0" * 64)
+            assert wrong.returncode != 0 and "sha256" in wrong.stderr, wrong.stderr
+
+        asker, out, before = swap_while_asking(tmp_path, sock, "llm", LIGHT, "ask", "Say yes.", refused_installs)
         assert f"llm: {LIGHT}@" in out["stdout"] and f"serves (was {SMOLLM})" in out["stdout"] and "kept warm" in out["stdout"]
         status = query(sock, "status")
     finally:

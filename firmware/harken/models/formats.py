@@ -9,6 +9,8 @@ final word.
 
 from __future__ import annotations
 
+import base64
+
 import json
 import mmap
 from pathlib import Path
@@ -104,8 +106,6 @@ def check(role: str, kind: str, path: Path) -> None:
         elif kind == "config":
             _check_piper_config(path)
         elif kind == "tokenizer":
-            from harken.models.store import decode_moonshine_tokenizer
-
             decode_moonshine_tokenizer(path.read_bytes())
         elif kind == "tokens":
             _check_tokens(path)
@@ -185,3 +185,31 @@ def _check_tokens(path: Path) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     if not lines or any(len(line.rsplit(" ", 1)) != 2 or not line.rsplit(" ", 1)[1].isdigit() for line in lines):
         raise ModelError("not a sherpa-onnx tokens.txt (lines of 'token id')")
+
+
+# -- Moonshine's tokenizer --------------------------------------------------------------------
+def decode_moonshine_tokenizer(data: bytes) -> list[bytes]:
+    """Parse Moonshine's ``tokenizer.bin``: entries of (length, bytes); id = index.
+
+    The length is one byte below 128, else two bytes: ``(b0 - 128) + b1 * 128``.
+    """
+    tokens: list[bytes] = []
+    i = 0
+    while i < len(data):
+        n = data[i]
+        i += 1
+        if n >= 128:
+            if i >= len(data):
+                raise ModelError("tokenizer.bin is truncated (length byte at end of file)")
+            n = (n - 128) + data[i] * 128
+            i += 1
+        if i + n > len(data):
+            raise ModelError("tokenizer.bin is truncated (entry runs past end of file)")
+        tokens.append(data[i : i + n])
+        i += n
+    return tokens
+
+
+def tokens_txt(tokens: list[bytes]) -> str:
+    """sherpa-onnx's tokens.txt: base64 of the token's bytes, a space, the id."""
+    return "".join(f"{base64.b64encode(t).decode('ascii')} {i}\n" for i, t in enumerate(tokens))

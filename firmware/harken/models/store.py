@@ -19,7 +19,6 @@ loads the model straight from its package: :func:`ensure_moonshine_tokens`.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime
 import json
@@ -33,7 +32,7 @@ from typing import Any, Iterator
 from harken import durable
 from harken.errors import ModelError
 from harken.models.catalog import CatalogEntry, sha256_file
-from harken.models.formats import KINDS, ROLES
+from harken.models.formats import KINDS, ROLES, decode_moonshine_tokenizer, tokens_txt
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,33 +46,6 @@ and partial downloads (``downloads/<sha256>.part``, kept so that the next attemp
 LOCK_TIMEOUT = 60.0
 """Longest wait (s) for another process that is writing into the same part of the store."""
 MANIFEST = "manifest.json"
-
-
-def decode_moonshine_tokenizer(data: bytes) -> list[bytes]:
-    """Parse Moonshine's ``tokenizer.bin``: entries of (length, bytes); id = index.
-
-    The length is one byte below 128, else two bytes: ``(b0 - 128) + b1 * 128``.
-    """
-    tokens: list[bytes] = []
-    i = 0
-    while i < len(data):
-        n = data[i]
-        i += 1
-        if n >= 128:
-            if i >= len(data):
-                raise ModelError("tokenizer.bin is truncated (length byte at end of file)")
-            n = (n - 128) + data[i] * 128
-            i += 1
-        if i + n > len(data):
-            raise ModelError("tokenizer.bin is truncated (entry runs past end of file)")
-        tokens.append(data[i : i + n])
-        i += n
-    return tokens
-
-
-def tokens_txt(tokens: list[bytes]) -> str:
-    """sherpa-onnx's tokens.txt: base64 of the token's bytes, a space, the id."""
-    return "".join(f"{base64.b64encode(t).decode('ascii')} {i}\n" for i, t in enumerate(tokens))
 
 
 # -- manifests and entries ----------------------------------------------------------------------

@@ -181,6 +181,15 @@ class Slot:
             self.standby = standby
             self.events.emit("model", role=self.role, action="standby", model=model, ok=True, pid=standby.pid)
 
+    async def drop_standby(self) -> None:
+        """Stop the standby, if there is one (it frees that model's memory)."""
+        async with self._lock:
+            standby, self.standby = self.standby, None
+            if standby is not None:
+                await standby.stop()
+                standby.listeners.remove(self._on_change)
+                self._persist()
+
     @staticmethod
     def _rss(worker: WorkerProcess) -> int:
         return (rss_bytes(worker.pid) or 0) if worker.pid is not None else 0
