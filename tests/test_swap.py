@@ -27,6 +27,12 @@ def models(data_dir, *args: str, control=None) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Its own data directory: the swaps here leave a model choice (selection.json) that other tests must not boot with."""
+    return tmp_path_factory.mktemp("swap-data")
+
+
+@pytest.fixture(scope="module")
 def long_silence(tmp_path_factory):
     """Four minutes of a quiet room: harken runs, hears nothing, and serves the control socket."""
     from harken.audio import RATE

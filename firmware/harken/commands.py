@@ -183,6 +183,17 @@ def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
     details = ", ".join(f"{k} {v}" for k, v in audio.items() if k not in ("device", "state", "reason") and v is not None)
     print(f"audio: {audio.get('device')} {audio.get('state')}" + (f" ({audio['reason']})" if audio.get("reason") else "")
           + (f"; {details}" if details else ""))
+    for slot in answer.get("models") or []:
+        extra = []
+        if slot.get("standby"):
+            extra.append(f"warm standby {slot['standby']['model']} ({slot['standby']['state']})")
+        if slot.get("baking_s"):
+            extra.append(f"rolls back by itself if it fails in the next {slot['baking_s']:.0f} s")
+        last = slot.get("last") or {}
+        if last.get("action") in ("rollback", "failover"):
+            extra.append(f"last {last['action']}: {last.get('reason', '')}")
+        if extra:
+            print(f"model {slot['role']}: {slot['model']}; " + "; ".join(extra))
     t = answer.get("threads")
     if t:
         print(f"threads ({t['cores']} cores): wake {t['wake']}, vad {t['vad']}, asr {t['asr']}, llm {t['llm']} "
