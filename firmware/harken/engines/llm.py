@@ -17,15 +17,16 @@ SEED = 1234
 
 
 class LanguageModel:
-    def __init__(self, model: Path, context: int, threads: int, batch_threads: int, chat: ChatTemplate | None = None) -> None:
-        """``chat``: the template to format chats with, for a model whose GGUF has none (see ``models/templates.py``)."""
+    def __init__(self, model: Path, context: int, threads: int, batch_threads: int,
+                 template: ChatTemplate | None = None) -> None:
+        """``template``: the chat template for a model whose GGUF has none (see ``models/templates.py``)."""
         from llama_cpp import Llama
 
         # n_batch 128 (not 512): a question is a few dozen tokens, and the compute buffers shrink by 5 MB
         self._llm = Llama(model_path=str(model), n_ctx=context, n_batch=128, n_threads=threads,
                           n_threads_batch=batch_threads, verbose=False)
-        if chat is not None:
-            self._llm.chat_handler = _chat_handler(self._llm, chat)
+        if template is not None:
+            self._llm.chat_handler = _chat_handler(self._llm, template)
         self.threads = (threads, batch_threads)
 
     def set_threads(self, threads: int, batch_threads: int) -> None:
@@ -73,20 +74,20 @@ class LanguageModel:
             pass
 
 
-def _chat_handler(llm: Any, chat: ChatTemplate) -> Any:
+def _chat_handler(llm: Any, template: ChatTemplate) -> Any:
     """llama-cpp-python's Jinja2 chat formatter with the template's BOS/EOS texts and extra stop strings."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     class Formatter(Jinja2ChatFormatter):
         def __call__(self, **kwargs: Any) -> Any:
             response = super().__call__(**kwargs)
-            response.stop = [*([response.stop] if isinstance(response.stop, str) else response.stop or []), *chat.stop]
+            response.stop = [*([response.stop] if isinstance(response.stop, str) else response.stop or []), *template.stop]
             return response
 
     def text(token: int) -> str:
         return llm.detokenize([token], special=True).decode("utf-8", errors="replace")
 
-    return Formatter(chat.template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()),
+    return Formatter(template.template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()),
                      stop_token_ids=[llm.token_eos()]).to_chat_handler()
 
 
