@@ -197,3 +197,22 @@ def test_without_memory_for_both_models_the_old_stops_first_and_the_gap_is_repor
     assert result["gap_ms"] > 0 and result["old_kept"] is False and standby is None
     assert not alive(old)
     assert served_by == "alexa" and score >= settings.wake.threshold
+
+
+def test_the_second_model_is_estimated_from_the_running_one_and_the_size_of_its_files(tmp_path):
+    from types import SimpleNamespace
+
+    from harken.hw.sensors import rss_bytes
+    from harken.supervisor.slots import Memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:        2048000 kB\nMemFree:          100000 kB\n")
+    sizes = {("llm", "smollm2-135m-instruct"): 100 << 20, ("llm", "big@0123456789ab"): 300 << 20}
+    memory = Memory(0, lambda: [os.getpid()], meminfo, sizes=lambda role, model: sizes.get((role, model)))
+    assert memory.budget == 2048000 * 1024 * 3 // 4  # three quarters of the board's RAM
+    running = SimpleNamespace(pid=os.getpid(), settings=config.load([], {}))
+    rss = rss_bytes(os.getpid())
+    assert abs(memory.second("llm", running, "big@0123456789ab") - (rss + (200 << 20))) < 8 << 20
+    assert abs(memory.second("llm", running, "unknown") - rss) < 8 << 20  # size unknown: as large as the running one
+    fits, figures = Memory(1, lambda: [os.getpid()], meminfo).fits(1 << 20)
+    assert not fits and "> budget 1 MB" in figures

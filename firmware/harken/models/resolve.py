@@ -54,6 +54,21 @@ def resolve(role: str, name: str, data_dir: Path) -> Resolved:
     return _from_catalog(default, data_dir)
 
 
+def size_of(role: str, name: str, data_dir: Path) -> int | None:
+    """The bytes of the model's files as its manifest or the catalog records them (nothing is read or hashed);
+    None if there is no such model."""
+    if "@" in name:
+        try:
+            return store.read_entry(store.models_root(data_dir) / role / name).manifest.size
+        except (OSError, ValueError, KeyError, ModelError):
+            return None
+    item = pick(role, name, data_dir)
+    if item is not None:
+        return item.manifest.size
+    default = next((e for e in catalog.CATALOG if e.role == role and e.name == name), None)
+    return None if default is None else default.size
+
+
 def resolve_dir(role: str, path: Path) -> Resolved:
     """The model in the directory ``path`` (an install not yet renamed into place), without the sha256 check."""
     role_check(role)

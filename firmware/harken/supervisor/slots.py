@@ -72,11 +72,21 @@ def board_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
 class Memory:
     """How much of the memory budget Harken's processes use, and whether a second model of a role fits."""
 
-    def __init__(self, budget_mb: int, processes: Callable[[], list[int]], meminfo: Path = Path("/proc/meminfo")) -> None:
+    def __init__(self, budget_mb: int, processes: Callable[[], list[int]], meminfo: Path = Path("/proc/meminfo"),
+                 sizes: Callable[[str, str], int | None] = lambda role, model: None) -> None:
         total = board_memory(meminfo)
         self.budget = budget_mb << 20 if budget_mb else (total * 3 // 4 if total else None)
         """Bytes; None: unknown (no limit is applied)."""
         self.processes = processes
+        self.sizes = sizes
+        """(role, model) → the bytes of the model's files, if known."""
+
+    def second(self, role: str, running: WorkerProcess, model: str) -> int:
+        """What a worker of ``model`` would add beside ``running`` (a worker of the same role): the running one's
+        RSS, corrected by how much larger or smaller the new model's files are."""
+        rss = (rss_bytes(running.pid) or 0) if running.pid is not None else 0
+        new, old = self.sizes(role, model), self.sizes(role, ROLES[role].model(running.settings))
+        return max(rss + (new - old if new is not None and old is not None else 0), 0)
 
     def used(self) -> int:
         return sum(rss_bytes(pid) or 0 for pid in self.processes())
@@ -166,7 +176,7 @@ class Slot:
         async with self._lock:
             if self.standby is not None:
                 return
-            fits, figures = self.memory.fits(self._rss(self.active))
+            fits, figures = self.memory.fits(self.memory.second(self.role, self.active, model))
             if not fits:
                 self.events.emit("model", role=self.role, action="standby", model=model, ok=False,
                                  reason=f"no warm standby: {figures}")
@@ -189,10 +199,6 @@ class Slot:
                 await standby.stop()
                 standby.listeners.remove(self._on_change)
                 self._persist()
-
-    @staticmethod
-    def _rss(worker: WorkerProcess) -> int:
-        return (rss_bytes(worker.pid) or 0) if worker.pid is not None else 0
 
     # -- what the active worker does ------------------------------------------------------------------
     def _on_change(self, worker: WorkerProcess) -> None:
@@ -259,7 +265,7 @@ class Slot:
             new, mode, gap = standby, "warm standby", 0.0
             self.standby = None
         else:
-            fits, figures = self.memory.fits(self._rss(old))
+            fits, figures = self.memory.fits(self.memory.second(self.role, old, model))
             if fits:
                 new, mode, gap = await self._start_beside(model), "started beside", 0.0
             else:

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from harken.config import Settings
 from harken.errors import WorkerError
+from harken.models.resolve import size_of
 from harken.pipeline.ports import Audio
 from harken.supervisor.clients import TtsClient
 from harken.supervisor.health import WorkerState
@@ -37,7 +38,8 @@ class Supervisor:
         self.events = events
         self.required = required
         self.data_dir = data_dir or settings.paths.data
-        self.memory = Memory(settings.models.memory_budget_mb, self.pids)
+        self.memory = Memory(settings.models.memory_budget_mb, self.pids,
+                             sizes=lambda role, model: size_of(role, model, self.data_dir))
         self.slots = {role: Slot(role, settings, self.make_worker, events, self.memory, persist) for role in roles}
 
     def make_worker(self, role: str, model: str) -> WorkerProcess:
