@@ -61,7 +61,6 @@ METRICS_REFRESH = 5.0
 """Seconds between refreshes of the gauges (worker states, RSS, temperature) for /metrics."""
 
 
-
 class Source(Protocol):
     def chunks(self) -> AsyncIterator[np.ndarray]: ...
 
@@ -129,7 +128,8 @@ class Appliance:
             "uptime_s": round(time.monotonic() - self.started, 1), "summary": self.status_line(),
             "conversation": conv.state.value if conv is not None else None,
             "lost_audio_s": round(conv.lost_chunks * 1280 / 16000, 2) if conv is not None else 0.0,
-            "workers": self.sup.describe(), "models": [slot.describe() for slot in self.sup.slots.values()], "audio": self.audio_health(), "threads": budget.plan(self.settings).describe(),
+            "workers": self.sup.describe(), "models": self.sup.describe_slots(), "audio": self.audio_health(),
+            "threads": budget.plan(self.settings).describe(),
             "mqtt": None if self.link is None else {"connected": self.link.connected, "buffered": len(self.link.buffer),
                                                    "dropped": self.link.dropped},
         }

@@ -23,16 +23,8 @@ class LockTimeout(HarkenError, TimeoutError):
     """Another process held a lock for longer than the caller would wait."""
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (creations, renames, removals) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Make a file's bytes, or a directory's entries (creations, renames, removals), durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -56,7 +48,7 @@ def write_atomic(path: Path, text: str) -> None:
     write_synced(tmp, text)
     os.replace(tmp, path)
     try:
-        fsync_dir(path.parent)
+        fsync(path.parent)
     except OSError:  # a directory that cannot be opened for reading: the rename itself is done
         pass
 

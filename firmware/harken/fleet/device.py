@@ -99,7 +99,7 @@ class DeviceAgent:
         state = {
             "version": __version__, "device": svc.device_id, "board": board(), "groups": list(svc.settings.device.groups),
             "models": {w["role"]: w["model"] for w in svc.sup.describe()}, "health": svc.sup.summary(),
-            "slots": [slot.describe() for slot in svc.sup.slots.values()],
+            "slots": svc.sup.describe_slots(),
             "workers": svc.sup.describe(), "audio": svc.audio_health(), "muted": svc.muted,
             "uptime_s": round(time.monotonic() - self.started, 1), "ts": round(time.time(), 3),
             "last_latency": svc.last_latency, "config_problems": list(fleet.notes),

@@ -213,3 +213,13 @@ def decode_moonshine_tokenizer(data: bytes) -> list[bytes]:
 def tokens_txt(tokens: list[bytes]) -> str:
     """sherpa-onnx's tokens.txt: base64 of the token's bytes, a space, the id."""
     return "".join(f"{base64.b64encode(t).decode('ascii')} {i}\n" for i, t in enumerate(tokens))
+
+
+def moonshine_tokens(tokenizer: Path) -> str:
+    """sherpa-onnx's tokens.txt for a Moonshine ``tokenizer.bin``; ModelError if it cannot be read or parsed."""
+    try:
+        data = tokenizer.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read the Moonshine tokenizer {tokenizer}: {exc.strerror or exc}; "
+                         "reinstall its package (make install)") from exc
+    return tokens_txt(decode_moonshine_tokenizer(data))

@@ -39,7 +39,7 @@ from harken.errors import ConfigError, ModelError
 from harken.models import sources, store
 from harken.models.sources import Request
 from harken.models.catalog import sha256_file
-from harken.models.formats import ENGINES, KINDS, check, decode_moonshine_tokenizer, role_check, tokens_txt
+from harken.models.formats import ENGINES, KINDS, check, moonshine_tokens, role_check
 from harken.models.templates import chat_template
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -123,7 +123,7 @@ def install(data_dir: Path, req: Request, out: TextIO | None = sys.stderr, probe
         _say(out, "probing: loading the model in a separate process")
         probe(req.role, work, probe_timeout)
         for path, _ in files.values():
-            durable.fsync_file(path)
+            durable.fsync(path)
         with store.store_lock(data_dir), store.role_lock(data_dir, req.role):
             store.swap_in(work, final)
         _say(out, f"installed {req.role} model {manifest.id} ({manifest.size / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s")
@@ -175,7 +175,7 @@ def _check(req: Request, gathered: "sources.Gathered", work: Path, need: Callabl
     if req.role == "asr" and "tokens" not in files:
         tokenizer = files["tokenizer"][0]
         tokens = work / "tokens.txt"
-        durable.write_synced(tokens, tokens_txt(decode_moonshine_tokenizer(tokenizer.read_bytes())))
+        durable.write_synced(tokens, moonshine_tokens(tokenizer))
         files["tokens"] = (tokens, sha256_file(tokens))
     return {kind: files[kind] for kind in KINDS[req.role] if kind in files}
 

@@ -32,7 +32,7 @@ from typing import Any, Iterator
 from harken import durable
 from harken.errors import ModelError
 from harken.models.catalog import CatalogEntry, sha256_file
-from harken.models.formats import KINDS, ROLES, decode_moonshine_tokenizer, tokens_txt
+from harken.models.formats import KINDS, ROLES, moonshine_tokens
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -280,11 +280,11 @@ def swap_in(tmp: Path, final: Path) -> None:
     Readers see the old directory or the whole new one. Hold ``final.parent``'s lock.
     """
     old = final.parent / f"{_OLD}{final.name}-{os.getpid()}"
-    durable.fsync_dir(tmp)
+    durable.fsync(tmp)
     if os.path.lexists(final):
         os.rename(final, old)  # incomplete or damaged: out of the way, removed below
     os.rename(tmp, final)
-    durable.fsync_dir(final.parent)
+    durable.fsync(final.parent)
     durable.remove(old)
 
 
@@ -292,7 +292,7 @@ def retire(path: Path) -> None:
     """Remove an entry: renamed aside first (so it is gone from listings at once), then deleted."""
     old = path.parent / f"{_OLD}{path.name}-{os.getpid()}"
     os.rename(path, old)
-    durable.fsync_dir(path.parent)
+    durable.fsync(path.parent)
     durable.remove(old)
 
 
@@ -331,15 +331,6 @@ def _derive(final: Path, item: CatalogEntry, text: str) -> None:
         durable.remove(tmp)
 
 
-def _derive_tokens(tokenizer: Path) -> str:
-    try:
-        data = tokenizer.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read the Moonshine tokenizer {tokenizer}: {exc.strerror or exc}; "
-                         "reinstall its package (make install)") from exc
-    return tokens_txt(decode_moonshine_tokenizer(data))
-
-
 def ensure_moonshine_tokens(data_dir: Path, item: CatalogEntry, tokenizer: Path) -> Path:
     """Return the store's tokens.txt for this Moonshine model, deriving it if it is missing or damaged.
 
@@ -362,7 +353,7 @@ def ensure_moonshine_tokens(data_dir: Path, item: CatalogEntry, tokenizer: Path)
             if not _intact(final, item):
                 if os.path.lexists(final):
                     _LOGGER.warning("%s is incomplete or damaged; rebuilding it", final)
-                _derive(final, item, _derive_tokens(tokenizer))
+                _derive(final, item, moonshine_tokens(tokenizer))
     except OSError as exc:
         if _intact(final, item):  # read-only data directory with leftovers: the model itself is fine
             _LOGGER.warning("cannot tidy the model store %s: %s", final.parent, exc)

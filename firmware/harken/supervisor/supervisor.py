@@ -97,6 +97,10 @@ class Supervisor:
     def describe(self) -> list[dict[str, Any]]:
         return [w.describe() for w in self.workers.values()]
 
+    def describe_slots(self) -> list[dict[str, Any]]:
+        """Each role's model, standby, bake and last swap, rollback or failover."""
+        return [slot.describe() for slot in self.slots.values()]
+
     async def prerender(self, text: str, attempts: int = 3) -> Audio | None:
         """Render a prompt for later (the spoken apology); None if TTS keeps failing.
 
