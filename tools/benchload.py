@@ -1,6 +1,6 @@
 """Shared by the benchmarks: background load (busy loops, an onnxruntime job), /proc figures, percentiles.
 
-Used by tools/bench-pipeline and tools/sweep-threads (imported with tools/ on
+Used by the bench-* tools and tools/sweep-threads (imported with tools/ on
 sys.path). Every load process dies with the bench that started it.
 """
 
