@@ -396,7 +396,9 @@ def test_after_a_restart_no_replay_and_a_spoiled_overrides_file_is_set_aside(dev
     # What the old writer produced for an emoji: the device used to exit 2 at every start from now on.
     (device.data / "fleet-overrides.toml").write_text('[llm]\nsystem_prompt = "Be brief \\ud83d\\ude42"\n')
     device.start()
-    problems = [e for e in device.read_events() if e["type"] == "error" and e["stage"] == "config"]
+    # The device reports its configuration's problems just after "ready": wait for them (bounded), don't race them.
+    problems = wait_for(device.events, lambda ev: [e for e in ev if e["type"] == "error" and e["stage"] == "config"],
+                        device.proc)
     assert problems and "does not load" in problems[0]["message"]
     assert list(device.data.glob("fleet-overrides.toml.rejected-*"))
     state = send(device, keys, "get_state")["result"]
