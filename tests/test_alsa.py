@@ -41,12 +41,22 @@ pcm.test_speaker {{ type file slave.pcm "null" file "{speaker}" format "wav" }}
     assert out_rate == 22050 and len(out) > out_rate // 2 and rms(out) > 300
 
 
-def test_missing_alsa_device_is_a_clear_error(tmp_path, data_dir):
+def test_no_sound_card_is_reported_and_the_device_runs(tmp_path, data_dir):
+    """A board whose HAT is not fitted yet (or a VM): the service starts, says what is missing and how to find
+    the right device, keeps trying, and serves everything that needs no audio (status, the fleet)."""
     asound = tmp_path / "asound.conf"
     asound.write_text("pcm.null { type null }\n")
     config = tmp_path / "harken.toml"
-    config.write_text('[audio]\ncapture_device = "no_such_mic"\nplayback_device = "null"\n')
-    proc = subprocess.run(harken_cmd("run", "--config", str(config), "--data-dir", str(data_dir), "--duration", "1"),
-                          capture_output=True, text=True, timeout=120, env=dict(os.environ, ALSA_CONFIG_PATH=str(asound)))
-    assert proc.returncode == 1
-    assert "cannot open ALSA capture device 'no_such_mic'" in proc.stderr and "arecord -L" in proc.stderr
+    config.write_text('[audio]\ncapture_device = "no_such_mic"\nplayback_device = "no_such_speaker"\n')
+    events = tmp_path / "events.jsonl"
+    proc = subprocess.run(harken_cmd("run", "--config", str(config), "--data-dir", str(data_dir), "--events", str(events),
+                                     "--duration", "3"),
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, ALSA_CONFIG_PATH=str(asound)))
+    assert proc.returncode == 0, proc.stderr
+    ev = read_events(events)
+    audio = {e["stream"]: e for e in ev if e["type"] == "audio"}
+    assert audio["capture"]["state"] == "unavailable" and "'no_such_mic'" in audio["capture"]["reason"]
+    assert "arecord -L" in audio["capture"]["reason"]
+    assert audio["playback"]["state"] == "unavailable" and "aplay -L" in audio["playback"]["reason"]
+    assert [e for e in ev if e["type"] == "ready"]  # the workers came up all the same
+    assert "capture device no_such_mic: unavailable" in proc.stdout and "retrying" in proc.stdout

@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harken.audio.alsa import AlsaSource
+from harken.audio.alsa import AlsaPlayer, AlsaSource
 from harken.config import AudioSettings
-from harken.errors import AudioError
 
 RATE = 16000
 PERIOD = 1280  # 80 ms
@@ -149,7 +148,7 @@ def test_digital_silence_reopens_the_device(rig: Rig) -> None:
         async with Capture(settings(deaf_after=2.0, silence_after=0.5, reopen_backoff_cap=1.0)) as cap:
             await cap.until("report of deafness", lambda: cap.states)
             report = cap.reports[0][0]
-            assert report == {"state": "deaf", "reason": "digital silence for 0.5 s", "device": "test_mic"}
+            assert report == {"state": "deaf", "reason": "digital silence for 0.5 s", "device": "test_mic", "stream": "capture"}
             await cap.until("reopen", lambda: cap.source.health()["reopens"] >= 1)
             yielded = len(cap.chunks)
             await cap.until("chunks while deaf", lambda: len(cap.chunks) >= yielded + 5)
@@ -172,7 +171,7 @@ def test_no_frames_means_deaf_and_zeros_keep_time(rig: Rig) -> None:
             await cap.until("sound", lambda: any(chunk.any() for chunk in cap.chunks))
             rig.mic.playing.clear()  # the mic stops delivering: the PCM's read now blocks inside alsa-lib
             await cap.until("report of deafness", lambda: cap.states)
-            assert cap.reports[0][0] == {"state": "deaf", "reason": "no frames for 0.5 s", "device": "test_mic"}
+            assert cap.reports[0][0] == {"state": "deaf", "reason": "no frames for 0.5 s", "device": "test_mic", "stream": "capture"}
 
             loop = asyncio.get_running_loop()
             yielded, since = len(cap.chunks), loop.time()
@@ -222,9 +221,51 @@ def test_device_that_disappears_and_returns(rig: Rig) -> None:
     run(scenario)
 
 
-def test_a_missing_device_fails_at_start(rig: Rig) -> None:
-    with pytest.raises(AudioError, match="cannot open ALSA capture device 'no_such_mic'.*arecord -L"):
-        AlsaSource(AudioSettings(capture_device="no_such_mic"))
+def test_a_device_missing_at_start_is_reported_and_used_once_it_appears(rig: Rig) -> None:
+    """No sound card at boot (a HAT not fitted yet): the service runs on zeros, says so, and keeps trying."""
+    rig.plug(False)
+
+    async def scenario() -> None:
+        async with Capture(settings(reopen_backoff_cap=0.5)) as cap:
+            await cap.until("zeros while unavailable", lambda: len(cap.chunks) >= 10)
+            report = cap.reports[0][0]
+            assert report["state"] == "unavailable" and report["stream"] == "capture"
+            assert "cannot open ALSA capture device 'test_mic'" in report["reason"] and "arecord -L" in report["reason"]
+            assert not any(chunk.any() for chunk in cap.chunks)
+            await cap.until("more failed attempts", lambda: cap.source.health()["failed_opens"] >= 3)
+            assert cap.states == ["unavailable"]  # retries are counted, not reported one by one
+            rig.plug(True)
+            await cap.until("sound from the device once it is there", lambda: cap.sound_after("ok"))
+            assert cap.states == ["unavailable", "ok"]
+
+    run(scenario)
+
+
+def test_a_playback_device_missing_at_start_drops_audio_and_opens_later(rig: Rig, tmp_path: Path) -> None:
+    reports: list[dict] = []
+    out = tmp_path / "speaker.raw"
+
+    async def scenario() -> None:
+        player = AlsaPlayer("test_speaker", RATE, 80, on_health=reports.append, retry=0.2)
+        try:
+            assert player.health()["state"] == "unavailable" and "aplay -L" in player.health()["reason"]
+            player.play(TONE, RATE)  # nowhere to play it: dropped at once, nothing waits for it
+            await asyncio.wait_for(player.drain(), 2)
+            assert not player.busy and player.health()["dropped_s"] == pytest.approx(PERIOD / RATE)
+            conf = rig.conf.read_text() + (
+                f'pcm.test_speaker {{ type file slave.pcm "null" file "{out}" format "raw" }}\n')
+            rig.conf.with_suffix(".new").write_text(conf)
+            os.replace(rig.conf.with_suffix(".new"), rig.conf)
+            await asyncio.sleep(0.3)  # past the retry interval
+            player.play(TONE, RATE)
+            await asyncio.wait_for(player.drain(), 5)
+        finally:
+            player.close()
+        assert [r["state"] for r in reports] == ["unavailable", "ok"]
+        assert player.health()["state"] == "ok"
+        assert out.stat().st_size >= PERIOD * 2  # the second tone reached the device
+
+    run(scenario)
 
 
 def test_closing_while_a_read_is_blocked_is_bounded(rig: Rig) -> None:

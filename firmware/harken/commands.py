@@ -84,6 +84,9 @@ def _printer(verbose: int, show_text: bool = True) -> Callable[[dict[str, Any]],
             line = f"{t}ERROR in {ev['stage']}: {ev['message']}"
         elif kind == "worker":
             line = _worker_line(ev, verbose)
+        elif kind == "audio":
+            line = f"{t}{ev.get('stream', 'capture')} device {ev['device']}: {ev['state']}" + (
+                "" if ev["state"] == "ok" else f" ({ev['reason']}); retrying")
         if line:
             print(line, flush=True)
 
@@ -125,7 +128,7 @@ async def conversation_on_alsa(settings: config.Settings, events: EventLog, dura
 
     a = settings.audio
     source = AlsaSource(a, seconds=duration, on_health=lambda change: events.emit("audio", **change))
-    player = AlsaPlayer(a.playback_device, a.playback_rate, a.period_ms)
+    player = AlsaPlayer(a.playback_device, a.playback_rate, a.period_ms, on_health=lambda change: events.emit("audio", **change))
     try:
         await serve(settings, events, source, player, control, fleet_config=fleet_config,
                     ready_fields={"capture": a.capture_device, "playback": a.playback_device})

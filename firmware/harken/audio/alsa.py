@@ -19,6 +19,11 @@ out zeros. So the capture supervisor judges the device by what it delivers:
   first period that is not digital silence; the backoff starts over once it
   has stayed ok for ``BACKOFF_RESET`` seconds.
 
+- ``unavailable``: the device could not be opened at start (no sound card
+  yet, a HAT not fitted, a USB mic not plugged in). The service runs anyway
+  and tries again with the same backoff; it is ``ok`` at the first period
+  that is not digital silence.
+
 Each change of state (not each attempt) goes to ``on_health`` on the asyncio
 loop; ``health()`` has the counters for ``harken status``. While the device is
 not ok, ``chunks()`` yields 80 ms of zeros per 80 ms of wall time so the
@@ -58,7 +63,7 @@ BACKOFF = 0.5
 """First wait (s) before reopening a deaf capture device; doubled at each attempt up to the cap."""
 BACKOFF_RESET = 30.0
 """Seconds of good audio after which the reopen backoff starts again from ``BACKOFF``."""
-OK, DEAF, REOPENING = "ok", "deaf", "reopening"
+OK, DEAF, REOPENING, UNAVAILABLE = "ok", "deaf", "reopening", "unavailable"
 
 
 def _open(kind: str, device: str, rate: int, period: int, nonblock: bool = False):  # type: ignore[no-untyped-def]
@@ -107,7 +112,13 @@ class AlsaSource:
         self._silent = 0  # frames of digital silence in a row
         self._heard = False  # a period that is not digital silence since the PCM was opened
         self._read_error: Exception | None = None
-        self._pcm = _open("capture", self.device, self.rate, self.period, nonblock=True)  # a missing device fails here
+        self._pcm = None
+        try:
+            self._pcm = _open("capture", self.device, self.rate, self.period, nonblock=True)
+        except AudioError as exc:  # no sound card (yet): run on zeros and keep trying
+            if isinstance(exc.__cause__, ImportError):
+                raise
+            self._state, self._reason, self._failed_opens = UNAVAILABLE, str(exc), 1
 
     def health(self) -> dict:
         """The capture device's health, for ``harken status``."""
@@ -123,7 +134,7 @@ class AlsaSource:
         loop = asyncio.get_running_loop()
         queue: collections.deque[np.ndarray] = collections.deque()
         ready = asyncio.Event()
-        live, ended = True, False  # the loop's view: is the device ok? has capture ended?
+        live, ended = self._state == OK, False  # the loop's view: is the device ok? has capture ended?
         failure: list[BaseException] = []
 
         def deliver(item: object) -> None:  # on the loop, in the order the threads posted
@@ -156,6 +167,9 @@ class AlsaSource:
             loop.call_soon_threadsafe(deliver, None)
 
         self._post = lambda item: loop.call_soon_threadsafe(deliver, item)
+        if not live:
+            _LOGGER.warning("capture device %s is %s: %s", self.device, self._state, self._reason)
+            deliver({"state": self._state, "reason": self._reason, "device": self.device, "stream": "capture"})
         thread = threading.Thread(target=supervise, name="audio-supervisor", daemon=True)
         thread.start()
         pending = np.zeros(0, dtype=np.int16)
@@ -250,13 +264,14 @@ class AlsaSource:
     def _reopen(self):  # type: ignore[no-untyped-def]
         """One attempt at opening the device again; the PCM, or None."""
         with self._lock:
-            self._transition(REOPENING, self._reason)
+            if self._state != UNAVAILABLE:
+                self._transition(REOPENING, self._reason)
         try:
             pcm = _open("capture", self.device, self.rate, self.period, nonblock=True)
         except AudioError as exc:
             with self._lock:
                 self._failed_opens += 1
-                self._reason = f"reopen failed: {exc.__cause__ or exc}"
+                self._reason = str(exc) if self._state == UNAVAILABLE else f"reopen failed: {exc.__cause__ or exc}"
             return None
         with self._lock:
             self._reopens += 1
@@ -268,6 +283,7 @@ class AlsaSource:
         ok -> deaf: a rule failed; the PCM is being closed.
         deaf -> reopening: the first attempt to open the device again.
         reopening -> ok: a reopened device delivers sound.
+        unavailable -> ok: a device missing at start was opened and delivers sound.
         Anything else (a failed attempt, a reopened device that fails a rule
         again) only updates the reason and the counters: no report.
         """
@@ -278,7 +294,7 @@ class AlsaSource:
         if state == OK:
             self._ok_since = time.monotonic()
         _LOGGER.log(logging.INFO if state == OK else logging.WARNING, "capture device %s is %s: %s", self.device, state, reason)
-        self._post({"state": state, "reason": reason, "device": self.device})
+        self._post({"state": state, "reason": reason, "device": self.device, "stream": "capture"})
 
     # -- a reader thread, one per open PCM -----------------------------------------------------
     def _read(self, pcm, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
@@ -324,12 +340,23 @@ class AlsaSource:
 
 
 class AlsaPlayer(Player):
-    """Play to an ALSA device from a thread; cancellable between periods."""
+    """Play to an ALSA device from a thread; cancellable between periods.
 
-    def __init__(self, device: str, rate: int, period_ms: int) -> None:
-        self.rate = rate
+    A device that cannot be opened (no sound card yet) does not stop the
+    service: the player is ``unavailable``, drops what it is given (counted in
+    ``health()``) and tries to open the device again at the next ``play`` once
+    ``retry`` seconds have passed. ``on_health`` gets each change of state.
+    """
+
+    def __init__(self, device: str, rate: int, period_ms: int, on_health: Callable[[dict], None] | None = None,
+                 retry: float = 10.0) -> None:
+        self.device, self.rate, self.retry = device, rate, retry
         self.period = max(1, rate * period_ms // 1000)
-        self._pcm = _open("playback", device, rate, self.period)
+        self._on_health = on_health
+        self._pcm = None
+        self._state, self._reason, self._retry_at, self._failed_opens = OK, "", 0.0, 0
+        self.dropped_s = 0.0
+        self._try_open()
         self._queue: collections.deque[np.ndarray] = collections.deque()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -344,7 +371,41 @@ class AlsaPlayer(Player):
         self._thread = threading.Thread(target=self._run, name="audio-playback", daemon=True)
         self._thread.start()
 
+    def _try_open(self) -> bool:
+        """Open the device if it is not open; whether it is open now. Reports each change of state."""
+        if self._pcm is not None:
+            return True
+        if time.monotonic() < self._retry_at:
+            return False
+        try:
+            self._pcm = _open("playback", self.device, self.rate, self.period)
+        except AudioError as exc:
+            if isinstance(exc.__cause__, ImportError):
+                raise
+            self._failed_opens += 1
+            self._retry_at = time.monotonic() + self.retry
+            self._report(UNAVAILABLE, str(exc))
+            return False
+        self._report(OK, "playback device open")
+        return True
+
+    def _report(self, state: str, reason: str) -> None:
+        changed = state != self._state
+        self._state, self._reason = state, reason
+        if changed:
+            _LOGGER.log(logging.INFO if state == OK else logging.WARNING, "playback device %s is %s: %s", self.device, state, reason)
+            if self._on_health is not None:
+                self._on_health({"state": state, "reason": reason, "device": self.device, "stream": "playback"})
+
+    def health(self) -> dict:
+        """The playback device's health, for ``harken status`` and the fleet state."""
+        return {"device": self.device, "state": self._state, "reason": self._reason,
+                "failed_opens": self._failed_opens, "dropped_s": round(self.dropped_s, 2)}
+
     def play(self, pcm: np.ndarray, rate: int) -> int:
+        if not self._try_open():  # nowhere to play it: dropped, and the answer counts as spoken
+            self.dropped_s += len(pcm) / rate
+            return max(self._now, self._queued_until)
         pcm = resample(pcm, rate, self.rate)
         start = max(self._now, self._queued_until)
         self._queued_until = start + len(pcm) * RATE // self.rate
@@ -360,7 +421,8 @@ class AlsaPlayer(Player):
             self._queue.clear()
             self._generation += 1
         try:
-            self._pcm.drop()
+            if self._pcm is not None:
+                self._pcm.drop()
         except Exception:  # drop on a closed or idle PCM is harmless
             pass
         self._queued_until = self._now
@@ -402,6 +464,8 @@ class AlsaPlayer(Player):
             self._stop = True
             self._wake.notify()
         self._thread.join(JOIN_TIMEOUT)
+        if self._pcm is None:
+            return
         try:
             self._pcm.drain()  # let the device play out what it holds
         except Exception:  # a device that is gone has nothing left to play

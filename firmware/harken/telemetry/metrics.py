@@ -167,7 +167,7 @@ class Metrics:
                     self._count_restarts(role, 1)
                 self._seen.add(role)
             self._set_state(role, state)
-        elif kind == "audio":
+        elif kind == "audio" and ev.get("stream", "capture") == "capture":
             self._optional.set("harken_audio_ok", 1.0 if ev.get("state") == "ok" else 0.0)
 
     def mqtt_dropped(self, n: int = 1) -> None:
