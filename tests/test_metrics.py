@@ -415,3 +415,10 @@ def test_exporter_on_a_taken_port_returns_false_and_warns(wired, caplog):
         assert f"127.0.0.1:{port}" in caplog.text
         assert exporter.bound_port is None
         exporter.close()
+
+
+def test_root_read_only_from_mountinfo() -> None:
+    """The SD image mounts / read-only with data overlays; a root remounted rw counts by its top mount."""
+    assert sensors.root_read_only(FIX / "proc-image") is True
+    assert sensors.root_read_only(FIX / "proc-rw") is False
+    assert sensors.root_read_only(FIX / "proc-missing") is None

@@ -30,6 +30,7 @@ from harken import __version__, config
 from harken.errors import HarkenError
 from harken.hw import budget
 from harken.hw.identity import device_id
+from harken.provision import notes as provision_notes
 from harken.models.resolve import pick
 from harken.models.selection import exists, read_selection, select
 from harken.overrides import FleetConfig
@@ -72,6 +73,8 @@ class Appliance:
                  fleet_config: FleetConfig | None = None) -> None:
         self.fleet_config = fleet_config or FleetConfig([], None, settings.paths.data)
         """The fleet's overrides: what set_config changes, and what went wrong with them at start."""
+        self.provision_notes = provision_notes(self.fleet_config.base_paths)
+        """What first-boot provisioning could not apply from the card's harken.toml."""
         self.data_dir = Path(settings.paths.data)
         self.selected = read_selection(self.data_dir)
         """The models chosen on the device since (swaps), which win over the configuration's."""
@@ -121,6 +124,10 @@ class Appliance:
         health = getattr(self.source, "health", None)
         return health() if callable(health) else {"device": "file", "state": "ok"}
 
+    def playback_health(self) -> dict[str, Any]:
+        health = getattr(self.player, "health", None)
+        return health() if callable(health) else {"device": "file", "state": "ok"}
+
     async def status(self, _: dict[str, Any]) -> dict[str, Any]:
         conv = self.conv
         return {
@@ -129,7 +136,7 @@ class Appliance:
             "conversation": conv.state.value if conv is not None else None,
             "lost_audio_s": round(conv.lost_chunks * 1280 / 16000, 2) if conv is not None else 0.0,
             "workers": self.sup.describe(), "models": self.sup.describe_slots(), "audio": self.audio_health(),
-            "threads": budget.plan(self.settings).describe(),
+            "playback": self.playback_health(), "threads": budget.plan(self.settings).describe(),
             "mqtt": None if self.link is None else {"connected": self.link.connected, "buffered": len(self.link.buffer),
                                                    "dropped": self.link.dropped},
         }
@@ -284,6 +291,8 @@ class Appliance:
             self.notifier.ready(self.status_line())
             self.events.emit("ready", **(ready_fields or {}), degraded=[w.role for w in self.sup.down()],
                              threads=budget.plan(self.settings).describe())
+            for note in self.provision_notes:
+                self.events.emit("error", stage="provisioning", message=note)
             for note in self.fleet_config.notes:
                 self.events.emit("error", stage="config", message=note)
             for note in self.model_notes:

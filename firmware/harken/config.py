@@ -284,11 +284,18 @@ def _public_keys(value: Any) -> str | None:
     return None
 
 
+def _name(value: str) -> str | None:
+    if len(value) > 64 or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return "must be at most 64 characters with no control characters"
+    return None
+
+
 @dataclass(frozen=True)
 class DeviceSettings:
     id: str = setting("", "Device id in MQTT topics (harken/<id>/...). Empty: 'harken-' and a hash of /etc/machine-id, so cloned cards differ.",
                       _device_id)
     groups: tuple[str, ...] = setting((), "Fleet groups this device answers commands for (harken/group/<name>/cmd).", _groups)
+    name: str = setting("", "Name people see (Home Assistant, `harken fleet ls`), e.g. 'Kitchen'. Empty: 'Harken <id>'.", _name)
 
 
 @dataclass(frozen=True)
@@ -360,6 +367,9 @@ FLEET_OVERRIDES = "fleet-overrides.toml"
 """Settings changed over MQTT (set_config), kept in the data directory; read after the files, so they win."""
 
 
+Values = dict[str, dict[str, Any]]
+"""Settings by section and key, as TOML holds them."""
+
 STRINGS = "tuple[str, ...]"
 """The one list type: a TOML array of strings (kept as a tuple: settings are frozen)."""
 
@@ -415,6 +425,55 @@ def read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
     return {}
 
 
+def _collect(origin: str, data: dict[str, Any], values: Values, origins: dict[tuple[str, str], str]) -> list[str]:
+    """Put every valid setting of one source into ``values`` (later sources win); what is wrong with the others."""
+    problems: list[str] = []
+    for section, table in data.items():
+        if section not in SECTIONS:
+            problems.append(f"{origin}: unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
+            continue
+        if not isinstance(table, dict):
+            problems.append(f"{origin}: '{section}' must be a table: write it as [{section}]")
+            continue
+        known = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+        for key, value in table.items():
+            fld = known.get(key)
+            if fld is None and (section, key) in MOVED:
+                problems.append(f"{origin}: [{section}] {key} has moved: set {MOVED[section, key]} instead")
+            elif fld is None:
+                problems.append(f"{origin}: unknown key '{key}' in [{section}]; known keys: {', '.join(known)}")
+            elif not _type_ok(fld.type, value):
+                problems.append(
+                    f"{origin}: [{section}] {key} = {_shown(key, value)} must be of type {_type_name(fld.type)} ({fld.metadata['help']})"
+                )
+            else:
+                check = fld.metadata.get("check")
+                why = _not_finite(value) or (check(value) if check else None)
+                if why:
+                    problems.append(f"{origin}: [{section}] {key} = {_shown(key, value)} {why} ({fld.metadata['help']})")
+                else:
+                    if fld.type == STRINGS:
+                        value = tuple(value)
+                    values[section][key] = float(value) if _type_name(fld.type) == "float" else value
+                    origins[section, key] = origin
+    return problems
+
+
+def check(origin: str, data: dict[str, Any], check_store: bool = True) -> tuple[Values, list[str]]:
+    """The settings of one parsed file that are valid by themselves, and what is wrong with the rest.
+
+    Unlike :func:`load`, this keeps going: first-boot provisioning applies what it can
+    of a ``harken.toml`` and reports the rest."""
+    values: Values = {name: {} for name in SECTIONS}
+    origins: dict[tuple[str, str], str] = {}
+    problems = _collect(origin, data, values, origins)
+    if check_store:
+        for (section, key), why in _uninstalled_models(values, origins):
+            del values[section][key]
+            problems.append(why)
+    return {name: table for name, table in values.items() if table}, problems
+
+
 def load(paths: list[Path] | tuple[Path, ...] | None = None, overrides: dict[str, dict[str, Any]] | None = None,
          check_store: bool = True) -> Settings:
     """Read and validate configuration files; raise one ConfigError listing every problem.
@@ -425,7 +484,7 @@ def load(paths: list[Path] | tuple[Path, ...] | None = None, overrides: dict[str
     must work while the configuration names a model not installed yet).
     """
     problems: list[str] = []
-    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    values: Values = {name: {} for name in SECTIONS}
     sources: list[tuple[str, dict[str, Any]]] = []
     origins: dict[tuple[str, str], str] = {}
     if paths is None:
@@ -435,36 +494,9 @@ def load(paths: list[Path] | tuple[Path, ...] | None = None, overrides: dict[str
     if overrides:
         sources.append(("overrides", overrides))
     for origin, data in sources:
-        for section, table in data.items():
-            if section not in SECTIONS:
-                problems.append(f"{origin}: unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
-                continue
-            if not isinstance(table, dict):
-                problems.append(f"{origin}: '{section}' must be a table: write it as [{section}]")
-                continue
-            known = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
-            for key, value in table.items():
-                fld = known.get(key)
-                if fld is None and (section, key) in MOVED:
-                    problems.append(f"{origin}: [{section}] {key} has moved: set {MOVED[section, key]} instead")
-                elif fld is None:
-                    problems.append(f"{origin}: unknown key '{key}' in [{section}]; known keys: {', '.join(known)}")
-                elif not _type_ok(fld.type, value):
-                    problems.append(
-                        f"{origin}: [{section}] {key} = {_shown(key, value)} must be of type {_type_name(fld.type)} ({fld.metadata['help']})"
-                    )
-                else:
-                    check = fld.metadata.get("check")
-                    why = _not_finite(value) or (check(value) if check else None)
-                    if why:
-                        problems.append(f"{origin}: [{section}] {key} = {_shown(key, value)} {why} ({fld.metadata['help']})")
-                    else:
-                        if fld.type == STRINGS:
-                            value = tuple(value)
-                        values[section][key] = float(value) if _type_name(fld.type) == "float" else value
-                        origins[section, key] = origin
+        problems += _collect(origin, data, values, origins)
     if check_store:
-        problems += _uninstalled_models(values, origins)
+        problems += [why for _, why in _uninstalled_models(values, origins)]
     if problems:
         raise ConfigError(problems)
     return Settings(**{name: SECTIONS[name](**vals) for name, vals in values.items()})
@@ -474,7 +506,7 @@ MODEL_KEYS = {("wake", "model"): "wake", ("asr", "model"): "asr", ("llm", "model
 """The settings that name a model, and the store role each names it in."""
 
 
-def _uninstalled_models(values: dict[str, dict[str, Any]], origins: dict[tuple[str, str], str]) -> list[str]:
+def _uninstalled_models(values: Values, origins: dict[tuple[str, str], str]) -> list[tuple[tuple[str, str], str]]:
     """A model setting that is not a default must name a model in the store of the data directory these values give."""
     problems = []
     data = PathSettings(**values["paths"]).data
@@ -484,9 +516,9 @@ def _uninstalled_models(values: dict[str, dict[str, Any]], origins: dict[tuple[s
         defaults = tuple(WAKE_MODELS) if section == "wake" else (fld.default,)
         if value is None or value in defaults or _installed(data, role, value):
             continue
-        problems.append(f"{origins[section, key]}: [{section}] {key} = {value!r} {_not_a_model(defaults)}; none by that name is "
+        problems.append(((section, key), f"{origins[section, key]}: [{section}] {key} = {value!r} {_not_a_model(defaults)}; none by that name is "
                         f"installed in {data / 'models' / role} (install it first: harken models install {role} "
-                        f"{value.split('@')[0]} …)")
+                        f"{value.split('@')[0]} …)"))
     return problems
 
 

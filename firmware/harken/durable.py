@@ -41,10 +41,21 @@ def write_synced(path: Path, data: str | bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename, fsync of the directory: a power cut leaves the old file or the new one."""
+def write_atomic(path: Path, text: str | bytes, mode: int | None = None, group: int | None = None) -> None:
+    """Temporary file, fsync, rename, fsync of the directory: a power cut leaves the old file or the new one.
+
+    ``mode`` and ``group`` (a gid) are set on the temporary file, so the new file is never readable by
+    more than that, not even for a moment."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # left by a power cut; it may have other permissions
+    if mode is not None or group is not None:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        if group is not None:
+            os.chown(tmp, -1, group)
+        if mode is not None:
+            os.chmod(tmp, mode)
     write_synced(tmp, text)
     os.replace(tmp, path)
     try:

@@ -24,6 +24,7 @@ from harken import __version__, config
 from harken.overrides import TRIAL_KEYS
 from harken.errors import ConfigError, HarkenError
 from harken.fleet.signing import Command
+from harken.hw.sensors import free_mb, root_read_only
 from harken.telemetry.link import CommandFailed, Followup
 
 _LOGGER = logging.getLogger(__name__)
@@ -97,12 +98,14 @@ class DeviceAgent:
         svc = self.appliance
         fleet = svc.fleet_config
         state = {
-            "version": __version__, "device": svc.device_id, "board": board(), "groups": list(svc.settings.device.groups),
+            "version": __version__, "device": svc.device_id, "name": svc.settings.device.name or f"Harken {svc.device_id}",
+            "board": board(), "groups": list(svc.settings.device.groups),
             "models": {w["role"]: w["model"] for w in svc.sup.describe()}, "health": svc.sup.summary(),
             "slots": svc.sup.describe_slots(),
-            "workers": svc.sup.describe(), "audio": svc.audio_health(), "muted": svc.muted,
+            "workers": svc.sup.describe(), "audio": svc.audio_health(), "playback": svc.playback_health(), "muted": svc.muted,
             "uptime_s": round(time.monotonic() - self.started, 1), "ts": round(time.time(), 3),
-            "last_latency": svc.last_latency, "config_problems": list(fleet.notes),
+            "last_latency": svc.last_latency, "config_problems": [*svc.provision_notes, *fleet.notes],
+            "storage": {"root_read_only": root_read_only(), "data_free_mb": free_mb(svc.data_dir)},
             "config_trial": (fleet.on_trial or {}).get("change"),
         }
         if svc.settings.privacy.share_transcripts:
@@ -119,7 +122,8 @@ class DeviceAgent:
         svc = self.appliance
         if not svc.settings.mqtt.discovery:
             return None
-        return payload(svc.device_id, __version__, board(), svc.settings.mqtt.ha_commands, svc.settings.privacy.share_transcripts)
+        return payload(svc.device_id, __version__, board(), svc.settings.mqtt.ha_commands, svc.settings.privacy.share_transcripts,
+                       name=svc.settings.device.name)
 
     async def handle(self, command: Command) -> Any:
         handler = self.handlers.get(command.name)

@@ -5,6 +5,7 @@ so that tests point them at fixture trees; the defaults are the real ones.
 
 - ``rss_bytes``: ``VmRSS`` of ``/proc/<pid>/status`` (the kernel writes kB, meaning KiB).
 - ``cpu_seconds``: ``utime + stime`` of ``/proc/<pid>/stat``, in clock ticks.
+- ``root_read_only``, ``free_mb``: how the root is mounted, the space left where data lives.
 - ``cpu_temperature``: ``/sys/class/thermal/thermal_zone*/temp`` in millidegrees
   Celsius. Zones whose ``type`` names the CPU or SoC are preferred; the hottest
   of them is reported. A zone that cannot be read (EIO while the sensor is
@@ -107,3 +108,25 @@ def cpu_temperature(sys_root: Path = Path("/sys")) -> float | None:
             (preferred if _is_cpu_zone(zone) else others).append(celsius)
     readings = preferred or others
     return max(readings) if readings else None
+
+
+def root_read_only(proc_root: Path = Path("/proc")) -> bool | None:
+    """Whether ``/`` is mounted read-only (an SD image runs so); None if ``mountinfo`` cannot be read.
+
+    The last ``/`` line of ``/proc/self/mountinfo`` is the mount on top; its fifth
+    field holds the per-mount options (``ro`` or ``rw`` first)."""
+    try:
+        lines = (proc_root / "self" / "mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    roots = [fields for fields in (line.split() for line in lines) if len(fields) > 5 and fields[4] == "/"]
+    return roots[-1][5].split(",")[0] == "ro" if roots else None
+
+
+def free_mb(path: Path) -> int | None:
+    """Free space (MiB) for an unprivileged writer on the file system holding ``path``."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize // 2**20
