@@ -87,11 +87,18 @@ def root(tmp_path: Path) -> Path:
     exe.chmod(0o755)
     (tmp_path / "etc/systemd/system").mkdir(parents=True)
     shutil.copy(UNIT, tmp_path / "etc/systemd/system/harken.service")
+    # the SD image's other units: first-boot provisioning, and growing the data partition
+    shutil.copy(UNIT.with_name("harken-firstboot.service"), tmp_path / "etc/systemd/system")
+    image = UNIT.parent.parent / "image" / "overlay"
+    shutil.copy(image / "usr/lib/systemd/system/harken-grow-data.service", tmp_path / "etc/systemd/system")
+    (tmp_path / "usr/lib/harken").mkdir(parents=True)
+    shutil.copy(image / "usr/lib/harken/grow-data", tmp_path / "usr/lib/harken/grow-data")
     return tmp_path
 
 
 def verify(root: Path) -> subprocess.CompletedProcess[str]:
-    return run(tool("systemd-analyze"), "verify", f"--root={root}", str(root / "etc/systemd/system/harken.service"))
+    units = ["harken.service", "harken-firstboot.service", "harken-grow-data.service"]
+    return run(tool("systemd-analyze"), "verify", f"--root={root}", *(str(root / "etc/systemd/system" / u) for u in units))
 
 
 def test_verify_reports_nothing(root):
