@@ -320,7 +320,6 @@ class Appliance:
 
     async def _start_fleet(self, tasks: list[asyncio.Task[None]]) -> None:
         """Metrics (exporter) and the MQTT link; neither may stop the device from working."""
-        from harken.fleet.device import DeviceAgent, LogRing
         from harken.telemetry.metrics import Exporter, Metrics
 
         self.metrics = Metrics()
@@ -333,6 +332,9 @@ class Appliance:
                 tasks.append(asyncio.get_running_loop().create_task(self._refresh_metrics(exporter), name="metrics-refresh"))
         if not self.settings.mqtt.url:
             return
+        # Only with a broker: the agent and the link load cryptography (~8 MB resident) for signed commands.
+        from harken.fleet.device import DeviceAgent, LogRing
+
         logs = LogRing()
         logging.getLogger().addHandler(logs)
         self.agent = DeviceAgent(self, self.metrics, logs)

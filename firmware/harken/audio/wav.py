@@ -63,6 +63,9 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
         raise AudioError(f"{path}: not a PCM WAV file ({exc}); convert it with e.g. `sox IN -b 16 OUT.wav`") from None
     except OSError as exc:
         raise AudioError(f"{path}: cannot read ({exc.strerror})") from None
+    if channels == 1 and width == 2 and rate >= 1000:
+        # The common case, and a long file's: no int32/float64 copies (a 40 s file peaked ~13 MB above its size).
+        return np.frombuffer(raw, dtype="<i2").astype(np.int16), rate
     if width == 2:
         data = np.frombuffer(raw, dtype="<i2").astype(np.int32)
     elif width == 1:

@@ -12,11 +12,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from harken.errors import HarkenError
 from harken.fleet import protocol
-from harken.fleet.signing import Signer
+
+if TYPE_CHECKING:  # only a type here; cryptography is loaded where a Signer is made (fleet/cli.py)
+    from harken.fleet.signing import Signer
 
 
 class FleetError(HarkenError, RuntimeError):
