@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from harken.engines.tts import MAX_WORDS, pieces
+from harken.engines.tts import MAX_CHARS, MAX_WORDS, pieces
 
 LONG = ("the quick brown fox jumps over a lazy dog while seven cats watch from the old red barn and the farmer "
         "walks slowly down the long dusty road toward the village market to sell his apples and his pears")
@@ -56,3 +56,14 @@ def test_a_long_sentence_does_not_grow_the_tts_worker(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.split()[-1]) < 300
+
+
+def test_a_sentence_of_long_words_breaks_by_length():
+    """The audio's length is what costs memory: 16 long words are cut although they are fewer than MAX_WORDS."""
+    text = ("Internationalization considerations notwithstanding, electroencephalographic instrumentation "
+            "characteristically necessitates uncompromising calibration, standardization, documentation, "
+            "verification, interoperability and reproducibility.")
+    got = pieces(text)
+    assert len(text.split()) < MAX_WORDS and len(got) > 1
+    assert all(len(p) <= MAX_CHARS + 30 for p in got), got
+    assert " ".join(got) == text

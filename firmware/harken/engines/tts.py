@@ -49,19 +49,26 @@ class Synthesizer:
 
 MAX_WORDS = 18
 """Longest run of words given to the voice at once. Its decoder's memory grows with the
-audio of one sentence, about 7 MB a word, and onnxruntime keeps the largest it has ever
+audio of one piece, about 7 MB a word, and onnxruntime keeps the largest it has ever
 needed: one 30-word sentence left the TTS worker at 341 MB, 18 words at 248 MB."""
+MAX_CHARS = 110
+"""Longest piece in characters, for sentences of long words (it is the audio's length that
+costs memory: 16 long words, 217 characters, took the worker to 442 MB)."""
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _CLAUSE = re.compile(r"(?<=[,;:])\s+")
 
 
-def pieces(text: str, max_words: int = MAX_WORDS) -> list[str]:
-    """The text cut into pieces of at most ``max_words`` words: at sentence ends, then at
-    clause marks (comma, semicolon, colon), and only a sentence without them at even
+def pieces(text: str, max_words: int = MAX_WORDS, max_chars: int = MAX_CHARS) -> list[str]:
+    """The text cut into pieces of at most ``max_words`` words (fewer where the words are
+    long, so that a piece is about ``max_chars`` characters at most): at sentence ends, then
+    at clause marks (comma, semicolon, colon), and only a sentence without them at even
     word counts (so that no piece is a word or two)."""
     out: list[str] = []
+    limit = max_words
     for sentence in _SENTENCE.split(text.strip()):
-        if len(sentence.split()) <= max_words:
+        n = len(sentence.split())
+        max_words = max(2, min(limit, max_chars * n // max(1, len(sentence))))
+        if n <= max_words:
             out.append(sentence)
             continue
         current: list[str] = []
