@@ -240,6 +240,9 @@ def test_systemd_ready_watchdog_only_while_the_loop_runs_and_stopping(tmp_path, 
     assert statuses and statuses[0].startswith("STATUS=starting")
     assert len(fake.times("READY=1")) == 1
     assert any("4/4 workers serving" in s for s in statuses)
+    # while loading, more start time is asked for (a slow board is not killed by TimeoutStartSec); never after
+    extends = [t for t, m in fake.messages if m.startswith("EXTEND_TIMEOUT_USEC=")]
+    assert extends and max(extends) < fake.times("READY=1")[0]
     pings = fake.times("WATCHDOG=1")
     ready_at = fake.times("READY=1")[0]
     before = [t for t in pings if ready_at + 0.5 < t < blocked_at]

@@ -279,6 +279,7 @@ class Appliance:
                 slot.listeners.append(self.on_worker)
             self.notifier.status("starting: loading models")
             tasks.append(asyncio.get_running_loop().create_task(self.notifier.watchdog(), name="sd-watchdog"))
+            tasks.append(asyncio.get_running_loop().create_task(self.notifier.extend_start(), name="sd-extend-start"))
             await self.sup.start()
             apology = await self.sup.prerender(APOLOGY)
             for role in ROLES.values():

@@ -1,5 +1,6 @@
 """systemd's notification protocol (sd_notify), without libsystemd.
 
+``EXTEND_TIMEOUT_USEC=`` while the workers load (see ``extend_start``),
 ``READY=1`` once the workers have settled, ``WATCHDOG=1`` at half of
 ``WATCHDOG_USEC`` from a task on the supervisor's own asyncio loop (so a
 blocked loop stops the pings and systemd restarts the service), ``STATUS=``
@@ -29,6 +30,7 @@ class Notifier:
         self.watchdog_interval = int(usec) / 2e6 if usec.isdigit() and int(usec) > 0 and mine else None
         """Seconds between WATCHDOG=1 pings; None when systemd does not watch us."""
         self._sock: socket.socket | None = None
+        self._ready = False
         self._status = ""
         self.sent: list[str] = []
 
@@ -44,7 +46,7 @@ class Notifier:
             _LOGGER.warning("sd_notify %r failed: %s", message, exc)
 
     def ready(self, status: str) -> None:
-        self._status = status
+        self._status, self._ready = status, True
         self.send("READY=1", f"STATUS={status}")
 
     def status(self, status: str) -> None:
@@ -62,6 +64,19 @@ class Notifier:
         while True:
             self.send("WATCHDOG=1")
             await asyncio.sleep(self.watchdog_interval)
+
+    async def extend_start(self, every: float = 30.0) -> None:
+        """Until READY=1, ask systemd for ``2 * every`` more seconds of start-up, every ``every`` seconds.
+
+        Loading the models on a slow board (or a slow SD card, or under emulation) can outlast
+        the unit's TimeoutStartSec; each worker's own start timeout and failure limit already
+        bound the start, and a loop that is stuck stops asking, so systemd's timeout still
+        catches a supervisor that hangs."""
+        if not self.address:
+            return
+        while not self._ready:
+            self.send(f"EXTEND_TIMEOUT_USEC={int(2 * every * 1e6)}")
+            await asyncio.sleep(every)
 
     def close(self) -> None:
         if self._sock is not None:
