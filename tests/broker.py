@@ -94,7 +94,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectAltName = IP:127.0.0.1, DNS:localhost, IP:10.0.2.100
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 """
@@ -105,7 +105,8 @@ class Certs:
     ca_file: Path
     """The CA certificate (PEM) that clients verify the broker against."""
     cert_file: Path
-    """The broker's certificate, for IP:127.0.0.1 and DNS:localhost, signed by the CA."""
+    """The broker's certificate, for IP:127.0.0.1 and DNS:localhost (and 10.0.2.100, the address a QEMU
+    guest reaches the host's broker at in test_image.py), signed by the CA."""
     key_file: Path
     """The broker's private key (mode 0600)."""
 
