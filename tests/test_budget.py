@@ -134,7 +134,8 @@ def write_proc(root: Path, busy: int, ticks: dict[int, int], leader: int, childr
                running: int = 0, states: dict[int, str] | None = None) -> None:
     """A /proc tree with the files OthersLoad reads, in the kernel's formats: ``running`` threads
     runnable on the whole machine, ``states`` the state of our processes' (single) threads."""
-    (root / "stat").write_text(f"cpu  {busy} 0 0 99999 12 0 0 0 0 0\ncpu0 {busy} 0 0 99999 12 0 0 0 0 0\nintr 0\n"
+    (root / "stat").write_text(f"cpu  {busy} 0 0 99999 12 0 0 0 0 0\ncpu0 {busy} 0 0 99999 12 0 0 0 0 0\n"
+                               f"cpu1 0 0 0 99999 12 0 0 0 0 0\nintr 0\n"
                                f"ctxt 5\nprocs_running {running}\nprocs_blocked 0\n")
     for pid, t in ticks.items():
         d = root / str(pid)
@@ -175,6 +176,9 @@ def test_a_load_that_just_started_counts_at_once(tmp_path):
     now[0] += 2.0  # they stopped again; only our own thread runs
     write_proc(tmp_path, busy=1000, ticks={10: 50, 11: 70}, leader=10, children=[11], running=1, states={11: "R"})
     assert gauge.update() == 0.0
+    now[0] += 2.0  # more runnable than there are CPUs (2): they take every core, not more
+    write_proc(tmp_path, busy=1000, ticks={10: 50, 11: 70}, leader=10, children=[11], running=7, states={11: "R"})
+    assert gauge.update() == 2.0
 
 
 def test_others_load_survives_a_missing_proc(tmp_path):

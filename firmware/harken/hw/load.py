@@ -36,8 +36,8 @@ MIN_INTERVAL = 0.2
 """A reading this soon after the previous one keeps the previous figure (too few ticks to tell)."""
 
 
-def _system(root: Path) -> tuple[int, int] | None:
-    """(busy clock ticks of all CPUs, threads runnable now) from ``/proc/stat``."""
+def _system(root: Path) -> tuple[int, int, int] | None:
+    """(busy clock ticks of all CPUs, threads runnable now, CPUs) from ``/proc/stat``."""
     try:
         lines = (root / "stat").read_text().split("\n")
     except OSError:
@@ -48,7 +48,8 @@ def _system(root: Path) -> tuple[int, int] | None:
     user, nice, system, _idle, _iowait, irq, softirq, *rest = (int(v) for v in first[1:])
     steal = rest[0] if rest else 0
     running = next((int(line.split()[1]) for line in lines if line.startswith("procs_running ")), 0)
-    return user + nice + system + irq + softirq + steal, running
+    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    return user + nice + system + irq + softirq + steal, running, max(1, cpus)
 
 
 def _family(root: Path, leader: int) -> list[int]:
@@ -111,7 +112,7 @@ class OthersLoad:
         system = _system(self.root)
         if system is None:  # no /proc/stat: assume nobody else
             return self.cores
-        busy, running = system
+        busy, running, cpus = system
         family = _family(self.root, self.leader)
         ours = sum(_ticks(self.root, pid) for pid in family)
         now_others = max(0, running - sum(_running(self.root, pid) for pid in family))
@@ -119,6 +120,7 @@ class OthersLoad:
         if self._last is not None:
             then, busy0, ours0 = self._last
             average = ((busy - busy0) - max(0, ours - ours0)) / TICK / (now - then)
-        self.cores = max(average, float(now_others))
+        # Runnable threads can outnumber the CPUs (a busy machine queues them): others use every core then.
+        self.cores = min(max(average, float(now_others)), float(cpus))
         self._last = (now, busy, ours)
         return self.cores
