@@ -121,12 +121,10 @@ class Appliance:
         return line + ("; muted" if self.muted else "")
 
     def audio_health(self) -> dict[str, Any]:
-        health = getattr(self.source, "health", None)
-        return health() if callable(health) else {"device": "file", "state": "ok"}
+        return _health(self.source)
 
     def playback_health(self) -> dict[str, Any]:
-        health = getattr(self.player, "health", None)
-        return health() if callable(health) else {"device": "file", "state": "ok"}
+        return _health(self.player)
 
     async def status(self, _: dict[str, Any]) -> dict[str, Any]:
         conv = self.conv
@@ -385,6 +383,12 @@ async def serve(settings: config.Settings, events: EventLog, source: Source, pla
                 control: Path | None, fast: bool = False, ready_fields: dict[str, Any] | None = None,
                 fleet_config: FleetConfig | None = None) -> None:
     await Appliance(settings, events, source, player, fast, fleet_config).run(control, ready_fields)
+
+
+def _health(part: Any) -> dict[str, Any]:
+    """An ALSA device's health report; files (``--input``, ``--output``) are always ok."""
+    health = getattr(part, "health", None)
+    return health() if callable(health) else {"device": "file", "state": "ok"}
 
 
 async def _stop(sup: Supervisor) -> None:

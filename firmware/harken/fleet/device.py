@@ -25,6 +25,7 @@ from harken.overrides import TRIAL_KEYS
 from harken.errors import ConfigError, HarkenError
 from harken.fleet.signing import Command
 from harken.hw.sensors import free_mb, root_read_only
+from harken.telemetry.discovery import display_name
 from harken.telemetry.link import CommandFailed, Followup
 
 _LOGGER = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class DeviceAgent:
         svc = self.appliance
         fleet = svc.fleet_config
         state = {
-            "version": __version__, "device": svc.device_id, "name": svc.settings.device.name or f"Harken {svc.device_id}",
+            "version": __version__, "device": svc.device_id, "name": display_name(svc.settings.device.name, svc.device_id),
             "board": board(), "groups": list(svc.settings.device.groups),
             "models": {w["role"]: w["model"] for w in svc.sup.describe()}, "health": svc.sup.summary(),
             "slots": svc.sup.describe_slots(),

@@ -16,6 +16,11 @@ from typing import Any
 from harken.fleet import protocol
 
 
+def display_name(name: str, device_id: str) -> str:
+    """The name people see: ``[device] name``, or 'Harken <id>' when none is set."""
+    return name or f"Harken {device_id}"
+
+
 def payload(device_id: str, version: str, board: str, ha_commands: bool, share_transcripts: bool = False,
             name: str = "") -> dict[str, Any]:
     state = protocol.topic(device_id, "state")
@@ -40,7 +45,7 @@ def payload(device_id: str, version: str, board: str, ha_commands: bool, share_t
         components[f"{uid}_say"] = {"p": "text", "name": "Say", "unique_id": f"{uid}_say", "max": 255,
                                     "command_topic": protocol.topic(device_id, "ha/say")}
     return {
-        "dev": {"ids": [uid], "name": name or f"Harken {device_id}", "mf": "Harken", "mdl": board, "sw": version},
+        "dev": {"ids": [uid], "name": display_name(name, device_id), "mf": "Harken", "mdl": board, "sw": version},
         "o": {"name": "harken", "sw": version},
         "avty_t": protocol.topic(device_id, "status"),
         "pl_avail": "online",
