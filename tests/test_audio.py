@@ -40,6 +40,9 @@ def test_bad_audio_files_say_what_to_do(tmp_path):
     junk.write_bytes(b"RIFF0000WAVEjunk")
     with pytest.raises(AudioError, match="not a PCM WAV file.*sox"):
         read_wav(junk)
+    junk.write_bytes(b"RIFF....WAVEnot really")  # a chunk whose size runs past the end: the wave module's RuntimeError
+    with pytest.raises(AudioError, match="not a PCM WAV file.*sox"):
+        read_wav(junk)
     with pytest.raises(AudioError, match="no such file"):
         read_wav(tmp_path / "missing.wav")
 

@@ -85,6 +85,18 @@ def test_status_state_and_discovery_are_retained(device):
     assert not [c for c in disco["cmps"].values() if "heard" in c["unique_id"]]  # and what was said stays private
     assert all("unique_id" in c for c in disco["cmps"].values())
     assert "last_heard" not in state
+    # The board profile, as `harken board` on this machine says: in the state, in discovery's model.
+    from harken.hw.board import detect
+
+    here = detect()
+    assert state["board"]["profile"] == here.profile.key and state["board"]["reasons"] == list(here.reasons)
+    assert disco["dev"]["mdl"] == f"{here.model} ({here.profile.key})"
+    assert state["thermal"]["level"] == "normal" and state["panel"] is None  # no pins on this machine's profile
+    # Which language model runs, and why (no optimized variants here: the configured one).
+    assert state["llm_choice"] == {"model": state["models"]["llm"], "variant": False, "budget_mb": here.profile.llm_mb,
+                                   "why": f"no optimized variants of {state['models']['llm']} are installed"}
+    [llm] = [c for c in disco["cmps"].values() if c["unique_id"] == "harken_dev1_llm"]
+    assert llm["value_template"] == "{{ value_json.models.llm }}" and "llm_choice" in llm["json_attributes_template"]
 
 
 def test_discovery_is_sent_again_when_home_assistant_comes_online(device):
@@ -106,6 +118,9 @@ def test_every_command_round_trip(device, keys):
     assert send(device, signer, "mute")["result"] == {"muted": True}
     assert send(device, signer, "get_state")["result"]["muted"] is True
     assert send(device, signer, "unmute")["result"] == {"muted": False}
+    assert send(device, signer, "listen")["result"] == {"outcome": "listening"}  # push-to-talk from the fleet
+    board_info = send(device, signer, "get_metrics")["result"]["harken_board_info"]
+    assert list(board_info) == [state["board"]["profile"]]
     said = send(device, signer, "say", text="Hello from the fleet.")
     assert said["ok"] and said["result"]["seconds"] > 0.3
     asked = send(device, signer, "ask", text="What is the capital of France?")

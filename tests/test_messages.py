@@ -51,7 +51,7 @@ def test_a_worker_is_sent_only_its_roles_settings():
     for role in ROLES.values():
         part = role.settings_part(settings)
         assert "mqtt" not in part and "s3cret" not in repr(part), role.name
-        assert set(part) == {*role.sections, "threads", "priority"}
+        assert set(part) == {*role.sections, "threads", "priority", "board"}
         rebuilt = config.from_dict(part)  # what the worker runs on: its sections as given, the rest defaults
         assert getattr(rebuilt, role.sections[0]) == getattr(settings, role.sections[0])
     assert config.from_dict(ROLES["llm"].settings_part(settings)).llm.max_tokens == 33

@@ -113,10 +113,11 @@ def test_wake_word_while_speaking_interrupts_and_starts_a_new_request(run_harken
     assert replies[0]["interrupted"] is True and replies[-1]["interrupted"] is False
     finals = run.of("transcript", final=True)
     assert len(finals) == 2 and "banana" in words(finals[1]["text"]), finals
-    # Playback stopped at the barge-in: silence from there until the second answer.
+    # Playback stopped at the barge-in: the wake tone, then silence until the second answer.
     pcm, rate = run.output_audio()
     second_start = int(finals[1]["t"] * rate)
-    assert rms(pcm[int((barge["t"] + 0.05) * rate) : second_start]) == 0
+    assert rms(pcm[int(barge["t"] * rate): int((barge["t"] + 0.15) * rate)]) > 1000
+    assert rms(pcm[int((barge["t"] + 0.25) * rate) : second_start]) == 0
 
 
 def test_bad_input_file_fails_clearly_and_starts_nothing(run_harken, tmp_path):
@@ -146,9 +147,10 @@ def test_a_short_pause_inside_the_question_does_not_cut_it(run_harken, voices, m
         assert dropped and dropped[0]["t"] < final["t"], dropped  # it guessed at the pause, then let go
     else:
         assert not dropped and run.of("utterance")[0]["latency"]["speculative"] is False
-    # Nothing was spoken before the end of the whole question.
+    # Nothing was spoken before the end of the whole question: only the wake tone, at the wake.
     pcm, rate = run.output_audio()
-    assert rms(pcm[: int(final["t"] * rate)]) == 0
+    woke = run.of("wake")[0]["t"]
+    assert rms(pcm[: int(woke * rate)]) == 0 and rms(pcm[int((woke + 0.25) * rate): int(final["t"] * rate)]) == 0
 
 
 def test_unwritable_events_file_fails_clearly(tmp_path):

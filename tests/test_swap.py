@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import threading
 import time
@@ -180,7 +181,9 @@ def test_the_voice_is_swapped_under_speech_requests_and_speaks_at_its_own_pace(t
     assert set(named) == {"joe", "joe-slow"} and named == sorted(named, key=lambda m: m == "joe-slow")
     fast = [a["seconds"] for a, m in zip(asker.answers, named) if m == "joe"]
     slow = [a["seconds"] for a, m in zip(asker.answers, named) if m == "joe-slow"]
-    assert min(slow) > 1.3 * max(fast)  # each reply really came from the model it names
+    # Each reply really came from the model it names: the slow voice's length scale is 1.6. Piper's readings vary
+    # (its duration noise), one by over 10 %, so the typical reading of each is compared, and no slow one is fast.
+    assert statistics.median(slow) > 1.3 * statistics.median(fast) and min(slow) > max(fast)
 
 
 def new_llm_worker(state: str):

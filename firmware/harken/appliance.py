@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -27,12 +28,18 @@ from typing import Any, AsyncIterator, Protocol
 import numpy as np
 
 from harken import __version__, config
-from harken.errors import HarkenError
+from harken.audio.earcons import Earcons
+from harken.errors import ConfigError, HarkenError
+from harken.hw import board as boards
 from harken.hw import budget
+from harken.hw.panel import Gesture, Panel, PanelSpec
+from harken.hw.thermal import REFUSAL, Level, ThermalGuard
 from harken.hw.identity import device_id
 from harken.provision import notes as provision_notes
 from harken.models.resolve import pick
 from harken.models.selection import exists, read_selection, select
+from harken.models.variants import LlmChoice
+from harken.models.variants import choose as choose_llm
 from harken.overrides import FleetConfig
 from harken.audio.player import Player
 from harken.pipeline.chat import chat
@@ -60,6 +67,16 @@ REPLAY_FLOOR = "fleet-replay-floor"
 """In the data directory: the newest signed command's ts this device accepted (see telemetry.link)."""
 METRICS_REFRESH = 5.0
 """Seconds between refreshes of the gauges (worker states, RSS, temperature) for /metrics."""
+HW_ROOT = "HARKEN_HW_ROOT"
+"""Environment: read the board's files (/proc, /sys, /etc) under this directory instead of / (bench and tests)."""
+ERROR_LIGHT = 3.0
+"""Seconds the light shows ``error`` after a failed answer."""
+ERROR_STAGES = frozenset({"asr", "llm", "tts", "pipeline"})
+"""Error events that a person asking a question just met: the error tone and light follow them."""
+
+
+def hw_root() -> Path:
+    return Path(os.environ.get(HW_ROOT) or "/")
 
 
 class Source(Protocol):
@@ -70,7 +87,20 @@ class Appliance:
     """The running device: what `harken status` and the fleet link see and act on."""
 
     def __init__(self, settings: config.Settings, events: EventLog, source: Source, player: Player, fast: bool,
-                 fleet_config: FleetConfig | None = None) -> None:
+                 fleet_config: FleetConfig | None = None, pin_factory: Any = None) -> None:
+        self.hw_root = hw_root()
+        self.board = boards.for_settings(settings, self.hw_root)
+        """The board profile (hw/board.py): it fills in what the settings leave to it."""
+        self.setting_notes: list[str] = []
+        settings = self._with_profile(settings)
+        self.earcons = Earcons.load(  # a WAV that broke since it was set (a fleet change) must not stop the device
+            settings.sounds, on_bad=lambda exc: self.setting_notes.append(f"{exc}; the built-in tone is used instead"))
+        self.thermal = ThermalGuard(settings.thermal, self.hw_root / "sys")
+        self.pin_factory = pin_factory
+        self.panel: Panel | None = None
+        self.refusal: Audio | None = None
+        """Said instead of listening while too hot (rendered at start)."""
+        self._error_until = 0.0
         self.fleet_config = fleet_config or FleetConfig([], None, settings.paths.data)
         """The fleet's overrides: what set_config changes, and what went wrong with them at start."""
         self.provision_notes = provision_notes(self.fleet_config.base_paths)
@@ -79,13 +109,23 @@ class Appliance:
         self.selected = read_selection(self.data_dir)
         """The models chosen on the device since (swaps), which win over the configuration's."""
         self.model_notes: list[str] = [self.selected.problem] if self.selected.problem else []
+        chosen = set()
         for role, choice in self.selected.choices.items():
             if exists(self.data_dir, role, choice.active):
                 settings = with_model(settings, role, choice.active)
+                chosen.add(role)
             else:
                 self.model_notes.append(f"the {role} model chosen last, {choice.active}, is no longer installed; "
                                         f"running the configured {ROLES[role].model(settings)} instead")
+        self.llm_choice: LlmChoice | None = None
+        """The language model the board's memory budget chose (models/variants.py); None when a swap chose it."""
+        if settings.board.llm_variants and "llm" not in chosen:
+            self.llm_choice = choose_llm(self.data_dir, settings.llm.model, settings.board.llm_memory_mb)
+            if self.llm_choice.variant:
+                _LOGGER.info("language model: %s", self.llm_choice.why)
+                settings = with_model(settings, "llm", self.llm_choice.model)
         self.settings = settings
+        """The settings as configured (the profile applied); the conversation gets :meth:`_live` of them."""
         self.events = events
         self.source = source
         self.player = player
@@ -107,18 +147,130 @@ class Appliance:
         self.last_heard = ""
         self.last_latency: dict[str, Any] = {}
         self._dropped_counted = 0
+        self._restarting = asyncio.Lock()
         events.subscribe(self._on_event)
 
     def _on_event(self, event: dict[str, Any]) -> None:
-        if event["type"] == "utterance":
+        kind = event["type"]
+        if kind == "utterance":
             self.last_heard, self.last_latency = event.get("transcript", ""), event.get("latency", {})
             if self.link is not None:
                 self.link.publish_state()
+        elif kind == "error" and event.get("stage") in ERROR_STAGES and self.phase == "running":
+            self.play_earcon(self.earcons.error)
+            self._error_until = time.monotonic() + ERROR_LIGHT
+            with contextlib.suppress(RuntimeError):  # no loop: nothing to show later either
+                asyncio.get_running_loop().call_later(ERROR_LIGHT + 0.05, self.show_state)
+        self.show_state()
+
+    # -- the panel: button, light, earcons -----------------------------------------------------------
+    def light_state(self) -> str:
+        """What the status light shows now (hw/panel.py's LIGHT_STATES)."""
+        if self.phase != "running" or self.conv is None:
+            return "starting"
+        down = self.sup.down()
+        if time.monotonic() < self._error_until or any(w.role in ("wake", "asr") for w in down):
+            return "error"
+        state = self.conv.state.value
+        if state != "idle":
+            return state
+        if self.muted:
+            return "muted"
+        return "degraded" if down or self.thermal.level is not Level.NORMAL else "idle"
+
+    def show_state(self) -> None:
+        if self.panel is not None:
+            self.panel.show(self.light_state())
+
+    def play_earcon(self, sound: Audio | None) -> None:
+        if sound is not None:
+            self.player.play(sound.pcm, sound.rate)
+
+    def listen(self, by: str) -> str:
+        """Start listening without the wake word (push-to-talk), or stop an answer; what happened."""
+        if self.conv is None or self.phase != "running":
+            outcome = "starting"
+        elif any(w.role == "wake" for w in self.sup.down()):
+            outcome = "deaf"  # the wake worker also runs the VADs: nobody could tell when the question ends
+        else:
+            outcome = self.conv.listen_now()
+        self.events.emit("listen", by=by, outcome=outcome)
+        return outcome
+
+    def on_gesture(self, gesture: Gesture, held_s: float) -> None:
+        """A button gesture (hw/panel.py), on the loop."""
+        if gesture is Gesture.PRESS:
+            action = self.listen("button")
+            if action in ("starting", "muted", "deaf"):
+                self.play_earcon(self.earcons.error)
+        elif gesture is Gesture.LONG:
+            self.set_muted(not self.muted)
+            action = "mute" if self.muted else "unmute"
+            self.play_earcon(self.earcons.error if self.muted else self.earcons.wake)
+        elif gesture is Gesture.RESTART:
+            action = "restart"
+            task = asyncio.get_running_loop().create_task(self.restart_workers("all"), name="button-restart")
+            task.add_done_callback(_log_failure)
+        else:
+            action = "ignored"
+            pin = self.panel.spec.button if self.panel is not None else "?"
+            self.events.emit("error", stage="button", message=f"the button on {pin} was already held down at start: it is "
+                             "ignored until released (a stuck or shorted button, or another device on that pin)")
+        self.events.emit("button", gesture=gesture.value, action=action, held_s=round(held_s, 2))
+
+    @property
+    def restarting(self) -> bool:
+        return self._restarting.locked()
+
+    async def restart_workers(self, role: str) -> dict[str, Any]:
+        """Restart one role's worker, or all ("all"), one at a time."""
+        workers = self.sup.workers
+        if role != "all" and role not in workers:
+            raise ValueError(f"role must be one of {', '.join(workers)}, or all")
+        async with self._restarting:  # one restart at a time: two at once would fight over each worker's state
+            done = {}
+            for worker in workers.values() if role == "all" else [workers[role]]:
+                old = worker.pid
+                await worker.restart()
+                done[worker.role] = {"old_pid": old, "pid": worker.pid, "state": worker.state}
+        return {"restarted": done}
+
+    # -- the thermal guard ---------------------------------------------------------------------------
+    def _live(self, settings: config.Settings) -> config.Settings:
+        """The settings the conversation runs on now: a hot board writes shorter replies."""
+        allowed = self.thermal.max_tokens(settings.llm.max_tokens)
+        if allowed == settings.llm.max_tokens:
+            return settings
+        return dataclasses.replace(settings, llm=dataclasses.replace(settings.llm, max_tokens=allowed))
+
+    def check_thermal(self) -> None:
+        if not self.thermal.update():
+            return
+        level = self.thermal.level
+        _LOGGER.warning("thermal level %s at %s °C", level.value, self.thermal.celsius)
+        self.events.emit("thermal", level=level.value, celsius=self.thermal.celsius)
+        if self.conv is not None:
+            self.conv.refusal = self._refusal() if level is Level.CRITICAL else None
+            self.conv.apply_settings(self._live(self.settings))
+        self.notifier.status(self.status_line())
+        if self.link is not None:
+            self.link.publish_state()
+
+    def _refusal(self) -> Audio:
+        """What is said instead of listening while too hot: the sentence, or (if it could not be
+        rendered at start) the error tone, or a moment of silence: refused all the same."""
+        return self.refusal or self.earcons.error or Audio(np.zeros(160, dtype=np.int16), 16000)
+
+    async def _watch_thermal(self) -> None:
+        while True:
+            self.check_thermal()
+            await asyncio.sleep(self.settings.thermal.interval)
 
     # -- what status, metrics and the fleet see ---------------------------------------------------
     def status_line(self) -> str:
         line = self.sup.summary() if self.phase == "running" else f"{self.phase}; {self.sup.summary()}"
-        return line + ("; muted" if self.muted else "")
+        hot = f"; {self.thermal.level.value}" if self.thermal.level is not Level.NORMAL else ""
+        return line + ("; muted" if self.muted else "") + hot
 
     def audio_health(self) -> dict[str, Any]:
         return _health(self.source)
@@ -135,9 +287,34 @@ class Appliance:
             "lost_audio_s": round(conv.lost_chunks * 1280 / 16000, 2) if conv is not None else 0.0,
             "workers": self.sup.describe(), "models": self.sup.describe_slots(), "audio": self.audio_health(),
             "playback": self.playback_health(), "threads": budget.plan(self.settings).describe(),
+            "board": self.board_state(), "thermal": self.thermal.describe(), "muted": self.muted,
+            "panel": self.panel_state(), "llm_choice": self.llm_choice_state(),
             "mqtt": None if self.link is None else {"connected": self.link.connected, "buffered": len(self.link.buffer),
                                                    "dropped": self.link.dropped},
         }
+
+    def _with_profile(self, settings: config.Settings) -> config.Settings:
+        """``settings`` completed by the board profile. Settings that clash with the profile's (a hot limit
+        set above the profile's critical one, say, from a fleet change) give way to the profile's: the
+        device must start whatever its overrides say; the clash is reported."""
+        try:
+            return boards.apply(settings, self.board, self.hw_root)
+        except ConfigError as exc:
+            self.setting_notes = [f"{problem}; the {self.board.profile.key} profile's values are used instead"
+                                for problem in exc.problems]
+            plain = dataclasses.replace(
+                settings, thermal=dataclasses.replace(settings.thermal, hot=0.0, critical=0.0),
+                board=dataclasses.replace(settings.board, led="", led_kind=""))
+            return boards.apply(plain, self.board, self.hw_root)
+
+    def llm_choice_state(self) -> dict[str, Any] | None:
+        return self.llm_choice.describe() if self.llm_choice is not None else None
+
+    def panel_state(self) -> dict[str, Any] | None:
+        return self.panel.describe() if self.panel is not None else None
+
+    def board_state(self) -> dict[str, Any]:
+        return boards.describe(self.board, self.settings)
 
     def refresh_metrics(self) -> None:
         if self.metrics is None:
@@ -150,9 +327,9 @@ class Appliance:
     # -- what the fleet may change ---------------------------------------------------------------
     def apply_settings(self, settings: config.Settings) -> None:
         """Settings the conversation reads as it goes (see fleet.device.LIVE)."""
-        self.settings = settings
+        self.settings = self._with_profile(settings)
         if self.conv is not None:
-            self.conv.apply_settings(settings)
+            self.conv.apply_settings(self._live(self.settings))
 
     def speak(self, audio: Audio) -> None:
         if self.conv is None:
@@ -229,6 +406,27 @@ class Appliance:
             self.speak(audio)
         return {"seconds": round(len(audio.pcm) / audio.rate, 3), "model": voice.served_model}
 
+    async def control_listen(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"outcome": self.listen("control")}
+
+    async def control_mute(self, request: dict[str, Any]) -> dict[str, Any]:
+        on = request.get("on", True)
+        if not isinstance(on, bool):
+            raise ValueError("mute's 'on' must be true or false")
+        self.set_muted(on)
+        return {"muted": self.muted}
+
+    def _open_panel(self) -> None:
+        """The button and the light, if the board has them; a part that cannot be opened is reported, not fatal."""
+        spec = PanelSpec.from_settings(self.settings.board)
+        if spec.empty:
+            return
+        self.panel = Panel(spec, asyncio.get_running_loop(), self.on_gesture, self.pin_factory)
+        self.panel.open()
+        for problem in self.panel.problems:
+            self.events.emit("error", stage="panel", message=problem)
+        self.show_state()
+
     def set_muted(self, muted: bool) -> None:
         self.muted = muted
         if self.conv is not None:
@@ -240,11 +438,33 @@ class Appliance:
     async def fault(self, request: dict[str, Any]) -> dict[str, Any]:
         if os.environ.get("HARKEN_FAULT_INJECTION") != "1":
             raise ValueError("fault injection is off (set HARKEN_FAULT_INJECTION=1 in harken's environment to test faults)")
+        if "pin" in request:
+            return self._mock_pin(str(request["pin"]), request.get("drive"))
         seconds = float(request.get("block_loop", 0))
         if not 0 < seconds <= 600:
             raise ValueError("block_loop must be between 0 and 600 seconds")
         time.sleep(seconds)  # deliberately blocks the loop: the watchdog pings must stop
         return {"blocked_s": seconds}
+
+    def _mock_pin(self, name: str, drive: Any) -> dict[str, Any]:
+        """Drive a mock GPIO input ('low'/'high': a finger on the button) or read a pin's history (the light)."""
+        from gpiozero import Device
+        from gpiozero.pins.mock import MockFactory
+
+        factory = self.pin_factory or Device.pin_factory
+        if not isinstance(factory, MockFactory):
+            raise ValueError("pins can be driven only with gpiozero's mock pin factory (GPIOZERO_PIN_FACTORY=mock)")
+        pin = factory.pin(name)
+        if drive in ("low", "high"):
+            (pin.drive_low if drive == "low" else pin.drive_high)()
+        elif drive is not None:
+            raise ValueError("drive must be 'low' or 'high'")
+        # MockPin keeps (seconds since the previous change, state): rebuild monotonic times back from the last change.
+        at, history = pin._last_change, []
+        for change in reversed(pin.states):
+            history.append((round(at, 4), float(change.state)))
+            at -= change.timestamp
+        return {"pin": name, "state": float(pin.state), "history": history[::-1], "now": time.monotonic(), "wall": time.time()}
 
     # -- worker changes ----------------------------------------------------------------------------
     def on_worker(self, worker: WorkerProcess) -> None:
@@ -266,13 +486,15 @@ class Appliance:
     # -- the whole life ----------------------------------------------------------------------------
     async def run(self, control: Path | None, ready_fields: dict[str, Any] | None = None) -> None:
         commands = {"status": self.status, "fault": self.fault, "swap": self.control_swap, "rollback": self.control_rollback,
-                    "ask": self.control_ask, "say": self.control_say}
+                    "ask": self.control_ask, "say": self.control_say, "listen": self.control_listen, "mute": self.control_mute}
         server = ControlServer(control, commands) if control is not None else None
         tasks: list[asyncio.Task[None]] = []
         try:
             if server is not None:
                 await server.start()
             await self._start_fleet(tasks)
+            self._open_panel()
+            tasks.append(asyncio.get_running_loop().create_task(self._watch_thermal(), name="thermal"))
             for slot in self.sup.slots.values():
                 slot.listeners.append(self.on_worker)
             self.notifier.status("starting: loading models")
@@ -280,12 +502,17 @@ class Appliance:
             tasks.append(asyncio.get_running_loop().create_task(self.notifier.extend_start(), name="sd-extend-start"))
             await self.sup.start()
             apology = await self.sup.prerender(APOLOGY)
+            self.refusal = await self.sup.prerender(REFUSAL, attempts=1)
             for role in ROLES.values():
                 rendered = None if role.notice is None else await self.sup.prerender(role.notice, attempts=1)
                 if rendered is not None:
                     self.notices[role.name] = rendered
-            self.conv = Conversation(self.settings, self.engines, self.events, self.player, fast=self.fast, apology=apology)
+            self.conv = Conversation(self._live(self.settings), self.engines, self.events, self.player, fast=self.fast,
+                                     apology=apology)
             self.conv.muted = self.muted
+            self.conv.wake_tone = self.earcons.wake
+            if self.thermal.level is Level.CRITICAL:
+                self.conv.refusal = self._refusal()
             self.phase = "running"
             self.notifier.ready(self.status_line())
             self.events.emit("ready", **(ready_fields or {}), degraded=[w.role for w in self.sup.down()],
@@ -296,6 +523,8 @@ class Appliance:
                 self.events.emit("error", stage="config", message=note)
             for note in self.model_notes:
                 self.events.emit("error", stage="models", message=note)
+            for note in self.setting_notes:
+                self.events.emit("error", stage="config", message=note)
             tasks.append(asyncio.get_running_loop().create_task(self._restore_standbys(), name="restore-standbys"))
             self.fleet_config.mark_good()
             if self.link is not None:
@@ -315,13 +544,17 @@ class Appliance:
                 _kill_all(self.sup)
             if server is not None:
                 await server.close()
+            if self.panel is not None:
+                self.panel.close()
             self.notifier.close()
 
     async def _start_fleet(self, tasks: list[asyncio.Task[None]]) -> None:
         """Metrics (exporter) and the MQTT link; neither may stop the device from working."""
         from harken.telemetry.metrics import Exporter, Metrics
 
-        self.metrics = Metrics()
+        self.metrics = Metrics(sys_root=self.hw_root / "sys")
+        self.metrics.board(self.board.profile.key, self.board.model)
+        self.metrics.thermal(self.thermal.level.value)
         self.events.subscribe(self.metrics.on_event)
         listen = self.settings.metrics.listen
         if listen:
@@ -383,6 +616,11 @@ async def serve(settings: config.Settings, events: EventLog, source: Source, pla
                 control: Path | None, fast: bool = False, ready_fields: dict[str, Any] | None = None,
                 fleet_config: FleetConfig | None = None) -> None:
     await Appliance(settings, events, source, player, fast, fleet_config).run(control, ready_fields)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _LOGGER.error("%s failed: %s", task.get_name(), task.exception())
 
 
 def _health(part: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def _settings(args: argparse.Namespace) -> config.Settings:
     paths = [Path(p) for p in args.config] if args.config else [p for p in config.DEFAULT_PATHS if p.exists()]
     cli = {"paths": {"data_dir": args.data_dir}} if getattr(args, "data_dir", None) else None
     # `harken models` must work while the configuration names a model that is not installed yet
-    settings, args.fleet_config = FleetConfig.load(paths, cli, repair=args.command == "run", check_store=args.command != "models")
+    settings, args.fleet_config = FleetConfig.load(paths, cli, repair=args.command == "run", check_store=args.command not in ("models", "board"))
     return settings
 
 
@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "worker (state, pid, model, restarts, last reason) and of the microphone.")
     st.add_argument("--control", metavar="PATH", help="control socket of the running harken (default: as `harken run`)")
     st.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    for name, text, desc in (
+        ("listen", "start listening now, without the wake word (or stop an answer)",
+         "Push-to-talk from the command line: the running harken listens for a question as if its wake word had been "
+         "said (its button does the same). While it is thinking or speaking, this stops it instead."),
+        ("mute", "stop listening for the wake word (the button's long press does the same)",
+         "Mute the running harken: it ignores its wake word and push-to-talk until unmuted. The status light shows it."),
+        ("unmute", "listen for the wake word again", "Unmute the running harken."),
+    ):
+        part = sub.add_parser(name, help=text, description=desc)
+        part.add_argument("--control", metavar="PATH", help="control socket of the running harken (default: as `harken run`)")
 
     tr = sub.add_parser("transcribe", help="speech recognition only: print what each WAV file says",
                         description="Split each WAV file into speech segments with the VAD and transcribe them.")
@@ -94,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--group", default="harken", help="group that may read the written configuration (default harken)")
     pv.add_argument("--json", action="store_true", help="print what was done as JSON")
 
+    bd = sub.add_parser("board", help="show the detected board profile and why",
+                        description="Detect the board (Raspberry Pi, Jetson, or a generic x86-64 / arm64 computer), "
+                        "say which file decided it, and show what its profile sets: threads, onnxruntime providers, "
+                        "llama.cpp GPU layers, audio devices, button and light pins, thermal limits. [board] settings win.")
+    _add_common(bd)
+    bd.add_argument("--json", action="store_true", help="print JSON")
+    bd.add_argument("--root", metavar="DIR", default="/", help="read the board's files (/proc, /etc) under DIR instead of / "
+                    "— for checking another board's files")
+
     from harken.fleet.cli import add_parser as add_fleet
 
     add_fleet(sub)
@@ -126,6 +146,36 @@ def build_parser() -> argparse.ArgumentParser:
                     "gemma, gemma-base, or a Jinja2 file starting with {{ bos_token }}")
     mi.add_argument("--licence", metavar="TEXT", help="the model's licence, recorded in its manifest (files and URLs)")
     mi.add_argument("--probe-timeout", type=float, default=180.0, metavar="S", help="seconds the probe may take (default 180)")
+    mo = msub.add_parser("optimize", help="make smaller variants of a language model, measure them, pick one for a budget",
+                         description="Make variants of a language model (re-quantized weights and embedding, blocks dropped "
+                         "where a calibration text says they cost least, feed-forward layers narrowed to their most active "
+                         "channels), measure each and the source (size, memory with and without mmap, speed, time to the "
+                         "first token, perplexity on a held-apart text, a fixed answer set), print the table, draw the "
+                         "size × quality frontier (frontier.png), and pick the best variant within the budget. The work "
+                         "directory keeps everything made and measured: run it again to resume or to pick for another budget.")
+    _add_common(mo)
+    mo.add_argument("source", help="a GGUF file, or a language model harken knows by name (the default, or one in the store)")
+    budget = mo.add_mutually_exclusive_group()
+    budget.add_argument("--budget-mb", type=float, metavar="N", help="pick the best variant whose resident memory (without "
+                        "mmap) is at most N MB")
+    budget.add_argument("--budget-ms", type=float, metavar="N", help="pick the best variant whose first token (with the "
+                        "device's system prompt) comes within N ms on this machine")
+    mo.add_argument("--board", metavar="PROFILE", choices=config.BOARD_PROFILES, help="a board profile (see `harken board`): its memory budget, unless "
+                    "--budget-mb or --budget-ms is given")
+    mo.add_argument("--recipe", action="append", metavar="SPEC", help="a variant to make instead of the default set, e.g. "
+                    "quant=Q4_0,embed=Q4_0,drop=2,ffn=0.84 (repeatable)")
+    mo.add_argument("--install", action="store_true", help="install the picked variant into the model store (with its "
+                    "recipe, scores and the source's sha256 in its manifest)")
+    mo.add_argument("--name", metavar="NAME", help="the source's name for the variants (default: its model name or file name)")
+    mo.add_argument("--chat-template", metavar="NAME|FILE", help="chat template for a source whose GGUF has none "
+                    "(gemma, gemma-base, or a Jinja2 file)")
+    mo.add_argument("--licence", metavar="TEXT", help="the source's licence, recorded with an installed variant (a file source)")
+    mo.add_argument("--work", metavar="DIR", help="work directory (default ~/.cache/harken/optimize/<source sha256 prefix>)")
+    mo.add_argument("--threads", type=int, default=2, metavar="N", help="threads for measuring (default 2; use the board's cores)")
+    mo.add_argument("--windows", type=int, default=4, metavar="N", help="512-token windows of the held-apart text for the "
+                    "perplexity (default 4)")
+    mo.add_argument("--questions", type=int, metavar="N", help="ask only the first N questions of the answer set (default: all)")
+    mo.add_argument("--json", action="store_true", help="print the results as JSON")
     mv = msub.add_parser("verify", help="check every installed model's files against its manifest",
                          description="Check each store entry's files (size and sha256) and report damaged directories; "
                          "removes what interrupted installs left. Exit 1 if anything is corrupt.")
@@ -182,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         "ask": commands.cmd_ask,
         "models": commands.cmd_models,
         "status": commands.cmd_status,
+        "board": commands.cmd_board,
+        "listen": commands.cmd_listen,
+        "mute": commands.cmd_mute,
+        "unmute": commands.cmd_mute,
     }[args.command]
     try:
         settings = _settings(args) if hasattr(args, "config") else config.Settings()

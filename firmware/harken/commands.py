@@ -14,12 +14,13 @@ from typing import Any, Awaitable, Callable
 
 import numpy as np
 
-from harken import config
-from harken.errors import ConfigError, HarkenError
+from harken import config, durable
+from harken.errors import ConfigError, HarkenError, ModelError
 from harken.pipeline.ports import Audio
 from harken.telemetry.events import EventLog
 
 EXIT_OK = 0
+EXIT_FAILURE = 1
 
 
 def _run_async(coro_fn: Callable[[], Awaitable[int]]) -> int:
@@ -164,6 +165,33 @@ async def _ok(coro: Awaitable[None]) -> int:
 
 
 # -- status -------------------------------------------------------------------------------------
+LISTEN_OUTCOMES = {
+    "listening": "listening: ask your question",
+    "stopped": "stopped the answer",
+    "already_listening": "already listening",
+    "muted": "not listening: the device is muted (harken unmute)",
+    "refused": "not listening: the device is too hot and refuses questions until it cools",
+    "starting": "not listening yet: the device is still starting",
+    "deaf": "not listening: the wake word worker, which also finds the end of speech, has been given up (harken status)",
+}
+
+
+def cmd_listen(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.supervisor.control import default_path, query
+
+    outcome = query(Path(args.control) if args.control else default_path(), "listen")["outcome"]
+    print(LISTEN_OUTCOMES.get(outcome, outcome))
+    return EXIT_OK if outcome in ("listening", "stopped", "already_listening") else EXIT_FAILURE
+
+
+def cmd_mute(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.supervisor.control import default_path, query
+
+    answer = query(Path(args.control) if args.control else default_path(), "mute", on=args.command == "mute")
+    print("muted: the wake word is ignored" if answer["muted"] else "unmuted: listening for the wake word")
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
     from harken.supervisor.control import default_path, query
 
@@ -201,6 +229,18 @@ def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
     if t:
         print(f"threads ({t['cores']} cores): wake {t['wake']}, vad {t['vad']}, asr {t['asr']}, llm {t['llm']} "
               f"(prompt {t['llm_batch']}), tts {t['tts']}; spinning {'on' if t['spin'] else 'off'}")
+    board, heat, panel = answer.get("board"), answer.get("thermal"), answer.get("panel")
+    if board:
+        print(f"board: {board['profile']} ({board['model']}); `harken board` says why")
+    if heat:
+        celsius = "no sensor" if heat["celsius"] is None else f"{heat['celsius']:.1f} °C"
+        print(f"thermal: {heat['level']} at {celsius} (hot from {heat['hot']:g} °C, refusing from {heat['critical']:g} °C)")
+    if panel:
+        parts = [f"button {panel['button']}" + (" (STUCK: ignored until released)" if panel["stuck"] else "")] \
+            if panel["button"] else []
+        if panel["light"]:
+            parts.append(f"light {panel['light']} ({panel['light_kind']}) showing {panel['showing']}")
+        print("panel: " + ("; ".join(parts) or "nothing usable") + "".join(f"; {p}" for p in panel["problems"]))
     mqtt = answer.get("mqtt")
     if mqtt is not None:
         print(f"fleet: {answer.get('device')} {'connected' if mqtt['connected'] else 'NOT connected (reconnecting)'}; "
@@ -374,7 +414,7 @@ def cmd_ask(args: argparse.Namespace, settings: config.Settings) -> int:
 # -- models -------------------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace, settings: config.Settings) -> int:
     action = {"list": _models_list, "install": _models_install, "verify": _models_verify, "remove": _models_remove,
-              "gc": _models_gc, "swap": _models_swap, "rollback": _models_swap}[args.models_command]
+              "gc": _models_gc, "swap": _models_swap, "rollback": _models_swap, "optimize": _models_optimize}[args.models_command]
     return action(args, settings)
 
 
@@ -482,6 +522,92 @@ def _models_install(args: argparse.Namespace, settings: config.Settings) -> int:
     return EXIT_OK
 
 
+def _optimize_source(args: argparse.Namespace, settings: config.Settings) -> tuple[Path, str, Any, str | None]:
+    """The source GGUF, its name, its chat template (None: the GGUF's own) and licence, from a path or a model name."""
+    import re
+
+    from harken.models.resolve import resolve
+    from harken.models.templates import chat_template
+
+    path = Path(args.source).expanduser()
+    template = chat_template(args.chat_template) if args.chat_template else None
+    if path.suffix == ".gguf" or path.exists():
+        if not path.is_file():
+            raise ModelError(f"{path}: no such file (give a GGUF file, or the name of a language model harken knows)")
+        name = args.name or re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-.").lower() or "model"
+        return path, name, template, args.licence
+    model = resolve("llm", args.source, settings.paths.data)
+    return model.files["model"], args.name or model.name, template or model.chat, args.licence or _licence_of(model, settings)
+
+
+def _licence_of(model: Any, settings: config.Settings) -> str | None:
+    from harken.models import catalog, store
+
+    if model.origin == "catalog":
+        item = catalog.known("llm", model.name)
+        return item.licence if item else None
+    entry = store.read_entry(model.files["model"].parent)
+    return entry.manifest.licence
+
+
+def _models_optimize(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.hw.board import PROFILES
+    from harken.models import optimize as opt
+    from harken.models.install import NAME, Request, install
+
+    bad = [f"models optimize: --{flag} must be at least 1, not {value}" for flag, value in
+           (("threads", args.threads), ("windows", args.windows), ("questions", args.questions))
+           if value is not None and value < 1]
+    bad += [f"models optimize: --{flag} must be above 0" for flag, value in
+            (("budget-mb", args.budget_mb), ("budget-ms", args.budget_ms)) if value is not None and value <= 0]
+    if bad:
+        raise ConfigError(bad)
+    source, name, template, licence = _optimize_source(args, settings)
+    if not NAME.fullmatch(name):
+        raise ConfigError([f"models optimize: the name {name!r} cannot name store entries; give --name"])
+    budget_mb, budget_ms = args.budget_mb, args.budget_ms
+    if args.board and budget_mb is None and budget_ms is None:
+        budget_mb = PROFILES[args.board].llm_mb
+    recipes = [opt.Recipe.parse(r) for r in args.recipe] if args.recipe else list(opt.DEFAULT_RECIPES)
+    options = opt.Options(threads=args.threads, windows=args.windows, questions=args.questions, template=template)
+    run = opt.Run(source, name, Path(args.work) if args.work else None, options)
+    run.open()
+    run.run(recipes)
+    variants = list(run.variants.values())
+    best = opt.frontier(variants)
+    chosen, why = opt.pick(variants, budget_mb, budget_ms)
+    on_frontier = {v.name for v in best}
+    report = opt.table(variants, on_frontier, chosen.name if chosen else None)
+    durable.write_atomic(run.work / "frontier.md", report + "\n")
+    opt.plot(variants, best, chosen, run.work / "frontier.png", f"{name}: size × quality")
+    installed = None
+    if args.install and chosen is not None and chosen.recipe != opt.SOURCE:
+        extra = opt.manifest_extra(run, chosen)
+        if template is not None:
+            extra["chat_template"] = template.to_dict()
+        entry, _ = install(settings.paths.data, Request("llm", opt.variant_name(name, chosen.recipe), file=chosen.path,
+                                                        licence=licence), out=sys.stderr, extra=extra)
+        installed = entry.id
+    if args.json:
+        print(json.dumps({"source": {"path": str(source), "name": name, "sha256": run.sha256}, "work": str(run.work),
+                          "variants": [{"name": v.name, "recipe": v.recipe.to_dict(), "made": v.made, "path": str(v.path), "size": v.size,
+                                        "frontier": v.name in on_frontier, "scores": v.scores.to_dict()} for v in variants],
+                          "budget": {"mb": budget_mb, "ms": budget_ms}, "chosen": chosen.name if chosen else None,
+                          "why": why, "installed": installed}, indent=2))
+    else:
+        print(report)
+        print(f"\n* on the size × quality frontier; plot: {run.work / 'frontier.png'}")
+        print(f"chosen: {why}" if chosen else f"harken models optimize: {why}")
+        if chosen is not None and chosen.recipe != opt.SOURCE:
+            print(f"recipe: {chosen.recipe.to_dict()}")
+        if args.install and chosen is not None and chosen.recipe == opt.SOURCE:
+            print("the source itself is the pick: nothing to install")
+        if installed:
+            print(f"installed: llm {installed}; run it on this device with `harken models swap llm {installed}`, or let "
+                  "the board's memory budget choose it ([board] llm_memory_mb)")
+    return EXIT_OK if chosen is not None else EXIT_FAILURE
+
+
 def _models_verify(args: argparse.Namespace, settings: config.Settings) -> int:
     from harken.models import manage, store
 
@@ -526,3 +652,13 @@ def _models_gc(args: argparse.Namespace, settings: config.Settings) -> int:
 
 def _is_default(settings: config.Settings, role: str, name: str) -> bool:
     return {**_configured(settings), "vad": "silero-vad"}.get(role) == name
+
+
+# -- board --------------------------------------------------------------------------------------
+def cmd_board(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.hw import board
+
+    root = Path(args.root)
+    found = board.for_settings(settings, root)
+    print(board.report(found, board.apply(settings, found, root), args.json))
+    return EXIT_OK

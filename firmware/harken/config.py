@@ -328,6 +328,104 @@ class FleetSettings:
         "over the new link) before the previous configuration returns by itself.", _range(5.0, 3600.0))
 
 
+BOARD_PROFILES = ("rpi3", "rpi4", "rpi5", "rpi-zero2", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin",
+                  "x86-64", "arm64")
+"""Board profiles (``hw/board.py``); [board] profile names one to skip detection."""
+
+
+def _profile(value: Any) -> str | None:
+    if value and value not in BOARD_PROFILES:
+        return f"must be empty (detect the board) or one of {', '.join(BOARD_PROFILES)} (see `harken board`)"
+    return None
+
+
+_PIN = re.compile(r"(GPIO|BCM|BOARD|WPI|J8:|P1:)?[0-9]{1,3}", re.IGNORECASE)
+
+
+def _pins(count: tuple[int, ...]) -> Check:
+    """A gpiozero pin name (``GPIO17``, ``BOARD11``, ``17``), ``count`` of them separated by commas; "" or "none"."""
+
+    def check(value: Any) -> str | None:
+        if value in ("", "none"):
+            return None
+        pins = [p.strip() for p in value.split(",")]
+        if len(pins) not in count or not all(_PIN.fullmatch(p) for p in pins):
+            shape = " or ".join(str(n) for n in count)
+            return (f"must be {shape} gpiozero pin name(s) separated by commas (e.g. 'GPIO17', 'BOARD11'), "
+                    "'none' for no such part, or empty for the board profile's")
+        return None
+
+    return check
+
+
+def _one_of(*options: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in options else f"must be one of {', '.join(repr(o) for o in options)}"
+
+    return check
+
+
+def _providers(value: Any) -> str | None:
+    bad = [p for p in value if not re.fullmatch(r"[A-Za-z]+ExecutionProvider", p)]
+    return (f"{', '.join(map(repr, bad))}: name onnxruntime execution providers as onnxruntime does, e.g. "
+            "'CUDAExecutionProvider', 'CPUExecutionProvider'") if bad else None
+
+
+@dataclass(frozen=True)
+class BoardSettings:
+    profile: str = setting("", "Board profile; empty: detected (see `harken board`).", _profile)
+    providers: tuple[str, ...] = setting(
+        (), "onnxruntime execution providers to try, best first (e.g. ['CUDAExecutionProvider', 'CPUExecutionProvider']); "
+        "those the installed onnxruntime does not offer are skipped. Empty: the board profile's.", _providers)
+    gpu_layers: int = setting(-1, "Language model layers llama.cpp puts on the GPU (when it was built with GPU support); "
+                              "-1: the board profile's.", _range(-1, 1000))
+    button: str = setting("", "GPIO pin of the push button (to ground, with the pull-up on), e.g. 'GPIO17'; 'none': no "
+                          "button; empty: the board profile's.", _pins((1,)))
+    led: str = setting("", "GPIO pin of the status light, or three pins 'R,G,B' of an RGB light; 'none': no light; empty: "
+                       "the board profile's.", _pins((1, 3)))
+    led_kind: str = setting("", "'led' (on/off), 'pwm' (dimmable) or 'rgb' (three pins); empty: the board profile's "
+                            "('rgb' for three pins).", _one_of("", "led", "pwm", "rgb"))
+    led_active_high: bool = setting(True, "The light is on when its pin is high (false: when it is low).")
+    gpio: bool = setting(True, "Use the button and the light at all (false: leave the GPIO pins alone).")
+    llm_memory_mb: int = setting(0, "Resident memory (MB) the language model may take; with llm_variants it picks among "
+                                 "the installed optimized variants of [llm] model (`harken models optimize --install`). "
+                                 "0: the board profile's.", _range(0, 1_000_000))
+    llm_variants: bool = setting(True, "Let llm_memory_mb pick the language model among the installed optimized variants "
+                                 "of [llm] model: the model itself where it fits, else the best variant that does "
+                                 "(false: always run [llm] model as it is). A model chosen by a swap wins.")
+
+
+def _sound(value: Any) -> str | None:
+    if value in ("tone", "off"):
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        return f"must be 'tone' (built in), 'off', or an existing WAV file ({path} is not a file)"
+    return None
+
+
+@dataclass(frozen=True)
+class SoundSettings:
+    wake: str = setting("tone", "Earcon played when the device starts listening: 'tone' (built in), 'off', or a WAV file "
+                        "(at most 2 s; mono or stereo, 16-bit).", _sound)
+    error: str = setting("tone", "Earcon played on an error or a refused button press: 'tone', 'off', or a WAV file.", _sound)
+    volume: float = setting(0.3, "Loudness of the built-in tones (0..1 of full scale).", _range(0.01, 1.0))
+
+
+@dataclass(frozen=True)
+class ThermalSettings:
+    hot: float = setting(0.0, "CPU temperature (°C) above which answers are shorter and the device reports 'hot'; "
+                         "0: the board profile's.", _range(0.0, 150.0))
+    critical: float = setting(0.0, "CPU temperature (°C) above which new questions are refused, with a spoken sentence, "
+                              "until it cools; 0: the board profile's.", _range(0.0, 150.0))
+    hysteresis: float = setting(5.0, "Degrees below a limit the CPU must fall to before that limit counts as passed.",
+                                _range(0.0, 30.0))
+    cool_for: float = setting(30.0, "Seconds the CPU must stay below a limit (less the hysteresis) before the device "
+                              "leaves that level.", _range(0.0, 3600.0))
+    hot_max_tokens: int = setting(32, "Longest reply, in tokens, while hot.", _range(8, 1024))
+    interval: float = setting(5.0, "Seconds between temperature readings.", _range(0.5, 600.0))
+
+
 @dataclass(frozen=True)
 class PrivacySettings:
     share_transcripts: bool = setting(
@@ -358,6 +456,9 @@ class Settings:
     fleet: FleetSettings = field(default_factory=FleetSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    board: BoardSettings = field(default_factory=BoardSettings)
+    sounds: SoundSettings = field(default_factory=SoundSettings)
+    thermal: ThermalSettings = field(default_factory=ThermalSettings)
 
 
 SECTIONS: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in dataclasses.fields(Settings)}
@@ -497,6 +598,10 @@ def load(paths: list[Path] | tuple[Path, ...] | None = None, overrides: dict[str
         problems += _collect(origin, data, values, origins)
     if check_store:
         problems += [why for _, why in _uninstalled_models(values, origins)]
+    hot, critical = values["thermal"].get("hot", 0.0), values["thermal"].get("critical", 0.0)
+    if hot and critical and hot >= critical:
+        problems.append(f"{origins['thermal', 'hot']}: [thermal] hot = {hot:g} is not below [thermal] critical = {critical:g} "
+                        f"(from {origins['thermal', 'critical']}): set hot below critical")
     if problems:
         raise ConfigError(problems)
     return Settings(**{name: SECTIONS[name](**vals) for name, vals in values.items()})

@@ -56,7 +56,7 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
             raw = wf.readframes(frames)
     except FileNotFoundError:
         raise AudioError(f"{path}: no such file") from None
-    except (wave.Error, EOFError) as exc:
+    except (wave.Error, EOFError, RuntimeError) as exc:  # the wave module raises RuntimeError on a truncated chunk
         other = _read_float_or_extensible(path)
         if other is not None:
             return other

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from harken.config import Settings
+from harken.engines import accel
 from harken.hw import budget
 from harken.models.resolve import Resolved, resolve
 
@@ -14,12 +15,13 @@ RATE = 16000
 
 
 class Recognizer:
-    def __init__(self, encoder: Path, decoder: Path, tokens: Path, threads: int) -> None:
+    def __init__(self, encoder: Path, decoder: Path, tokens: Path, threads: int, provider: str = "cpu") -> None:
         import sherpa_onnx
 
         self._rec = sherpa_onnx.OfflineRecognizer.from_moonshine_v2(
-            encoder=str(encoder), decoder=str(decoder), tokens=str(tokens), num_threads=threads
+            encoder=str(encoder), decoder=str(decoder), tokens=str(tokens), num_threads=threads, provider=provider
         )
+        self.accel = provider
 
     def transcribe(self, pcm: np.ndarray) -> str:
         """Decode one speech segment (int16, 16 kHz) to text."""
@@ -37,4 +39,7 @@ def load(settings: Settings, data_dir: Path) -> Recognizer:
 
 def from_files(settings: Settings, model: Resolved) -> Recognizer:
     f = model.files
-    return Recognizer(f["encoder"], f["decoder"], f["tokens"], budget.plan(settings).asr)
+    provider, why = accel.sherpa_provider(settings)
+    rec = Recognizer(f["encoder"], f["decoder"], f["tokens"], budget.plan(settings).asr, provider)
+    rec.accel = why
+    return rec

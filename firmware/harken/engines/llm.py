@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from harken.config import Settings
+from harken.engines import accel
 from harken.hw import budget
 from harken.models.resolve import Resolved, resolve
 from harken.models.templates import ChatTemplate
@@ -18,16 +19,21 @@ SEED = 1234
 
 class LanguageModel:
     def __init__(self, model: Path, context: int, threads: int, batch_threads: int,
-                 template: ChatTemplate | None = None) -> None:
+                 template: ChatTemplate | None = None, gpu_layers: int = 0) -> None:
         """``template``: the chat template for a model whose GGUF has none (see ``models/templates.py``)."""
         from llama_cpp import Llama
 
         # n_batch 128 (not 512): a question is a few dozen tokens, and the compute buffers shrink by 5 MB
         self._llm = Llama(model_path=str(model), n_ctx=context, n_batch=128, n_threads=threads,
-                          n_threads_batch=batch_threads, verbose=False)
+                          n_threads_batch=batch_threads, n_gpu_layers=gpu_layers, verbose=False)
         if template is not None:
             self._llm.chat_handler = _chat_handler(self._llm, template)
         self.threads = (threads, batch_threads)
+
+    @property
+    def llama(self) -> Any:
+        """The llama-cpp-python model itself (``harken models optimize`` measures the device's very object)."""
+        return self._llm
 
     def set_threads(self, threads: int, batch_threads: int) -> None:
         """Change the thread counts from the next evaluated token on (between tokens of a stream too)."""
@@ -99,4 +105,7 @@ def load(settings: Settings, data_dir: Path) -> LanguageModel:
 
 def from_files(settings: Settings, model: Resolved) -> LanguageModel:
     plan = budget.plan(settings)
-    return LanguageModel(model.files["model"], settings.llm.context, plan.llm, plan.llm_batch, model.chat)
+    layers, why = accel.llm_gpu_layers(settings)
+    llm = LanguageModel(model.files["model"], settings.llm.context, plan.llm, plan.llm_batch, model.chat, layers)
+    llm.accel = why
+    return llm

@@ -48,9 +48,11 @@ def session_options(threads: int, spin: bool = False, arena: bool = True) -> onn
     return opts
 
 
-def session(model: Path, threads: int, spin: bool = False, arena: bool = True) -> onnxruntime.InferenceSession:
-    """An ``onnxruntime.InferenceSession`` of ``model`` on the CPU with :func:`session_options`."""
+def session(model: Path, threads: int, spin: bool = False, arena: bool = True,
+            providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> onnxruntime.InferenceSession:
+    """An ``onnxruntime.InferenceSession`` of ``model`` with :func:`session_options`, on ``providers``
+    (best first; the CPU by default: see :func:`harken.engines.accel.onnx_providers`)."""
     import onnxruntime
 
     return onnxruntime.InferenceSession(str(model), sess_options=session_options(threads, spin, arena),
-                                        providers=["CPUExecutionProvider"])
+                                        providers=list(providers))

@@ -9,13 +9,14 @@ from typing import Iterator
 import numpy as np
 
 from harken.config import Settings
+from harken.engines import accel
 from harken.hw import budget
 from harken.models.resolve import Resolved, resolve
 
 
 class Synthesizer:
     def __init__(self, model: Path, config: Path, length_scale: float, threads: int, spin: bool = False,
-                 deterministic: bool = False) -> None:
+                 deterministic: bool = False, providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> None:
         """``deterministic`` turns off the voice's sampling noise: the same text then
         always gives the same samples (test recordings); otherwise each reading varies.
 
@@ -27,7 +28,7 @@ class Synthesizer:
 
         from harken.engines import ort
 
-        self._voice = PiperVoice(session=ort.session(model, threads, spin),
+        self._voice = PiperVoice(session=ort.session(model, threads, spin, providers=providers),
                                  config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))))
         noise = {"noise_scale": 0.0, "noise_w_scale": 0.0} if deterministic else {}
         # The voice's own pace (its .onnx.json) times the setting: a voice installed to speak slower keeps doing so.
@@ -96,4 +97,8 @@ def load(settings: Settings, data_dir: Path, deterministic: bool = False) -> Syn
 
 def from_files(settings: Settings, voice: Resolved, deterministic: bool = False) -> Synthesizer:
     plan = budget.plan(settings)
-    return Synthesizer(voice.files["model"], voice.files["config"], settings.tts.length_scale, plan.tts, plan.spin, deterministic)
+    providers, why = accel.onnx_providers(settings)
+    synth = Synthesizer(voice.files["model"], voice.files["config"], settings.tts.length_scale, plan.tts, plan.spin,
+                        deterministic, providers)
+    synth.accel = why
+    return synth

@@ -4,7 +4,7 @@ discovery, commands), acting on the running appliance (``harken.appliance``).
 Commands (``args`` in brackets): ``ping``; ``get_state``; ``get_metrics``;
 ``get_logs`` [lines]; ``set_config`` [section, key, value, confirm];
 ``confirm_config``; ``restart_worker`` [role]; ``say`` [text]; ``ask`` [text];
-``mute``; ``unmute``; ``install_model`` [role, name, url + sha256 or package,
+``mute``; ``unmute``; ``listen`` (push-to-talk, or stop an answer); ``install_model`` [role, name, url + sha256 or package,
 chat_template, quantize, licence]; ``swap_model`` [role, model]; ``rollback_model`` [role].
 Bad arguments are refused (``bad_args``) before anything changes. Home Assistant's unsigned button and text box come through
 :meth:`DeviceAgent.home_assistant`, rate-limited and bounded.
@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import platform
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from harken import __version__, config
@@ -55,13 +53,6 @@ class LogRing(logging.Handler):
             self.handleError(record)
 
 
-def board() -> str:
-    try:
-        return Path("/proc/device-tree/model").read_text().strip("\0\n ")
-    except OSError:  # not a device-tree board (a PC, a VM)
-        return f"{platform.system()} {platform.machine()}"
-
-
 class DeviceAgent:
     """Reads and acts on the running appliance; every method runs on the loop."""
 
@@ -73,13 +64,12 @@ class DeviceAgent:
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": self.ping, "get_state": self.get_state, "get_metrics": self.get_metrics, "get_logs": self.get_logs,
             "set_config": self.set_config, "confirm_config": self.confirm_config, "restart_worker": self.restart_worker,
-            "say": self.say, "ask": self.ask, "mute": self.mute, "unmute": self.unmute,
+            "say": self.say, "ask": self.ask, "mute": self.mute, "unmute": self.unmute, "listen": self.listen,
             "install_model": self.install_model, "swap_model": self.swap_model, "rollback_model": self.rollback_model,
         }
         self._installing: str | None = None
         """The model being installed (one at a time), or None."""
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._restarting = asyncio.Lock()
         self._trial: asyncio.Task[None] | None = None
         self._trial_from = ""
         """The device id before the trial began."""
@@ -100,12 +90,13 @@ class DeviceAgent:
         fleet = svc.fleet_config
         state = {
             "version": __version__, "device": svc.device_id, "name": display_name(svc.settings.device.name, svc.device_id),
-            "board": board(), "groups": list(svc.settings.device.groups),
+            "board": svc.board_state(), "groups": list(svc.settings.device.groups),
             "models": {w["role"]: w["model"] for w in svc.sup.describe()}, "health": svc.sup.summary(),
             "slots": svc.sup.describe_slots(),
             "workers": svc.sup.describe(), "audio": svc.audio_health(), "playback": svc.playback_health(), "muted": svc.muted,
+            "thermal": svc.thermal.describe(), "panel": svc.panel_state(), "llm_choice": svc.llm_choice_state(),
             "uptime_s": round(time.monotonic() - self.started, 1), "ts": round(time.time(), 3),
-            "last_latency": svc.last_latency, "config_problems": [*svc.provision_notes, *fleet.notes],
+            "last_latency": svc.last_latency, "config_problems": [*svc.provision_notes, *fleet.notes, *svc.setting_notes],
             "storage": {"root_read_only": root_read_only(), "data_free_mb": free_mb(svc.data_dir)},
             "config_trial": (fleet.on_trial or {}).get("change"),
         }
@@ -123,7 +114,8 @@ class DeviceAgent:
         svc = self.appliance
         if not svc.settings.mqtt.discovery:
             return None
-        return payload(svc.device_id, __version__, board(), svc.settings.mqtt.ha_commands, svc.settings.privacy.share_transcripts,
+        model = f"{svc.board.model} ({svc.board.profile.key})"
+        return payload(svc.device_id, __version__, model, svc.settings.mqtt.ha_commands, svc.settings.privacy.share_transcripts,
                        name=svc.settings.device.name)
 
     async def handle(self, command: Command) -> Any:
@@ -230,13 +222,7 @@ class DeviceAgent:
         workers = self.appliance.sup.workers
         if role != "all" and role not in workers:
             raise CommandFailed(f"role must be one of {', '.join(workers)}, or all", "bad_args")
-        async with self._restarting:  # one restart at a time: two at once would fight over each worker's state
-            done = {}
-            for worker in workers.values() if role == "all" else [workers[role]]:
-                old = worker.pid
-                await worker.restart()
-                done[worker.role] = {"old_pid": old, "pid": worker.pid, "state": worker.state}
-        return {"restarted": done}
+        return await self.appliance.restart_workers(str(role))
 
     def _text(self, args: dict[str, Any]) -> str:
         text = args.get("text")
@@ -328,6 +314,9 @@ class DeviceAgent:
         except HarkenError as exc:
             raise CommandFailed(f"not rolled back: {exc}") from exc
 
+    def listen(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"outcome": self.appliance.listen("fleet")}
+
     def mute(self, args: dict[str, Any]) -> dict[str, Any]:
         self.appliance.set_muted(True)
         return {"muted": True}
@@ -347,7 +336,7 @@ class DeviceAgent:
         mqtt = self.appliance.settings.mqtt
         if name == "restart":
             now = time.monotonic()
-            if self._restarting.locked():
+            if self.appliance.restarting:
                 return "busy"
             if now - self._ha_last_restart < mqtt.ha_restart_interval:
                 return "too_soon"

@@ -32,11 +32,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 from harken import durable
 from harken.errors import ConfigError, ModelError
 from harken.models import sources, store
+from harken.models.shrink import requantize
 from harken.models.sources import Request
 from harken.models.catalog import sha256_file
 from harken.models.formats import ENGINES, KINDS, check, moonshine_tokens, role_check
@@ -47,8 +48,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 PROBE_TIMEOUT = 180.0
 """Seconds the probe process may take to load the model and prove it works."""
-QUANT_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q8_0": 7}
-"""Types ``--quantize`` accepts, with llama.cpp's ``llama_ftype`` numbers."""
+QUANT_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
+"""Types ``--quantize`` accepts (``harken models optimize`` offers more, with the measurements to choose by)."""
 
 
 def validate(req: Request) -> None:
@@ -82,9 +83,10 @@ def free_bytes(path: Path) -> int:
 
 
 def install(data_dir: Path, req: Request, out: TextIO | None = sys.stderr, probe_timeout: float = PROBE_TIMEOUT,
-            free: Callable[[Path], int] = free_bytes) -> tuple[store.Entry, bool]:
+            free: Callable[[Path], int] = free_bytes, extra: dict[str, Any] | None = None) -> tuple[store.Entry, bool]:
     """Install ``req`` into the store under ``data_dir``; return the entry and whether it is new
-    (False: the very same model was installed already). ModelError says what went wrong and what to do."""
+    (False: the very same model was installed already). ``extra``: more for the manifest (an optimized
+    variant's recipe and scores). ModelError says what went wrong and what to do."""
     validate(req)
     template = chat_template(req.chat_template) if req.chat_template else None
     started = time.monotonic()
@@ -105,7 +107,7 @@ def install(data_dir: Path, req: Request, out: TextIO | None = sys.stderr, probe
         _say(out, f"installing {req.role} model {req.name} from {gathered.source}")
         _say(out, "checking sha256 and file formats")
         files = _check(req, gathered, work, need, out)
-        extra: dict = {}
+        extra = dict(extra or {})
         if req.quantize:
             extra["quantized"] = {"type": req.quantize, "from_sha256": gathered.expected.get("model") or files["model"][1]}
         template = template or gathered.chat_template
@@ -167,7 +169,10 @@ def _check(req: Request, gathered: "sources.Gathered", work: Path, need: Callabl
         need(source.stat().st_size)
         _say(out, f"re-quantizing {source.name} to {req.quantize}")
         target = work / f"{req.name}.{req.quantize}.gguf"
-        quantize(source, target, req.quantize, work / "quantize.log")
+        try:
+            requantize(source, target, req.quantize, None, work / "quantize.log")
+        except ModelError as exc:
+            raise ModelError(f"{exc}; nothing was installed") from None
         source.unlink()
         (work / "quantize.log").unlink(missing_ok=True)
         check(req.role, "model", target)
@@ -180,36 +185,6 @@ def _check(req: Request, gathered: "sources.Gathered", work: Path, need: Callabl
     return {kind: files[kind] for kind in KINDS[req.role] if kind in files}
 
 
-def quantize(source: Path, target: Path, kind: str, log: Path) -> None:
-    """Re-quantize a GGUF with llama.cpp (``llama_model_quantize``) into ``target``.
-
-    llama.cpp writes its progress to fd 2; it goes to ``log`` instead, whose last
-    line becomes the error if the quantization fails. A failed run leaves a
-    partial ``target``: it is inside the install's temporary directory.
-    """
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = QUANT_TYPES[kind]
-    params.allow_requantize = True
-    params.nthread = min(os.cpu_count() or 1, 4)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with log.open("wb") as fh:
-            os.dup2(fh.fileno(), 2)
-            try:
-                code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params)
-            finally:
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
-    if code != 0:
-        tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-1:]
-        raise ModelError(f"re-quantizing {source.name} to {kind} failed (llama.cpp returned {code}"
-                         f"{': ' + tail[0].strip() if tail else ''}); nothing was installed")
-
-
 def probe(role: str, directory: Path, timeout: float) -> None:
     """Run ``python -m harken.models.probe ROLE DIR`` and raise ModelError with its reason if it fails.
 
@@ -218,7 +193,7 @@ def probe(role: str, directory: Path, timeout: float) -> None:
     """
     proc = subprocess.Popen([sys.executable, "-m", "harken.models.probe", role, str(directory)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=die_with_parent)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -234,7 +209,8 @@ def probe(role: str, directory: Path, timeout: float) -> None:
         raise ModelError(f"the {role} model failed its probe: {reason}; nothing was installed")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """For a child's ``preexec_fn``: the kernel kills it when this process dies (the probe, the evaluation)."""
     import ctypes
 
     PR_SET_PDEATHSIG = 1

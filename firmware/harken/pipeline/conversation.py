@@ -85,9 +85,11 @@ def phrase_end(ring: RingBuffer, at: int) -> int:
 @dataclass
 class Listening:
     wake_at: int
-    """Input sample at which the wake word fired."""
+    """Input sample at which the wake word fired (or the button was pressed)."""
     cut: int
     """The request's audio starts here (after the wake phrase)."""
+    phrase: bool = True
+    """A wake phrase comes before the request (False: push-to-talk, nothing to strip)."""
     last_partial: int = 0
     partial_task: asyncio.Task[None] | None = None
     first_start: int | None = None
@@ -143,7 +145,11 @@ class Conversation:
                                    origin=lambda: self.origin)
         self._notices: list[Audio] = []
         self.muted = False
-        """Muted (a fleet command): the wake word is ignored until unmuted."""
+        """Muted (a fleet command, the button): the wake word is ignored until unmuted."""
+        self.wake_tone: Audio | None = None
+        """Played the moment listening starts (an earcon; None: silent)."""
+        self.refusal: Audio | None = None
+        """While set, a new question is not listened to: this is said instead (the board is too hot)."""
 
     # -- state -------------------------------------------------------------------------------
     def apply_settings(self, settings: Settings) -> None:
@@ -276,13 +282,45 @@ class Conversation:
         self.events.emit("wake", t=round(at / RATE, 3), score=round(score, 3), model=self.settings.wake.model)
         if self.state in (State.THINKING, State.SPEAKING):
             self._barge_in(at)
-        self._stop_listening()
-        self._listen = Listening(wake_at=at, cut=phrase_end(self.ring, at), last_partial=at)
-        self._vad_from = max(0, at - VAD_LEAD)
-        self.set_state(State.LISTENING)
+        self._begin(Listening(wake_at=at, cut=phrase_end(self.ring, at), last_partial=at), max(0, at - VAD_LEAD))
 
-    def _barge_in(self, at: int) -> None:
-        self.events.emit("barge_in", t=round(at / RATE, 3), state=self.state.value)
+    def listen_now(self) -> str:
+        """Push-to-talk: listen from now, with no wake word; while answering, stop instead.
+
+        Returns what happened: ``listening``, ``stopped`` (an answer was cut off),
+        ``already_listening``, ``muted`` or ``refused`` (too hot: the refusal is said)."""
+        at = self.now
+        if self.state in (State.THINKING, State.SPEAKING):
+            self._barge_in(at, by="button")
+            self.set_state(State.IDLE)
+            return "stopped"
+        if self.state is State.LISTENING:
+            return "already_listening"
+        if self.muted:
+            return "muted"
+        # Someone who presses and talks at once may start a moment before the press reaches us.
+        start = max(0, at - PAD)
+        return "refused" if not self._begin(Listening(wake_at=at, cut=start, last_partial=at, phrase=False), start) else "listening"
+
+    def _begin(self, listen: Listening, vad_from: int) -> bool:
+        """Start listening (the wake tone, the VADs), unless questions are refused now."""
+        self._stop_listening()
+        if self.refusal is not None:
+            self.events.emit("refused", t=round(listen.wake_at / RATE, 3), reason="too hot")
+            if self.state is not State.IDLE:
+                self.set_state(State.IDLE)
+            if not self.player.busy:
+                self.announce(self.refusal)
+            return False
+        if self.wake_tone is not None:
+            self.player.play(self.wake_tone.pcm, self.wake_tone.rate)
+        self._listen = listen
+        self._vad_from = vad_from
+        self.set_state(State.LISTENING)
+        return True
+
+    def _barge_in(self, at: int, by: str = "wake") -> None:
+        self.events.emit("barge_in", t=round(at / RATE, 3), state=self.state.value, by=by)
         self.player.cancel()
         if self._responding is not None:
             self._responding.cancel()
@@ -293,15 +331,16 @@ class Conversation:
         listen = self._listen
         if listen is None:
             return
+        slack = WAKE_SEGMENT_SLACK if listen.phrase else 0
         for start, stop in heard.segments:
-            if stop <= listen.wake_at + WAKE_SEGMENT_SLACK:
+            if listen.phrase and stop <= listen.wake_at + slack:
                 # The wake phrase's own segment, closed by a pause: the request starts after it.
                 listen.cut = max(listen.cut, stop)
                 continue
             self._endpoint(listen, start, stop, end)
             return
         for start, stop in heard.early:
-            if stop > max(listen.cut, listen.wake_at + WAKE_SEGMENT_SLACK):
+            if stop > max(listen.cut, listen.wake_at + slack):
                 listen.first_start = start if listen.first_start is None else listen.first_start
                 listen.early_stop = stop
                 listen.pending = stop if self.settings.listen.speculate else None
@@ -348,7 +387,7 @@ class Conversation:
         """
         start = max(listen.cut, speech_start - PAD)
         whole = None
-        if speech_start < listen.wake_at:
+        if listen.phrase and speech_start < listen.wake_at:
             whole = self.ring.read(max(speech_start - PAD, listen.wake_at - MAX_PHRASE), stop + TAIL)
         return Request(start, self.ring.read(start, stop + TAIL), whole)
 

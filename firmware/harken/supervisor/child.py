@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 3
     try:
-        channel.send(m.Ready(model, time.monotonic() - started, os.getpid(), nice))
+        channel.send(m.Ready(model, time.monotonic() - started, os.getpid(), nice, str(getattr(worker.engine, "accel", ""))))
     except (BrokenPipeError, ConnectionResetError):
         return 0  # the supervisor stopped (or gave up on us) while we were loading: nobody to serve
     worker.serve()

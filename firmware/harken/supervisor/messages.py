@@ -55,6 +55,8 @@ class Ready(Wire):
     load_s: float
     pid: int
     nice: int
+    accel: str = ""
+    """What the engine runs on, and why (engines/accel.py); empty for engines that are always on the CPU."""
 
 
 @dataclass(frozen=True)

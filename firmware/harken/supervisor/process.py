@@ -135,6 +135,8 @@ class WorkerProcess:
         """Spawn → model loaded, of the current process."""
         self.nice: int | None = None
         """The nice value the current process runs at (it lowers its own priority by its [priority] setting)."""
+        self.accel = ""
+        """What the engine runs on, as the worker reported it when ready (engines/accel.py)."""
         self.probe_seconds: float | None = None
         self.listeners: list[Callable[[WorkerProcess], None]] = []
         """Called after every state change (the supervisor's status line, degraded-service notices)."""
@@ -200,6 +202,7 @@ class WorkerProcess:
         h = self.health
         return {
             "role": self.role, "state": self.state, "pid": self.pid, "model": self.model, "nice": self.nice,
+            "accel": self.accel or None,
             "restarts": h.restarts, "reason": h.reason, "since_s": round(self.clock() - h.since, 1),
             "failures_in_window": len(h.failures), "load_s": None if self.load_seconds is None else round(self.load_seconds, 3),
             "retry_in_s": round(h.backoff_left(), 1) if h.state is S.BACKOFF else None,
@@ -284,6 +287,7 @@ class WorkerProcess:
             raise LoadFailed(self.role, f"sent {first.kind!r} instead of ready while loading", permanent=False)
         self.model = first.model
         self.nice = first.nice
+        self.accel = first.accel
         self.load_seconds = time.monotonic() - started
         self._last_frame = self.clock()
         self._waiting_since = None

@@ -20,7 +20,7 @@ class Role:
     engine: str
     """Module under ``harken.engines`` whose ``load(settings, data_dir)`` builds the engine."""
     sections: tuple[str, ...]
-    """Settings sections the worker needs; ``threads`` and ``priority`` are sent to every role."""
+    """Settings sections the worker needs; ``threads``, ``priority`` and ``board`` (its accelerators) are sent to every role."""
     notice: str | None
     """Said once when the role is given up (FATAL); None: nothing can be said (TTS)."""
 
@@ -41,7 +41,7 @@ class Role:
         from harken import config
 
         whole = config.to_dict(settings)
-        return {name: whole[name] for name in (*self.sections, "threads", "priority")}
+        return {name: whole[name] for name in (*self.sections, "threads", "priority", "board")}
 
 
 ROLES: dict[str, Role] = {

@@ -34,6 +34,10 @@ def payload(device_id: str, version: str, board: str, ha_commands: bool, share_t
         f"{uid}_latency": {"p": "sensor", "name": "Answer latency", "unique_id": f"{uid}_latency", "state_topic": state,
                            "value_template": "{{ value_json.last_latency.speech_end_to_first_audio | default(none) }}",
                            "unit_of_measurement": "s", "device_class": "duration", "icon": "mdi:timer-outline"},
+        f"{uid}_llm": {"p": "sensor", "name": "Language model", "unique_id": f"{uid}_llm", "state_topic": state,
+                       "value_template": "{{ value_json.models.llm }}", "json_attributes_topic": state,
+                       "json_attributes_template": "{{ (value_json.llm_choice or {}) | tojson }}", "icon": "mdi:brain",
+                       "entity_category": "diagnostic"},
     }
     if share_transcripts:  # what was said in the room is shown only if the operator opted in
         components[f"{uid}_heard"] = {"p": "sensor", "name": "Last heard", "unique_id": f"{uid}_heard", "state_topic": state,

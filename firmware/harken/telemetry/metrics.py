@@ -130,6 +130,12 @@ class Metrics:
         self._worker_rss = Gauge("harken_worker_rss_bytes", "Resident memory of each worker process.",
                                  ["role"], registry=r)
         self._uptime = Gauge("harken_uptime_seconds", "Seconds since the service started.", registry=r)
+        self._board = Gauge("harken_board_info", "1, labelled with the board profile in use and the board's model.",
+                            ["profile", "model"], registry=r)
+        self._thermal = Gauge("harken_thermal_level", "1 for the thermal guard's current level, 0 for the others.",
+                              ["level"], registry=r)
+        self._buttons = Counter("harken_button_presses_total", "Button gestures, by gesture and what they did.",
+                                ["gesture", "action"], registry=r)
         started = clock()
         self._uptime.set_function(lambda: self.clock() - started)
         self._optional = _OptionalGauges({
@@ -167,8 +173,20 @@ class Metrics:
                     self._count_restarts(role, 1)
                 self._seen.add(role)
             self._set_state(role, state)
+        elif kind == "button":
+            self._buttons.labels(gesture=str(ev.get("gesture")), action=str(ev.get("action"))).inc()
+        elif kind == "thermal":
+            self.thermal(str(ev.get("level")))
         elif kind == "audio" and ev.get("stream", "capture") == "capture":
             self._optional.set("harken_audio_ok", 1.0 if ev.get("state") == "ok" else 0.0)
+
+    def board(self, profile: str, model: str) -> None:
+        self._board.clear()
+        self._board.labels(profile=profile, model=model).set(1.0)
+
+    def thermal(self, level: str) -> None:
+        for each in ("normal", "hot", "critical"):
+            self._thermal.labels(level=each).set(1.0 if each == level else 0.0)
 
     def mqtt_dropped(self, n: int = 1) -> None:
         """The MQTT link dropped ``n`` more events (its buffer was full)."""
