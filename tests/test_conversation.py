@@ -52,9 +52,20 @@ class Transcriber(ports.Transcriber):
     def __init__(self, text: str = "what time is it", fail: bool = False) -> None:
         self.text, self.fail = text, fail
         self.heard: list[int] = []
+        self.asked: list[tuple[int | None, int]] = []
+        """(input sample, length) of each transcription."""
+        self.streamed: list[tuple[int, int]] = []
+        """(input sample, length) of the audio handed over while listening, and..."""
+        self.streamed_before: list[int] = []
+        """...for each transcription, how far it reached when that transcription was asked for."""
 
-    async def transcribe(self, pcm: np.ndarray) -> str:
+    def listen(self, pcm: np.ndarray, at: int) -> None:
+        self.streamed.append((at, len(pcm)))
+
+    async def transcribe(self, pcm: np.ndarray, at: int | None = None) -> str:
         self.heard.append(len(pcm))
+        self.asked.append((at, len(pcm)))
+        self.streamed_before.append(self.streamed[-1][0] + self.streamed[-1][1] if self.streamed else 0)
         if self.fail:
             raise WorkerDied("asr", "failed during the request: killed by SIGKILL")
         return self.text
@@ -88,8 +99,8 @@ async def silence() -> AsyncIterator[np.ndarray]:
         yield np.zeros(FRAME, dtype=np.int16)
 
 
-def converse(transcriber: Transcriber) -> tuple[list[dict], Ears, Writer, Voice]:
-    settings = config.load([], {})
+def converse(transcriber: Transcriber, denoise: str = "auto") -> tuple[list[dict], Ears, Writer, Voice]:
+    settings = config.load([], {"asr": {"denoise": denoise}})
     events = EventLog()
     ears, writer, voice = Ears(), Writer(), Voice()
     apology = ports.Audio(np.full(RATE // 2, -500, dtype=np.int16), RATE)
@@ -138,3 +149,25 @@ def test_nothing_heard_is_not_sent_to_the_language_model(said):
     history, _, writer, _ = converse(Transcriber(text=said))
     assert writer.asked == []
     assert [e["text"] for e in history if e["type"] == "transcript" and e["final"]] == [""]
+
+
+def test_with_denoise_the_request_audio_reaches_the_transcriber_while_it_is_spoken():
+    """[asr] denoise: each chunk heard while listening is handed to the transcriber as it arrives,
+    in order and without gaps, from before the earliest sample a transcript can read, so every
+    transcription (partials and the final) asks only for audio already handed over."""
+    transcriber = Transcriber()
+    history, _, _, _ = converse(transcriber, denoise="on")
+    assert kinds(history) == ["wake", "transcript", "reply", "utterance"]
+    streamed = transcriber.streamed
+    assert streamed and all(a + n == b for (a, n), (b, _) in zip(streamed, streamed[1:]))  # contiguous
+    first, last = streamed[0][0], streamed[-1][0] + streamed[-1][1]
+    assert len(transcriber.asked) >= 2  # partials and the final
+    for (at, length), reached in zip(transcriber.asked, transcriber.streamed_before):
+        assert at is not None and first <= at and at + length <= reached <= last
+    assert last <= (END_CHUNK + 1) * FRAME  # nothing is sent once the endpoint ends listening
+
+
+def test_without_denoise_nothing_is_streamed():
+    transcriber = Transcriber()
+    converse(transcriber, denoise="off")
+    assert transcriber.streamed == [] and transcriber.asked

@@ -112,6 +112,10 @@ class ListenSettings:
 class AsrSettings:
     model: str = setting("moonshine-tiny-en", "Speech recognition model: the default, or one installed in the model store.",
                          _model("moonshine-tiny-en"))
+    denoise: str = setting("auto", "Clean the request's audio with DeepFilterNet3 before speech recognition, while the person "
+                           "speaks (never the wake word's): 'on', 'off', or 'auto' (on unless the board profile's CPU is too "
+                           "slow: Pi 3, Zero 2 W).",
+                           lambda v: None if v in ("on", "off", "auto") else "must be one of 'on', 'off', 'auto'")
 
 
 DEFAULT_SYSTEM_PROMPT = (

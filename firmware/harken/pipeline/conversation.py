@@ -24,6 +24,7 @@ from typing import AsyncIterator, Awaitable
 import numpy as np
 
 from harken.audio import RATE
+from harken.audio import denoise
 from harken.audio.player import Player
 from harken.audio.ring import RingBuffer
 from harken.config import Settings
@@ -124,6 +125,11 @@ class Conversation:
     ) -> None:
         self.settings = settings
         self.ears = engines.ears
+        self.transcriber = engines.transcriber
+        self.denoise = denoise.choose(settings)[0]
+        """The ASR worker cleans the request's audio: it is sent there as it arrives while listening."""
+        self._cleaning: int | None = None
+        """While listening with denoise on: the next input sample to send to the ASR worker."""
         self.events = events
         self.player = player
         self.fast = fast
@@ -169,7 +175,7 @@ class Conversation:
             self._notices.clear()
             state = State.SPEAKING
         if state is not State.LISTENING:
-            self._vad_from = None
+            self._vad_from = self._cleaning = None
         if state is not self.state:
             _LOGGER.debug("state %s -> %s at %.2fs", self.state.value, state.value, self.now / RATE)
             self.state = state
@@ -266,6 +272,7 @@ class Conversation:
         for i, score in enumerate(scores):
             self._on_score(float(score), end - (len(scores) - 1 - i) * FRAME)
         if self.state is State.LISTENING:
+            self._send_for_cleaning(end)
             self._listen_step(heard, end)
         if self.state is State.SPEAKING and not self.player.busy and self.responder.finished:
             self.set_state(State.IDLE)
@@ -317,7 +324,18 @@ class Conversation:
         self._listen = listen
         self._vad_from = vad_from
         self.set_state(State.LISTENING)
+        if self.denoise:  # from the earliest sample a transcript can read (see _request)
+            first = min(listen.cut, listen.wake_at - MAX_PHRASE) if listen.phrase else listen.cut
+            self._cleaning = max(0, first, self.ring.start)
         return True
+
+    def _send_for_cleaning(self, end: int) -> None:
+        """While listening, hand the new audio to the ASR worker, which cleans it as the person speaks
+        (only the last moments are left to clean when a transcript is asked for)."""
+        if self._cleaning is not None and end > self._cleaning:
+            at = max(self._cleaning, self.ring.start)
+            self.transcriber.listen(self.ring.read(at, end), at)
+            self._cleaning = end
 
     def _barge_in(self, at: int, by: str = "wake") -> None:
         self.events.emit("barge_in", t=round(at / RATE, 3), state=self.state.value, by=by)
@@ -356,7 +374,7 @@ class Conversation:
             ):
                 listen.last_partial = end
                 listen.partial_task = asyncio.get_running_loop().create_task(
-                    self._partial(self.ring.read(since, end)), name="asr-partial"
+                    self._partial(self.ring.read(since, end), since), name="asr-partial"
                 )
         elif end - max(listen.wake_at, listen.cut) > self.settings.listen.timeout * RATE:
             self.events.emit("timeout", t=round(end / RATE, 3), reason="no speech after the wake word")
@@ -386,14 +404,15 @@ class Conversation:
         wake phrase included, as a second reading (see Responder).
         """
         start = max(listen.cut, speech_start - PAD)
-        whole = None
+        whole = whole_start = None
         if listen.phrase and speech_start < listen.wake_at:
-            whole = self.ring.read(max(speech_start - PAD, listen.wake_at - MAX_PHRASE), stop + TAIL)
-        return Request(start, self.ring.read(start, stop + TAIL), whole)
+            whole_start = max(speech_start - PAD, listen.wake_at - MAX_PHRASE, self.ring.start)
+            whole = self.ring.read(whole_start, stop + TAIL)
+        return Request(start, self.ring.read(start, stop + TAIL), whole, whole_start)
 
-    async def _partial(self, audio: np.ndarray) -> None:
+    async def _partial(self, audio: np.ndarray, at: int) -> None:
         try:
-            raw = await self.responder.transcribe(audio)
+            raw = await self.responder.transcribe(audio, at)
         except HarkenError as exc:
             _LOGGER.warning("partial transcript failed: %s", exc)
             return

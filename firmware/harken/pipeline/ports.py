@@ -59,8 +59,12 @@ class Ears(abc.ABC):
 
 class Transcriber(abc.ABC):
     @abc.abstractmethod
-    async def transcribe(self, pcm: np.ndarray) -> str:
-        """The words in 16 kHz speech."""
+    async def transcribe(self, pcm: np.ndarray, at: int | None = None) -> str:
+        """The words in 16 kHz speech (``at``: the input sample it starts at, if it was cut from the input)."""
+
+    def listen(self, pcm: np.ndarray, at: int) -> None:
+        """A hint: the audio of the request being listened to, from input sample ``at``, as it arrives,
+        so that it can be cleaned before it is transcribed ([asr] denoise)."""
 
 
 class Writer(abc.ABC):

@@ -96,10 +96,10 @@ class Responder:
         than in the cut reading (the cut clipped a word), that reading wins.
         Otherwise the cut reading stands: without the phrase before it, the
         question's first word is usually recognised better."""
-        raw = await self.transcribe(request.audio)
+        raw = await self.transcribe(request.audio, request.start)
         text = self.clean_transcript(raw)
         if request.whole is not None:
-            whole = await self.transcribe(request.whole)
+            whole = await self.transcribe(request.whole, request.whole_start)
             rest, found = split_wake_phrase(whole.strip(), self.settings.wake.model)
             if self.settings.privacy.share_transcripts:  # the log can leave the device (get_logs, the journal)
                 _LOGGER.debug("after the cut: %r; from the start: %r (wake phrase %s)", raw, whole, "heard" if found else "not heard")
@@ -108,10 +108,10 @@ class Responder:
         utt.marks["transcript"] = time.monotonic()
         return raw, text
 
-    async def transcribe(self, audio: np.ndarray) -> str:
-        """Raw text of one piece of audio; StageFailed('asr') if it fails."""
+    async def transcribe(self, audio: np.ndarray, at: int | None = None) -> str:
+        """Raw text of one piece of audio (from input sample ``at``); StageFailed('asr') if it fails."""
         try:
-            return await self.transcriber.transcribe(audio)
+            return await self.transcriber.transcribe(audio, at)
         except HarkenError as exc:
             raise StageFailed("asr", exc) from exc
 

@@ -25,6 +25,8 @@ class Request:
     """From the end of the wake phrase to the end of speech."""
     whole: np.ndarray | None = None
     """With no pause after the wake phrase: the same speech from its start, phrase included."""
+    whole_start: int | None = None
+    """Input sample where ``whole`` starts."""
 
 
 @dataclass

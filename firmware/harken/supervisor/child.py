@@ -142,17 +142,29 @@ class Worker:
         """Cores other programs use: the LLM reads it at each request and ping, and while it writes."""
         handlers: dict[str, dict[type[m.Wire], Callable[[int, Any], None]]] = {
             "wake": {m.Hear: self.on_hear, m.Flush: self.on_flush, m.Reset: self.on_reset},
-            "asr": {m.Transcribe: self.on_transcribe},
+            "asr": {m.Transcribe: self.on_transcribe, m.Listen: self.on_listen},
             "llm": {m.Generate: self.on_generate},
             "tts": {m.Synthesize: self.on_synthesize},
         }
         self.handlers = handlers[role]
+        self.track: Any = None
+        """ASR with [asr] denoise on: the cleaned copy of the audio being listened to (audio/denoise.py)."""
 
     def load(self) -> str:
         """Load the role's engine; return the name of its model."""
         engine = importlib.import_module(f"harken.engines.{self.role.engine}")
         self.engine = engine.load(self.settings, self.data_dir)
+        if self.role.name == "asr":
+            self._load_denoiser()
         return self.role.model(self.settings)
+
+    def _load_denoiser(self) -> None:
+        from harken.audio import denoise
+
+        on, why = denoise.choose(self.settings)
+        if on:
+            self.track = denoise.Track(denoise.Denoiser())
+        self.engine.accel = f"{self.engine.accel}; request clean-up {'on' if on else 'off'}: {why}"
 
     def reply(self, ident: int, msg: m.Wire) -> None:
         self.ch.send(msg, ident)
@@ -169,10 +181,17 @@ class Worker:
         self.reply(ident, m.Done())
 
     # -- ASR --------------------------------------------------------------------------------
+    def on_listen(self, ident: int, req: m.Listen) -> None:
+        """Clean the audio as it arrives (no reply), so that a transcript has little left to clean."""
+        if self.track is not None:
+            self.track.feed(_pcm(req.pcm), req.at)
+
     def on_transcribe(self, ident: int, req: m.Transcribe) -> None:
         started = time.monotonic()
-        text = self.engine.transcribe(_pcm(req.pcm))
-        self.reply(ident, m.Transcript(text, time.monotonic() - started))
+        pcm = _pcm(req.pcm) if self.track is None else self.track.clean(_pcm(req.pcm), req.at)
+        cleaned = time.monotonic() - started
+        text = self.engine.transcribe(pcm)
+        self.reply(ident, m.Transcript(text, time.monotonic() - started, cleaned))
 
     # -- LLM: a frame per piece of text, checked for cancellation between tokens ------------
     def on_generate(self, ident: int, req: m.Generate) -> None:

@@ -112,9 +112,12 @@ class WakeClient(_Client, ports.Ears):
 
 class AsrClient(_Client, ports.Transcriber):
 
-    async def transcribe(self, pcm: np.ndarray) -> str:
-        reply = await self._request(m.Transcribe(_bytes(pcm)))
+    async def transcribe(self, pcm: np.ndarray, at: int | None = None) -> str:
+        reply = await self._request(m.Transcribe(_bytes(pcm), at))
         return reply.text if isinstance(reply, m.Transcript) else ""
+
+    def listen(self, pcm: np.ndarray, at: int) -> None:
+        self.worker.tell(m.Listen(at, _bytes(pcm)))  # lost while it restarts: the request's own audio is cleaned then
 
 
 class LlmClient(_Client, ports.Writer):

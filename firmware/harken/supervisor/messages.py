@@ -134,9 +134,21 @@ class Reset(Wire):
 
 
 @dataclass(frozen=True)
+class Listen(Wire):
+    """Audio of the request being listened to, from input sample ``at``, for the ASR worker to clean
+    while the person speaks ([asr] denoise). It gets no reply."""
+
+    kind = "listen"
+    at: int
+    pcm: bytes = b""
+
+
+@dataclass(frozen=True)
 class Transcribe(Wire):
     kind = "transcribe"
     pcm: bytes = b""
+    at: int | None = None
+    """Input sample of the audio's first sample (None: not from the input, e.g. a file or the probe)."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,8 @@ class Transcript(Wire):
     kind = "transcript"
     text: str
     seconds: float = 0.0
+    cleaned_s: float = 0.0
+    """Of ``seconds``, the time spent cleaning audio that had not been cleaned while the person spoke."""
 
 
 @dataclass(frozen=True)

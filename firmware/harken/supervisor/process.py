@@ -555,7 +555,12 @@ class WorkerProcess:
                 self.control(m.Cancel(ticket.id))
             self.forget(ticket)
 
-    def control(self, msg: m.Cancel | m.Hold | m.Resume) -> None:
+    def tell(self, msg: m.Listen) -> None:
+        """Send a frame that gets no reply and may be lost: dropped unless the worker serves now."""
+        if self.health.state in (S.READY, S.BUSY):
+            self.control(msg)
+
+    def control(self, msg: m.Cancel | m.Hold | m.Resume | m.Listen) -> None:
         """Send a control frame that the worker acts on between pieces of work."""
         conn = self._conn
         if conn is not None and not conn.writer.is_closing():
