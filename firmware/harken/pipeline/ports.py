@@ -58,6 +58,9 @@ class Ears(abc.ABC):
 
 
 class Transcriber(abc.ABC):
+    cleaned_s: float | None = None
+    """Seconds the latest transcription spent cleaning audio not yet cleaned while it was spoken (None: not cleaned)."""
+
     @abc.abstractmethod
     async def transcribe(self, pcm: np.ndarray, at: int | None = None) -> str:
         """The words in 16 kHz speech (``at``: the input sample it starts at, if it was cut from the input)."""

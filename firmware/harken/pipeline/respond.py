@@ -97,9 +97,12 @@ class Responder:
         Otherwise the cut reading stands: without the phrase before it, the
         question's first word is usually recognised better."""
         raw = await self.transcribe(request.audio, request.start)
+        utt.cleaning_s = self.transcriber.cleaned_s
         text = self.clean_transcript(raw)
         if request.whole is not None:
             whole = await self.transcribe(request.whole, request.whole_start)
+            if utt.cleaning_s is not None and self.transcriber.cleaned_s is not None:
+                utt.cleaning_s += self.transcriber.cleaned_s  # read one after the other: both delay the answer
             rest, found = split_wake_phrase(whole.strip(), self.settings.wake.model)
             if self.settings.privacy.share_transcripts:  # the log can leave the device (get_logs, the journal)
                 _LOGGER.debug("after the cut: %r; from the start: %r (wake phrase %s)", raw, whole, "heard" if found else "not heard")
@@ -177,6 +180,7 @@ class Responder:
             "tts_first_audio": span(m.get("first_clause"), m.get("tts_first_audio")),
             "speech_end_to_first_audio": total,
             "speculative": utt.speculative,
+            "asr_cleaning": None if utt.cleaning_s is None else round(utt.cleaning_s, 4),
         }
 
     def _apologize(self) -> None:

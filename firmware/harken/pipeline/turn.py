@@ -40,3 +40,5 @@ class Utterance:
     first_audio_at: int | None = None
     speculative: bool = False
     """Started at a short pause, before the endpoint confirmed it."""
+    cleaning_s: float | None = None
+    """Time the final transcription spent cleaning audio ([asr] denoise) not cleaned while it was spoken."""

@@ -191,7 +191,7 @@ class Worker:
         pcm = _pcm(req.pcm) if self.track is None else self.track.clean(_pcm(req.pcm), req.at)
         cleaned = time.monotonic() - started
         text = self.engine.transcribe(pcm)
-        self.reply(ident, m.Transcript(text, time.monotonic() - started, cleaned))
+        self.reply(ident, m.Transcript(text, time.monotonic() - started, self.track is not None, cleaned))
 
     # -- LLM: a frame per piece of text, checked for cancellation between tokens ------------
     def on_generate(self, ident: int, req: m.Generate) -> None:

@@ -114,7 +114,10 @@ class AsrClient(_Client, ports.Transcriber):
 
     async def transcribe(self, pcm: np.ndarray, at: int | None = None) -> str:
         reply = await self._request(m.Transcribe(_bytes(pcm), at))
-        return reply.text if isinstance(reply, m.Transcript) else ""
+        if not isinstance(reply, m.Transcript):
+            return ""
+        self.cleaned_s = reply.cleaned_s if reply.cleaned else None
+        return reply.text
 
     def listen(self, pcm: np.ndarray, at: int) -> None:
         self.worker.tell(m.Listen(at, _bytes(pcm)))  # lost while it restarts: the request's own audio is cleaned then

@@ -187,6 +187,8 @@ class Transcript(Wire):
     kind = "transcript"
     text: str
     seconds: float = 0.0
+    cleaned: bool = False
+    """The audio was cleaned ([asr] denoise) before it was recognised."""
     cleaned_s: float = 0.0
     """Of ``seconds``, the time spent cleaning audio that had not been cleaned while the person spoke."""
 
