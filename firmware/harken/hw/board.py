@@ -472,14 +472,17 @@ def report(board: Board, settings: Settings, as_json: bool) -> str:
     """What ``harken board`` prints; ``settings`` after ``apply``."""
     import json
 
+    from harken.audio import denoise
     from harken.engines import accel  # the very choice the workers make
 
     p, b = board.profile, settings.board
     providers, providers_why = accel.onnx_providers(settings)
     layers, gpu_why = accel.llm_gpu_layers(settings)
+    cleaning, cleaning_why = denoise.choose(settings)
     if as_json:
         out = describe(board, settings)
-        out["chosen"] = {"providers": list(providers), "providers_why": providers_why, "gpu_layers": layers, "gpu_why": gpu_why}
+        out["chosen"] = {"providers": list(providers), "providers_why": providers_why, "gpu_layers": layers, "gpu_why": gpu_why,
+                         "denoise": cleaning, "denoise_why": cleaning_why}
         return json.dumps(out, indent=1)
     plan = _plan(board, settings)
     set_by_profile = dict(p.threads)
@@ -509,6 +512,7 @@ def report(board: Board, settings: Settings, as_json: bool) -> str:
                  + ("" if b.gpio else "; GPIO off ([board] gpio = false)"))
     lines.append(f"language model memory: {b.llm_memory_mb} MB {_origin(b.llm_memory_mb, p.llm_mb, '[board] llm_memory_mb')}"
                  f"; it picks among installed optimized variants{'' if b.llm_variants else ' (off: [board] llm_variants)'}")
+    lines.append(f"request clean-up (DeepFilterNet3, one thread in the ASR worker): {'on' if cleaning else 'off'}: {cleaning_why}")
     t = settings.thermal
     lines.append(f"thermal: hot {t.hot:g} °C {_origin(t.hot, p.hot, '[thermal] hot')}, "
                  f"critical {t.critical:g} °C {_origin(t.critical, p.critical, '[thermal] critical')}")
