@@ -154,7 +154,8 @@ def test_nothing_heard_is_not_sent_to_the_language_model(said):
 def test_with_denoise_the_request_audio_reaches_the_transcriber_while_it_is_spoken():
     """[asr] denoise: each chunk heard while listening is handed to the transcriber as it arrives,
     in order and without gaps, from before the earliest sample a transcript can read, so every
-    transcription (partials and the final) asks only for audio already handed over."""
+    transcription (partials and the final) has at most one chunk left to clean itself: the one
+    whose answer asked for it, handed over just after."""
     transcriber = Transcriber()
     history, _, _, _ = converse(transcriber, denoise="on")
     assert kinds(history) == ["wake", "transcript", "reply", "utterance"]
@@ -163,7 +164,7 @@ def test_with_denoise_the_request_audio_reaches_the_transcriber_while_it_is_spok
     first, last = streamed[0][0], streamed[-1][0] + streamed[-1][1]
     assert len(transcriber.asked) >= 2  # partials and the final
     for (at, length), reached in zip(transcriber.asked, transcriber.streamed_before):
-        assert at is not None and first <= at and at + length <= reached <= last
+        assert at is not None and first <= at and at + length <= reached + FRAME and reached <= last
     assert last <= (END_CHUNK + 1) * FRAME  # nothing is sent once the endpoint ends listening
 
 
