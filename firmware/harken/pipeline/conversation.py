@@ -273,9 +273,9 @@ class Conversation:
             self._on_score(float(score), end - (len(scores) - 1 - i) * FRAME)
         if self.state is State.LISTENING:
             self._listen_step(heard, end)
-            # After the step: a transcription it asked for cleans only what it needs of this chunk
-            # (up to its own end), not the whole chunk first.
-            self._send_for_cleaning(end)
+            # Once the tasks this step started have sent their transcriptions: each cleans only what
+            # it needs of this chunk (up to its own end) instead of waiting behind all of it.
+            asyncio.get_running_loop().call_soon(self._send_for_cleaning, end)
         if self.state is State.SPEAKING and not self.player.busy and self.responder.finished:
             self.set_state(State.IDLE)
 
