@@ -24,7 +24,6 @@ differs from a fresh one by less than -40 dB (-25 dB without priming).
 from __future__ import annotations
 
 import ctypes
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +31,14 @@ import numpy as np
 from harken.config import Settings
 from harken.errors import ConfigError
 
-_LOGGER = logging.getLogger(__name__)
-
 RATE = 16000
 UP = 3
 """48 kHz / 16 kHz."""
 FRAME = 480
 """Samples per model frame at 48 kHz (10 ms)."""
 ATTEN_LIMIT_DB = 12.0
-"""Most the model may take away from any part of the sound: enough against noise, and it
-never strips the quiet ends of words (a limit the issue's measurements used)."""
+"""Most the model may take away from any part of the sound (dB): enough against noise without hollowing
+out the speech (the limit the issue's measurements used)."""
 TAPS = 97
 """Each resampling filter's length at 48 kHz: (TAPS - 1) / 2 samples of delay each way."""
 MODEL_DELAY = 1440
@@ -51,8 +48,8 @@ DELAY = (TAPS - 1 + MODEL_DELAY) // UP
 """How late cleaned audio comes out, in 16 kHz samples (512: 32 ms)."""
 PRIME = RATE // 2
 """Samples of a new stretch of audio the state sees once before cleaning it for real."""
-KEEP = 60 * RATE
-"""Most cleaned audio a track holds; older samples are dropped (a request is at most 60 s)."""
+KEEP = 64 * RATE
+"""Most cleaned audio a track holds; older samples are dropped (a request is at most 60 s, plus 2 s before it)."""
 TOO_SLOW = frozenset({"rpi3", "rpi-zero2"})
 """Board profiles whose CPU cannot afford the model while listening (Cortex-A53: estimated RTF near or above 1
 beside the wake word, the VADs and the partial transcripts): ``auto`` is off there."""

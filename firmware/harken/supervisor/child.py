@@ -163,7 +163,13 @@ class Worker:
 
         on, why = denoise.choose(self.settings)
         if on:
-            self.track = denoise.Track(denoise.Denoiser())
+            try:
+                self.track = denoise.Track(denoise.Denoiser())
+            except ConfigError as exc:
+                if self.settings.asr.denoise == "on":
+                    raise  # asked for by name: the worker does not start without it
+                on, why = False, f"{why}, but {exc}"  # auto: recognise the raw audio
+                _LOGGER.warning("request clean-up is off: %s", exc)
         self.engine.accel = f"{self.engine.accel}; request clean-up {'on' if on else 'off'}: {why}"
 
     def reply(self, ident: int, msg: m.Wire) -> None:
