@@ -8,6 +8,7 @@ its wheel, the wake worker in a child process of a real `harken run`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import zipfile
 
@@ -15,11 +16,17 @@ import numpy as np
 import pytest
 
 from conftest import LIBRIVOX, RATE, silence, words
+from harken import config
+from harken.audio.files import TimelinePlayer
 from harken.audio.wav import read_wav
 from harken.engines import turn
 from harken.errors import ModelError
 from harken.models import catalog, unpack
 from harken.models.catalog import CatalogEntry, ModelFile
+from harken.pipeline import ports
+from harken.pipeline.conversation import FRAME, Conversation
+from harken.telemetry.events import EventLog
+from test_conversation import Transcriber, Voice, Writer
 
 
 def _slaney(hz: float) -> float:
@@ -200,3 +207,76 @@ def test_a_pause_that_stays_silent_ends_the_request_after_max_pause(run_harken, 
     assert "weather" in words(final["text"]), final
     # The answer prepared at the short pause was used: same audio, no second start.
     assert run.of("utterance")[0]["latency"]["speculative"] is True and not run.of("speculation", outcome="dropped")
+
+
+# -- the held endpoint's rules, on scripted ears (the conversation's ports; see test_conversation.py) --------------
+class ScriptedEars(ports.Ears):
+    """Wake word in chunk 12; speech segments (start, stop, end-of-turn probability) as a VAD would report them."""
+
+    def __init__(self, script: list[tuple[float, float, float]]) -> None:
+        self.script = [(int(a * RATE), int(b * RATE), p) for a, b, p in script]
+        self.turn_from: list[int | None] = []
+
+    async def hear(self, pcm, at, vad_from, turn_from=None):
+        self.turn_from.append(turn_from)
+        chunk = at // FRAME
+        closes = lambda stop, silence: chunk == (stop + int(silence * RATE)) // FRAME  # noqa: E731
+        segments = [(a, b) for a, b, _ in self.script if closes(b, 0.4)]
+        early = [(a, b) for a, b, _ in self.script if closes(b, 0.2)]
+        going = [a for a, b, _ in self.script if a <= at < b + int(0.4 * RATE) and not closes(b, 0.4)]
+        judged = [p for _, b, p in self.script if closes(b, 0.2)] if turn_from is not None else []
+        return asyncio.sleep(0, ports.Heard([0.9 if chunk == 12 else 0.0], bool(going), going[0] if going else None,
+                                            segments, early, judged))
+
+    async def flush(self):
+        return asyncio.sleep(0, ports.Heard([], False, None, [], []))
+
+    async def reset(self) -> None:
+        pass
+
+
+def converse(script, **listen) -> tuple[list[dict], ScriptedEars, Transcriber]:
+    settings = config.load([], {"listen": listen})
+    events, ears, transcriber = EventLog(), ScriptedEars(script), Transcriber()
+
+    async def chunks():
+        for _ in range(120):
+            yield np.zeros(FRAME, dtype=np.int16)
+
+    conv = Conversation(settings, ports.Engines(ears, transcriber, Writer(), Voice()), events, TimelinePlayer(None, RATE),
+                        fast=True)
+    asyncio.run(asyncio.wait_for(conv.run(chunks()), 30))
+    return events.history, ears, transcriber
+
+
+def finals(history: list[dict]) -> list[dict]:
+    return [e for e in history if e["type"] == "utterance"]
+
+
+def test_speech_after_an_unfinished_pause_continues_the_same_request():
+    history, ears, transcriber = converse([(1.4, 2.6, 0.1), (3.6, 4.4, 0.9)])
+    turns = [(e["outcome"], e.get("probability")) for e in history if e["type"] == "turn"]
+    assert turns == [("held", 0.1), ("resumed", None), ("complete", 0.9)]
+    (utt,) = finals(history)
+    assert transcriber.heard[-1] >= int((4.4 - 1.4) * RATE)  # both segments and the pause between them
+    assert [e["reason"] for e in history if e["type"] == "speculation"] == ["speech went on after the pause"]
+    assert any(t is not None for t in ears.turn_from) and all(t is None for t in ears.turn_from[:12])
+
+
+def test_an_unfinished_pause_ends_the_request_after_max_pause_with_the_guess_made_at_the_pause():
+    history, _, transcriber = converse([(1.4, 2.6, 0.1)], max_pause=1.0)
+    turns = [e for e in history if e["type"] == "turn"]
+    assert [e["outcome"] for e in turns] == ["held", "max_pause"] and turns[1]["waited"] == pytest.approx(1.0, abs=0.08)
+    (utt,) = finals(history)
+    assert utt["latency"]["speculative"] is True and not [e for e in history if e["type"] == "speculation"]
+    assert transcriber.heard[-1] < int((2.6 - 1.4 + 0.5) * RATE)
+
+
+@pytest.mark.parametrize("listen", [{"turn_model": False}, {}])
+def test_without_the_model_or_when_it_sounds_complete_the_endpoint_is_not_moved(listen):
+    script = [(1.4, 2.6, 0.1 if listen else 0.9), (3.6, 4.4, 0.9)]
+    history, ears, transcriber = converse(script, **listen)
+    (utt,) = finals(history)
+    assert transcriber.heard[-1] < int((2.6 - 1.4 + 0.5) * RATE)  # the first segment only
+    assert [e["outcome"] for e in history if e["type"] == "turn"] == ([] if listen else ["complete"])
+    assert all(t is None for t in ears.turn_from) == bool(listen)  # off: the worker is not asked to judge

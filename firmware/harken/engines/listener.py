@@ -7,11 +7,13 @@ the device is idle. When the supervisor asks for them (``vad_from``), they start
 from a short history of recent audio kept here, so the speech that began before
 the wake word fired, or while the supervisor was catching up, is not missed.
 
-Each time the endpoint VAD closes a segment, the end-of-turn model (loaded
-when ``[listen] turn_model`` is on) judges the request's audio up to it, at most
-its last 8 s, from the same history: the supervisor only says with each chunk
-where the request starts (``turn_from``, after the wake phrase), so no audio
-travels back for it. The probability comes back with the segment.
+Each time the early VAD closes a segment (a short pause), the end-of-turn
+model (loaded when ``[listen] turn_model`` is on) judges the request's audio up
+to it, at most its last 8 s, from the same history: the supervisor only says
+with each chunk where the request starts (``turn_from``, after the wake phrase),
+so no audio travels back for it. The probability comes back with the segment,
+before the endpoint VAD closes the same segment, so the verdict is ready when
+the endpoint needs it and a finished question is not made slower.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class Listener:
         Returns the wake scores (one per 80 ms frame) and, while the VADs run,
         their state and, when ``turn_from`` is given (where the request's audio
         starts) and the end-of-turn model is loaded, for each segment the
-        endpoint VAD closed the probability that the turn is complete; sample
+        early VAD closed the probability that the turn is complete; sample
         indices are on the supervisor's clock.
         """
         if at != self.history.end:  # a new stream, or audio lost while a worker restarted
@@ -99,15 +101,15 @@ class Listener:
         if state is None or early is None:
             return {"scores": scores, "speech": False, "start": None, "segments": [], "early": [], "turn": []}
         off = self.offset
-        segments = [(a + off, b + off) for a, b in state.segments]
+        closed = [(a + off, b + off) for a, b in early.segments]
         return {
             "scores": scores,
             "speech": state.speech,
             "start": None if state.start is None else state.start + off,
-            "segments": segments,
-            "early": [(a + off, b + off) for a, b in early.segments],
+            "segments": [(a + off, b + off) for a, b in state.segments],
+            "early": closed,
             "turn": [] if self.judge is None or self.turn_from is None
-            else [round(self._judge(self.judge, self.turn_from, stop), 4) for _, stop in segments],
+            else [round(self._judge(self.judge, self.turn_from, stop), 4) for _, stop in closed],
         }
 
     def _judge(self, judge: turn.TurnJudge, since: int, stop: int) -> float:

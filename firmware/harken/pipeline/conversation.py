@@ -105,6 +105,8 @@ class Listening:
     """Where the turn's speech began, once the endpoint has been held: the request starts there."""
     held: int | None = None
     """The end of speech at which the endpoint is held because the turn sounded unfinished (None: not held)."""
+    judged: tuple[int, float] | None = None
+    """The latest end-of-turn verdict: the early VAD's end of speech and how complete the turn sounded there."""
 
 
 @dataclass
@@ -342,24 +344,26 @@ class Conversation:
         if listen is None:
             return
         slack = WAKE_SEGMENT_SLACK if listen.phrase else 0
-        for i, (start, stop) in enumerate(heard.segments):
+        for start, stop in heard.segments:
             if listen.phrase and stop <= listen.wake_at + slack:
                 # The wake phrase's own segment, closed by a pause: the request starts after it.
                 listen.cut = max(listen.cut, stop)
                 continue
             start = start if listen.turn_start is None else listen.turn_start
-            judged = heard.turn[i] if i < len(heard.turn) and self.settings.listen.turn_model else None
-            if judged is not None and self._hold(listen, start, stop, judged, end):
+            judged = listen.judged
+            if (judged is not None and abs(judged[0] - stop) <= SAME_END and self.settings.listen.turn_model
+                    and self._hold(listen, start, stop, judged[1], end)):
                 continue
             self._endpoint(listen, start, stop, end)
             return
         if listen.held is not None and self._held(listen, heard, end):
             return
-        for start, stop in heard.early:
+        for i, (start, stop) in enumerate(heard.early):
             if stop > max(listen.cut, listen.wake_at + slack):
                 listen.first_start = start if listen.first_start is None else listen.first_start
                 listen.early_stop = stop
                 listen.pending = stop if self.settings.listen.speculate else None
+                listen.judged = (stop, heard.turn[i]) if i < len(heard.turn) else None
         if listen.pending is not None and self.ring.end >= listen.pending + TAIL:
             self._speculate(listen, listen.pending, end)
         if heard.speech:

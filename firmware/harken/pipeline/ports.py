@@ -30,7 +30,7 @@ class Heard:
     early: list[tuple[int, int]]
     """Segments the early VAD (shorter pause) closed."""
     turn: list[float] = field(default_factory=list)
-    """For each of ``segments``, how likely the end-of-turn model thinks the turn is complete (empty: not judged)."""
+    """For each of ``early``, how likely the end-of-turn model thinks the turn is complete (empty: not judged)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Ears(abc.ABC):
         """Send a chunk (``at``: its first sample; VADs run from ``vad_from``, or sleep if None)
         now, and return what to await for the answer: chunks can be in flight while earlier
         answers are handled. With ``turn_from`` (where the request's audio starts), every
-        segment the endpoint VAD closes is judged by the end-of-turn model (``Heard.turn``)."""
+        segment the early VAD closes is judged by the end-of-turn model (``Heard.turn``)."""
 
     @abc.abstractmethod
     async def flush(self) -> Awaitable[Heard]:

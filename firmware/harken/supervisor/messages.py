@@ -171,7 +171,7 @@ class Heard(Wire):
     segments: list[list[int]]
     early: list[list[int]]
     turn: list[float] = field(default_factory=list)
-    """End-of-turn probability of each of ``segments`` (empty without the end-of-turn model)."""
+    """End-of-turn probability of each of ``early`` (empty when not asked for or without the model)."""
 
 
 @dataclass(frozen=True)
