@@ -280,3 +280,10 @@ def test_without_the_model_or_when_it_sounds_complete_the_endpoint_is_not_moved(
     assert transcriber.heard[-1] < int((2.6 - 1.4 + 0.5) * RATE)  # the first segment only
     assert [e["outcome"] for e in history if e["type"] == "turn"] == ([] if listen else ["complete"])
     assert all(t is None for t in ears.turn_from) == bool(listen)  # off: the worker is not asked to judge
+
+
+def test_input_that_ends_during_an_unfinished_pause_is_still_answered():
+    history, _, transcriber = converse([(1.4, 2.6, 0.1), (3.6, 8.8, 0.1)])  # the input ends 0.8 s after 8.8 s
+    assert [e["outcome"] for e in history if e["type"] == "turn"] == ["held", "resumed", "held"]
+    (utt,) = finals(history)
+    assert transcriber.heard[-1] >= int((8.8 - 1.4) * RATE) and not [e for e in history if e["type"] == "timeout"]
