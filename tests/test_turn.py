@@ -24,7 +24,7 @@ from harken.errors import ModelError
 from harken.models import catalog, unpack
 from harken.models.catalog import CatalogEntry, ModelFile
 from harken.pipeline import ports
-from harken.pipeline.conversation import FRAME, Conversation
+from harken.pipeline.conversation import COMPLETE, FRAME, Conversation
 from harken.telemetry.events import EventLog
 from test_conversation import Transcriber, Voice, Writer
 
@@ -97,7 +97,7 @@ def judge() -> turn.TurnJudge:
 def test_the_model_hears_an_unfinished_and_a_finished_question(judge, voices):
     unfinished = judge.probability(np.concatenate([voices.piper("What is the weather in"), silence(0.2)]))
     finished = judge.probability(np.concatenate([voices.piper("What is the weather in Paris?"), silence(0.2)]))
-    assert 0.0 <= unfinished < turn.COMPLETE <= finished <= 1.0, (unfinished, finished)
+    assert 0.0 <= unfinished < COMPLETE <= finished <= 1.0, (unfinished, finished)
 
 
 # -- the model file, taken out of its wheel --------------------------------------------------------
@@ -162,7 +162,7 @@ def test_a_question_with_a_one_second_pause_is_heard_whole(run_harken, paused_qu
     # Held at the pause after "in", resumed by "Paris"; the end of "Paris?" is judged again (the model may
     # hold that one too: then the request ends after max_pause, still one request).
     turns = run.of("turn")
-    assert turns[0]["outcome"] == "held" and turns[0]["probability"] < 0.5, turns
+    assert turns[0]["outcome"] == "held" and turns[0]["probability"] < COMPLETE, turns
     assert turns[1]["outcome"] == "resumed" and 0.4 < turns[1]["waited"] < 1.5, turns
     assert turns[2]["outcome"] in ("complete", "held") and turns[2]["t"] > turns[1]["t"], turns
     # The guess made at the pause was let go; nothing was said before the whole question was over.
@@ -185,28 +185,12 @@ def test_a_finished_question_ends_at_the_normal_endpoint(run_harken, voices, mak
     run = run_harken(clip, "--config", str(_config(tmp_path, True)))
     assert run.code == 0, run.stderr
     (judged,) = run.of("turn")
-    assert judged["outcome"] == "complete" and judged["probability"] >= 0.5, judged
+    assert judged["outcome"] == "complete" and judged["probability"] >= COMPLETE, judged
     (final,) = run.of("transcript", final=True)
     assert {"capital", "france"} <= set(words(final["text"])), final
     (utt,) = run.of("utterance")
     assert utt["latency"]["speculative"] is True  # the guess made at the short pause was the answer
     assert not run.of("speculation", outcome="dropped")
-
-
-def test_a_pause_that_stays_silent_ends_the_request_after_max_pause(run_harken, voices, make_clip, tmp_path):
-    clip = make_clip("turn-trailing", silence(1.0), voices.piper("Hey Jarvis."), silence(0.7),
-                     voices.piper("What is the weather in"), silence(4.0))
-    config = tmp_path / "pause.toml"
-    config.write_text("[listen]\nmax_pause = 1.0\n")
-    run = run_harken(clip, "--config", str(config))
-    assert run.code == 0, run.stderr
-    (held,) = run.of("turn", outcome="held")
-    (ended,) = run.of("turn", outcome="max_pause")
-    assert ended["waited"] == pytest.approx(1.0, abs=0.1), ended
-    (final,) = run.of("transcript", final=True)
-    assert "weather" in words(final["text"]), final
-    # The answer prepared at the short pause was used: same audio, no second start.
-    assert run.of("utterance")[0]["latency"]["speculative"] is True and not run.of("speculation", outcome="dropped")
 
 
 # -- the held endpoint's rules, on scripted ears (the conversation's ports; see test_conversation.py) --------------

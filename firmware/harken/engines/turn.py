@@ -39,8 +39,6 @@ HOP = 160
 MELS = 80
 FRAMES = SAMPLES // HOP
 """Feature columns the model reads (800)."""
-COMPLETE = 0.5
-"""At or above this probability the turn counts as complete (the model's own decision point)."""
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:

@@ -59,7 +59,8 @@ VAD_LEAD = int(1.5 * RATE)
 SAME_END = int(0.15 * RATE)
 """The two VADs place the same end of speech within this of each other."""
 COMPLETE = 0.5
-"""An end-of-turn probability below this sounds unfinished: the endpoint waits (up to ``[listen] max_pause``)."""
+"""An end-of-turn probability below this sounds unfinished (the model's own decision point): the endpoint waits, up to
+``[listen] max_pause``."""
 
 
 def phrase_end(ring: RingBuffer, at: int) -> int:
