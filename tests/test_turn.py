@@ -191,6 +191,7 @@ def test_a_finished_question_ends_at_the_normal_endpoint(run_harken, voices, mak
     (utt,) = run.of("utterance")
     assert utt["latency"]["speculative"] is True  # the guess made at the short pause was the answer
     assert not run.of("speculation", outcome="dropped")
+    assert utt["latency"]["endpoint_delay"] < 0.6  # audio time: the 0.4 s endpoint silence, not max_pause
 
 
 # -- the held endpoint's rules, on scripted ears (the conversation's ports; see test_conversation.py) --------------
