@@ -108,6 +108,11 @@ class ListenSettings:
     timeout: float = setting(6.0, "Seconds to wait for speech after the wake word before going idle.", _range(1.0, 60.0))
     partial_interval: float = setting(0.6, "Seconds between partial transcripts while someone speaks.", _range(0.1, 5.0))
     speculate: bool = setting(True, "Start answering after a short pause, before the endpoint; speak only once the endpoint confirms it.")
+    turn_model: bool = setting(
+        True, "At each endpoint, ask the end-of-turn model (smart-turn) whether the speech sounds finished; if not, keep "
+        "listening until speech resumes or max_pause has passed. It only ever makes the device wait longer.")
+    max_pause: float = setting(1.5, "Longest silence (s, from the end of speech) waited for while a question sounds "
+                               "unfinished (turn_model); then the request ends with what was heard.", _range(0.5, 5.0))
 
 
 @dataclass(frozen=True)
