@@ -111,6 +111,19 @@ def test_idle_audio_passes_untouched_and_a_barge_in_stops_the_far_end_where_the_
     assert idle.index(True) == math.ceil(200 * RATE / 1000 / CHUNK) and all(idle[idle.index(True):]), idle
 
 
+def test_a_sound_card_that_lags_more_than_the_tail_is_covered_by_echo_delay():
+    reply = np.concatenate([librivox(0), librivox(2)])
+    erle = {}
+    for delay_ms in (0, 250):
+        room = Room(seconds=len(reply) / RATE + 0.5, ir=room_response(ECHO_DELAY_MS + 300, gain=1.0))  # 350 ms late
+        speaker = EchoReference(room.player)
+        canceller = EchoCanceller(speaker, audio_settings(echo_delay_ms=delay_ms, echo_tail_ms=200))
+        out = asyncio.run(through(room, canceller, {1: lambda: speaker.play(reply, RATE)}))
+        learnt = slice(room.player.starts[0] + 4 * RATE, room.player.starts[0] + len(reply))
+        erle[delay_ms] = db(energy(room.captured[learnt]) / energy(out[learnt]))
+    assert erle[0] < 6 and erle[250] > 20, erle
+
+
 def test_bad_settings_are_refused_with_the_key():
     with pytest.raises(config.ConfigError, match="echo_tail_ms"):
         audio_settings(echo_tail_ms=5)

@@ -14,7 +14,7 @@ arrives up to that long after the reference says the sound was played, which
 covers the room's reverberation and the slack between the player's position
 and the real output (ALSA buffers, the sound travelling). When nothing has been
 played for a whole tail, the filter holds only silence and the chunk passes
-untouched: an idle device does no echo work at all. The filter keeps what it
+through untouched (10 ms late, as all of it is): an idle device does no echo work. The filter keeps what it
 learnt between replies, so the next reply is cancelled from its first word.
 
 Speex's residual echo suppressor follows the filter while it works: it
