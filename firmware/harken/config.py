@@ -90,7 +90,7 @@ class AudioSettings:
     echo_cancel: bool = setting(True, "Remove the device's own playback from the microphone (echo cancellation), so it never "
                                 "wakes on its own voice and hears the wake word over it; false: the microphone as it is.")
     echo_tail_ms: int = setting(
-        200, "Echo cancellation: how long (ms) after the player's position an echo is still removed. It must cover the "
+        300, "Echo cancellation: how long (ms) after the player's position an echo is still removed. It must cover the "
         "output and input buffers, the sound's way to the microphone and the room's reverberation; longer costs more CPU "
         "while the device speaks.", _range(20, 1000))
     echo_delay_ms: int = setting(
