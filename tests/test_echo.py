@@ -86,6 +86,7 @@ def test_the_echo_is_removed_and_a_person_talking_over_it_is_kept():
     after = db(energy(person) / energy(out[both] - person))
     assert before < -3 and after > before + 10, f"the person's voice over the echo: {before:.1f} dB before, {after:.1f} dB after"
     assert verdicts == {"echo alone": True, "someone talking": False}
+    assert abs(canceller.describe()["echo_path_ms"] - ECHO_DELAY_MS) <= 10  # the room's delay, as learnt
 
 
 def test_idle_audio_passes_untouched_and_a_barge_in_stops_the_far_end_where_the_player_stopped():
@@ -111,17 +112,20 @@ def test_idle_audio_passes_untouched_and_a_barge_in_stops_the_far_end_where_the_
     assert idle.index(True) == math.ceil(200 * RATE / 1000 / CHUNK) and all(idle[idle.index(True):]), idle
 
 
-def test_a_sound_card_that_lags_more_than_the_tail_is_covered_by_echo_delay():
+def test_a_sound_card_that_lags_more_than_the_tail_is_covered_by_echo_delay_and_status_says_so():
     reply = np.concatenate([librivox(0), librivox(2)])
-    erle = {}
+    erle, seen = {}, {}
     for delay_ms in (0, 250):
-        room = Room(seconds=len(reply) / RATE + 0.5, ir=room_response(ECHO_DELAY_MS + 300, gain=1.0))  # 350 ms late
+        room = Room(seconds=len(reply) / RATE + 0.5, ir=room_response(280, gain=1.0))  # 280 ms late: the tail is 300
         speaker = EchoReference(room.player)
-        canceller = EchoCanceller(speaker, audio_settings(echo_delay_ms=delay_ms, echo_tail_ms=200))
+        canceller = EchoCanceller(speaker, audio_settings(echo_delay_ms=delay_ms))
         out = asyncio.run(through(room, canceller, {1: lambda: speaker.play(reply, RATE)}))
         learnt = slice(room.player.starts[0] + 4 * RATE, room.player.starts[0] + len(reply))
         erle[delay_ms] = db(energy(room.captured[learnt]) / energy(out[learnt]))
-    assert erle[0] < 6 and erle[250] > 20, erle
+        seen[delay_ms] = canceller.describe()  # what `harken status` shows
+    assert erle[250] > 20 and erle[250] > erle[0] + 10, erle
+    assert "echo_tail_ms" in (seen[0]["problem"] or "") and seen[250]["problem"] is None, seen
+    assert abs(seen[250]["echo_path_ms"] - 280) <= 10, seen
 
 
 def test_bad_settings_are_refused_with_the_key():
@@ -197,6 +201,8 @@ def test_the_device_never_wakes_on_its_own_voice_and_hears_a_person_over_it(tmp_
     heard = wakes(seen, start, end + RATE)
     assert heard, f"the wake word said over the device's speech was not heard: {[e for e in seen if e['type'] == 'wake']}"
     assert [e for e in seen if e["type"] == "barge_in" and e["by"] == "wake"], "the reply was not interrupted"
+    status = device.echo.describe()  # as `harken status` shows it
+    assert abs(status["echo_path_ms"] - ECHO_DELAY_MS) <= 10 and status["problem"] is None, status
 
 
 def test_without_echo_cancellation_it_wakes_on_its_own_voice(tmp_path, data_dir):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import ctypes.util
+import math
 from typing import Any
 
 import numpy as np
@@ -49,8 +50,12 @@ NEAR_END_DB = -20.0
 this held only the device's own echo."""
 HISTORY = 4 * RATE
 """Input samples of per-chunk energies kept for :meth:`EchoCanceller.only_echo`."""
-_SET_SAMPLING_RATE, _GET_SAMPLING_RATE = 24, 25
-"""``SPEEX_ECHO_SET_SAMPLING_RATE`` and ``..._GET_...`` in speex_echo.h."""
+_SET_SAMPLING_RATE, _GET_SAMPLING_RATE, _GET_IMPULSE_RESPONSE_SIZE, _GET_IMPULSE_RESPONSE = 24, 25, 27, 29
+"""``SPEEX_ECHO_SET_SAMPLING_RATE``, ``..._GET_SAMPLING_RATE`` and ``..._GET_IMPULSE_RESPONSE(_SIZE)`` in speex_echo.h."""
+LATE = 0.8
+"""An echo path whose peak lies past this fraction of the tail is too long for the filter."""
+LOW_ERLE_DB = 6.0
+"""Removing less echo than this (dB) while the device plays means the filter found no echo path."""
 _SET_DENOISE, _SET_NOISE_SUPPRESS, _SET_ECHO_STATE = 0, 18, 24
 """``SPEEX_PREPROCESS_SET_DENOISE``, ``..._NOISE_SUPPRESS`` and ``..._ECHO_STATE`` in speex_preprocess.h."""
 _PCM = np.ctypeslib.ndpointer(dtype=np.int16, ndim=1, flags="C_CONTIGUOUS")
@@ -130,6 +135,14 @@ class SpeexEcho:
             self._last = frame.copy()
             self._lib.speex_preprocess_run(self._post, frame)  # in place; gives back the frame before
         return out
+
+    def impulse_response(self) -> np.ndarray:
+        """The echo path the filter has learnt: one weight per sample of the tail."""
+        size = ctypes.c_int(0)
+        self._lib.speex_echo_ctl(self._state, _GET_IMPULSE_RESPONSE_SIZE, ctypes.byref(size))
+        weights = np.zeros(size.value, dtype=np.int32)
+        self._lib.speex_echo_ctl(self._state, _GET_IMPULSE_RESPONSE, weights.ctypes.data_as(ctypes.c_void_p))
+        return weights
 
     def pass_through(self, mic: np.ndarray) -> np.ndarray:
         """``mic`` untouched, one frame late like :meth:`process`, so the stream stays seamless."""
@@ -264,6 +277,25 @@ class EchoCanceller:
             return False
         mic = sum(m for m, _ in worked)
         return mic > 0 and sum(o for _, o in worked) < mic * 10 ** (NEAR_END_DB / 10)
+
+    def describe(self) -> dict[str, Any]:
+        """For ``harken status``: the filter, the echo path it has learnt and how much echo it removed lately."""
+        mic = sum(m for _, m, _ in self._history)
+        out = sum(o for _, _, o in self._history)
+        weights = np.abs(self._speex.impulse_response())
+        peak = int(np.argmax(weights)) if weights.any() else None
+        erle = round(10 * math.log10(mic / out), 1) if mic > 0 and out > 0 else None
+        problem = None
+        if peak is not None and peak > LATE * len(weights):
+            problem = "the echo arrives near the end of the filter: raise [audio] echo_tail_ms or set echo_delay_ms"
+        elif erle is not None and erle < LOW_ERLE_DB:
+            problem = ("little echo removed: the echo may lag the player by more than [audio] echo_tail_ms "
+                       "(set echo_delay_ms), or the microphone hardly hears the loudspeaker")
+        return {
+            "tail_ms": self.tail * 1000 // RATE, "delay_ms": self.delay * 1000 // RATE,
+            "echo_path_ms": None if peak is None else (self.delay + peak) * 1000 // RATE,
+            "erle_db": erle, "problem": problem,
+        }
 
     def close(self) -> None:
         self._speex.close()
