@@ -31,7 +31,7 @@ ECHO_DELAY_MS = 50
 
 def librivox(i: int) -> np.ndarray:
     if len(LIBRIVOX) <= i:
-        pytest.skip("LibriVox clips missing: apt-get install pocketsphinx-testdata")
+        pytest.fail("LibriVox clips missing: run `make test-deps` (apt-get install pocketsphinx-testdata)")
     pcm, rate = read_wav(LIBRIVOX[i])
     return resample(pcm, rate, RATE)
 
@@ -48,7 +48,7 @@ def audio_settings(**changes) -> config.AudioSettings:
     return config.load([], {"audio": changes}).audio
 
 
-async def through(room: Room, canceller: EchoCanceller, steps: dict[int, object]) -> np.ndarray:
+async def through(room: Room, canceller: EchoCanceller, steps: dict) -> np.ndarray:
     """Capture the whole room through the canceller; ``steps[chunk]()`` runs before that chunk is captured."""
     out = np.zeros(room.length, dtype=np.int16)
     pos = 0
@@ -74,7 +74,8 @@ def test_the_echo_is_removed_and_a_person_talking_over_it_is_kept():
     out = asyncio.run(through(room, canceller, {
         1: lambda: speaker.play(resample(reply, RATE, DEVICE_RATE), DEVICE_RATE),
         talk_at // CHUNK: lambda: verdicts.setdefault("echo alone", canceller.only_echo(talk_at - 2 * RATE, talk_at)),
-        (talk_at + 2 * RATE) // CHUNK: lambda: verdicts.setdefault("someone talking", canceller.only_echo(talk_at, talk_at + 2 * RATE)),
+        (talk_at + 2 * RATE) // CHUNK:
+            lambda: verdicts.setdefault("someone talking", canceller.only_echo(talk_at, talk_at + 2 * RATE)),
     }))
 
     start = room.player.starts[0]
@@ -213,4 +214,5 @@ def test_without_echo_cancellation_it_wakes_on_its_own_voice(tmp_path, data_dir)
     run(device)
 
     start, end = spans["intro"]
-    assert wakes(seen, start, end + RATE), "the echo of the device's own 'hey Jarvis' did not wake it: the test above proves nothing"
+    assert wakes(seen, start, end + RATE), \
+        "the echo of the device's own 'hey Jarvis' did not wake it: the test above would prove nothing"

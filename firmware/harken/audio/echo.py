@@ -146,17 +146,17 @@ class SpeexEcho:
 
     def pass_through(self, mic: np.ndarray) -> np.ndarray:
         """``mic`` untouched, one frame late like :meth:`process`, so the stream stays seamless."""
-        if self._pending is None:  # the suppressor holds the last frame: it was all but silent, take it uncancelled
+        if self._pending is None:  # the suppressor holds the last frame; the echo had died away: take it as the filter left it
             self._pending = self._last
         out = np.concatenate([self._pending, mic[: -self.frame]])
         self._pending = mic[-self.frame :].copy()
         return out
 
     def close(self) -> None:
-        if self._post:
+        if getattr(self, "_post", None):  # (also from __del__ of one whose library would not load)
             self._lib.speex_preprocess_state_destroy(self._post)
             self._post = None
-        if self._state:
+        if getattr(self, "_state", None):
             self._lib.speex_echo_state_destroy(self._state)
             self._state = None
 
