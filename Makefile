@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.harken-installed
 TEST_STAMP := $(VENV)/.harken-test-models
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv
+SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv libspeexdsp1
 TEST_PACKAGES := pocketsphinx-testdata espeak-ng systemd mosquitto openssl
 # Building an SD image (tools/build-image), and booting it in the tests (QEMU, netcat for its port forward).
 IMAGE_PACKAGES := mmdebstrap genimage mtools dosfstools e2fsprogs fdisk xz-utils grub-pc-bin

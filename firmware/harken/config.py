@@ -87,6 +87,15 @@ class AudioSettings:
         _range(1.0, 3600.0))
     silence_level: int = setting(1, "Largest sample value (of 32767) that still counts as digital silence.", _range(0, 1000))
     reopen_backoff_cap: float = setting(10.0, "Longest wait (s) between attempts to reopen a deaf capture device.", _range(0.5, 300.0))
+    echo_cancel: bool = setting(True, "Remove the device's own playback from the microphone (echo cancellation), so it never "
+                                "wakes on its own voice and hears the wake word over it; false: the microphone as it is.")
+    echo_tail_ms: int = setting(
+        300, "Echo cancellation: how long (ms) after the player's position an echo is still removed. It must cover the "
+        "output and input buffers, the sound's way to the microphone and the room's reverberation; longer costs more CPU "
+        "while the device speaks.", _range(20, 1000))
+    echo_delay_ms: int = setting(
+        0, "Echo cancellation: a fixed lag (ms) of the echo behind the player's position (a sound card with long buffers), "
+        "so that echo_tail_ms need only cover the room.", _range(0, 1000))
 
 
 @dataclass(frozen=True)

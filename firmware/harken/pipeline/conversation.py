@@ -24,6 +24,7 @@ from typing import AsyncIterator, Awaitable
 import numpy as np
 
 from harken.audio import RATE
+from harken.audio.echo import EchoCanceller
 from harken.audio.player import Player
 from harken.audio.ring import RingBuffer
 from harken.config import Settings
@@ -54,6 +55,8 @@ WAKE_SEGMENT_SLACK = int(0.3 * RATE)
 MIN_PARTIAL = int(0.5 * RATE)
 MAX_PHRASE = int(2.0 * RATE)
 """No wake phrase lasts longer than this."""
+WAKE_WINDOW = int(1.0 * RATE)
+"""The audio before a detection in which the wake phrase was said."""
 VAD_LEAD = int(1.5 * RATE)
 """The VADs start this long before the wake word fired: before most wake phrases began."""
 SAME_END = int(0.15 * RATE)
@@ -130,8 +133,11 @@ class Conversation:
         player: Player,
         fast: bool,
         apology: Audio | None = None,
+        echo: EchoCanceller | None = None,
     ) -> None:
         self.settings = settings
+        self.echo = echo
+        """Takes the player's own sound out of each chunk before anything listens to it (None: off)."""
         self.ears = engines.ears
         self.events = events
         self.player = player
@@ -200,6 +206,8 @@ class Conversation:
             async for chunk in chunks:
                 if self.origin is None and not self.fast:
                     self.origin = time.monotonic() - len(chunk) / RATE
+                if self.echo is not None:
+                    chunk = self.echo.process(chunk, fed)
                 self.ring.append(chunk)
                 fed += len(chunk)
                 try:
@@ -289,6 +297,9 @@ class Conversation:
             self._armed = True
             return
         if not self._armed or at - self._last_wake < self.settings.wake.refractory * RATE:
+            return
+        if self.echo is not None and self.echo.only_echo(at - WAKE_WINDOW, at):
+            _LOGGER.debug("wake score %.2f at %.2f s is the device's own voice: ignored", score, at / RATE)
             return
         self._armed = False
         self._last_wake = at
