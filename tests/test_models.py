@@ -66,7 +66,10 @@ def test_models_list_shows_role_name_size_sha_licence_path():
     proc = subprocess.run(harken_cmd("models", "list", "--json"), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     rows = {(r["role"], r["name"]): r for r in json.loads(proc.stdout)}
-    assert {"wake", "vad", "asr", "llm", "tts"} == {role for role, _ in rows}
+    assert {"wake", "vad", "asr", "llm", "tts", "turn"} == {role for role, _ in rows}
+    turn = rows[("turn", "smart-turn-v3.2")]
+    assert turn["licence"] == "BSD-2-Clause" and turn["size"] == 8679182 and turn["status"] == "installed"
+    assert "/share/harken/model-files/pipecat-ai-1.14.0/" in turn["path"]
     llm = rows[("llm", "smollm2-135m-instruct")]
     assert llm["licence"] == "Apache-2.0" and llm["size"] == 98362432 and llm["sha256"].startswith("b179c952")
     assert llm["path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf") and llm["status"] == "installed"

@@ -29,20 +29,21 @@ def clip(*names: str) -> np.ndarray:
     return np.concatenate([read_wav(ASSETS / name)[0] for name in names])
 
 
-def settings_for(model: str) -> Settings:
+def settings_for(model: str, noise_suppression: bool = False) -> Settings:
     base = Settings()
-    return dataclasses.replace(base, wake=dataclasses.replace(base.wake, model=model))
+    return dataclasses.replace(base, wake=dataclasses.replace(base.wake, model=model, noise_suppression=noise_suppression))
 
 
 @pytest.fixture(scope="module")
 def detectors():
-    made: dict[str, wake.WakeDetector] = {}
+    made: dict[tuple[str, bool], wake.WakeDetector] = {}
 
-    def get(model: str) -> wake.WakeDetector:
-        if model not in made:
-            made[model] = wake.load(settings_for(model), Path("/nonexistent"))
-        made[model].reset()
-        return made[model]
+    def get(model: str, noise_suppression: bool = False) -> wake.WakeDetector:
+        key = (model, noise_suppression)
+        if key not in made:
+            made[key] = wake.load(settings_for(model, noise_suppression), Path("/nonexistent"))
+        made[key].reset()
+        return made[key]
 
     return get
 
@@ -54,8 +55,11 @@ def test_goldens_were_made_with_our_noise_seed():
 def test_shipped_noise_embeddings_are_what_the_models_compute(detectors):
     # assets/wake-noise.npy stands for openWakeWord's start-up computation; if the catalogued
     # melspectrogram or embedding model ever changes, this fails until the tool is re-run.
+    # onnxruntime's kernels differ in the last bits between its releases and CPUs (1.32.0 moved them by
+    # 2e-5), so "the same" is within the tolerance the scores are compared with.
     shipped = np.load(wake.NOISE_FILE)
-    assert np.array_equal(shipped, detectors("hey_jarvis").embed_noise())
+    computed = detectors("hey_jarvis").embed_noise()
+    assert shipped.shape == computed.shape and np.abs(shipped - computed).max() <= TOLERANCE
 
 
 def test_a_wrong_noise_file_is_refused_with_the_fix(tmp_path):
@@ -67,18 +71,21 @@ def test_a_wrong_noise_file_is_refused_with_the_fix(tmp_path):
         wake.WakeDetector(model, mel, emb, noise=np.zeros((3, 96), np.float32))
 
 
-@pytest.mark.parametrize("case", GOLDENS["cases"], ids=lambda c: f"{c['model']}-{'+'.join(c['clips'])}")
+@pytest.mark.parametrize("case", GOLDENS["cases"],
+                         ids=lambda c: f"{c['model']}-{'+'.join(c['clips'])}{'-speex' if c['noise_suppression'] else ''}")
 def test_scores_match_openwakeword(detectors, case):
-    ours = np.array(detectors(case["model"]).process(clip(*case["clips"])))
+    """Score for score, with and without Speex noise suppression in front."""
+    ours = np.array(detectors(case["model"], case["noise_suppression"]).process(clip(*case["clips"])))
     golden = np.array(case["scores"])
     assert ours.shape == golden.shape
     worst = int(np.argmax(np.abs(ours - golden)))
     assert abs(ours[worst] - golden[worst]) <= TOLERANCE, f"frame {worst}: {ours[worst]} vs openWakeWord's {golden[worst]}"
 
 
-def test_chunk_size_does_not_change_the_scores(detectors):
+@pytest.mark.parametrize("speex", [False, True], ids=["raw", "speex"])
+def test_chunk_size_does_not_change_the_scores(detectors, speex):
     pcm = clip("probe-wake-hey_jarvis.wav", "probe-asr.wav", "probe-wake-hey_jarvis.wav")
-    detector = detectors("hey_jarvis")
+    detector = detectors("hey_jarvis", speex)
     whole = detector.process(pcm)
     assert len(whole) == len(pcm) // wake.FRAME
     for size in (wake.FRAME, 640, 3000, 1):
@@ -94,10 +101,12 @@ def test_chunk_size_does_not_change_the_scores(detectors):
         assert scores == expected, f"chunks of {size}"
 
 
-def test_reset_starts_a_fresh_stream(detectors):
+@pytest.mark.parametrize("speex", [False, True], ids=["raw", "speex"])
+def test_reset_starts_a_fresh_stream(detectors, speex):
+    """Also the noise suppressor's state: its noise estimate starts again."""
     jarvis = clip("probe-wake-hey_jarvis.wav")
-    fresh = wake.load(settings_for("hey_jarvis"), Path("/nonexistent")).process(jarvis)
-    detector = detectors("hey_jarvis")
+    fresh = wake.load(settings_for("hey_jarvis", speex), Path("/nonexistent")).process(jarvis)
+    detector = detectors("hey_jarvis", speex)
     detector.process(jarvis)
     detector.process(clip("probe-asr.wav")[:5000])  # ends mid-frame, with the wake word in the window
     detector.reset()

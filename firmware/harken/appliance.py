@@ -29,6 +29,7 @@ import numpy as np
 
 from harken import __version__, config
 from harken.audio.earcons import Earcons
+from harken.audio.echo import EchoCanceller, EchoReference
 from harken.errors import ConfigError, HarkenError
 from harken.hw import board as boards
 from harken.hw import budget
@@ -128,6 +129,11 @@ class Appliance:
         """The settings as configured (the profile applied); the conversation gets :meth:`_live` of them."""
         self.events = events
         self.source = source
+        self.echo: EchoCanceller | None = None
+        """Takes what the player plays back out of the microphone ([audio] echo_cancel; None: off)."""
+        if settings.audio.echo_cancel:
+            player = EchoReference(player)
+            self.echo = EchoCanceller(player, settings.audio)
         self.player = player
         self.fast = fast
         self.started = time.monotonic()
@@ -286,7 +292,8 @@ class Appliance:
             "conversation": conv.state.value if conv is not None else None,
             "lost_audio_s": round(conv.lost_chunks * 1280 / 16000, 2) if conv is not None else 0.0,
             "workers": self.sup.describe(), "models": self.sup.describe_slots(), "audio": self.audio_health(),
-            "playback": self.playback_health(), "threads": budget.plan(self.settings).describe(),
+            "playback": self.playback_health(), "echo": None if self.echo is None else self.echo.describe(),
+            "threads": budget.plan(self.settings).describe(),
             "board": self.board_state(), "thermal": self.thermal.describe(), "muted": self.muted,
             "panel": self.panel_state(), "llm_choice": self.llm_choice_state(),
             "mqtt": None if self.link is None else {"connected": self.link.connected, "buffered": len(self.link.buffer),
@@ -508,7 +515,7 @@ class Appliance:
                 if rendered is not None:
                     self.notices[role.name] = rendered
             self.conv = Conversation(self._live(self.settings), self.engines, self.events, self.player, fast=self.fast,
-                                     apology=apology)
+                                     apology=apology, echo=self.echo)
             self.conv.muted = self.muted
             self.conv.wake_tone = self.earcons.wake
             if self.thermal.level is Level.CRITICAL:

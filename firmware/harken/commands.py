@@ -214,6 +214,12 @@ def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
     details = ", ".join(f"{k} {v}" for k, v in audio.items() if k not in ("device", "state", "reason") and v is not None)
     print(f"audio: {audio.get('device')} {audio.get('state')}" + (f" ({audio['reason']})" if audio.get("reason") else "")
           + (f"; {details}" if details else ""))
+    echo = answer.get("echo")
+    if echo:
+        path = f"; echo path {echo['echo_path_ms']} ms" if echo["echo_path_ms"] is not None else ""
+        erle = f", {echo['erle_db']:g} dB of it removed lately" if echo["erle_db"] is not None else ""
+        problem = f"; {echo['problem']}" if echo["problem"] else ""
+        print(f"echo cancellation: tail {echo['tail_ms']} ms after a delay of {echo['delay_ms']} ms{path}{erle}{problem}")
     for slot in answer.get("models") or []:
         extra = []
         if slot.get("standby"):

@@ -87,6 +87,15 @@ class AudioSettings:
         _range(1.0, 3600.0))
     silence_level: int = setting(1, "Largest sample value (of 32767) that still counts as digital silence.", _range(0, 1000))
     reopen_backoff_cap: float = setting(10.0, "Longest wait (s) between attempts to reopen a deaf capture device.", _range(0.5, 300.0))
+    echo_cancel: bool = setting(True, "Remove the device's own playback from the microphone (echo cancellation), so it never "
+                                "wakes on its own voice and hears the wake word over it; false: the microphone as it is.")
+    echo_tail_ms: int = setting(
+        300, "Echo cancellation: how long (ms) after the player's position an echo is still removed. It must cover the "
+        "output and input buffers, the sound's way to the microphone and the room's reverberation; longer costs more CPU "
+        "while the device speaks.", _range(20, 1000))
+    echo_delay_ms: int = setting(
+        0, "Echo cancellation: a fixed lag (ms) of the echo behind the player's position (a sound card with long buffers), "
+        "so that echo_tail_ms need only cover the room.", _range(0, 1000))
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,8 @@ class WakeSettings:
                          "model store (name or name@sha256-prefix).", _model(*WAKE_MODELS))
     threshold: float = setting(0.5, "Score (0..1) above which the wake word fires.", _range(0.05, 0.99))
     refractory: float = setting(1.5, "Seconds after a detection during which it cannot fire again.", _range(0.0, 10.0))
+    noise_suppression: bool = setting(True, "Run Speex noise suppression on the audio the wake word hears (only the wake "
+                                      "word: the request is not touched). Off: the wake word hears the raw microphone.")
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,11 @@ class ListenSettings:
     timeout: float = setting(6.0, "Seconds to wait for speech after the wake word before going idle.", _range(1.0, 60.0))
     partial_interval: float = setting(0.6, "Seconds between partial transcripts while someone speaks.", _range(0.1, 5.0))
     speculate: bool = setting(True, "Start answering after a short pause, before the endpoint; speak only once the endpoint confirms it.")
+    turn_model: bool = setting(
+        True, "At each endpoint, ask the end-of-turn model (smart-turn) whether the speech sounds finished; if not, keep "
+        "listening until speech resumes or max_pause has passed. It only ever makes the device wait longer.")
+    max_pause: float = setting(1.5, "Longest silence (s, from the end of speech) waited for while a question sounds "
+                               "unfinished (turn_model); then the request ends with what was heard.", _range(0.5, 5.0))
 
 
 @dataclass(frozen=True)

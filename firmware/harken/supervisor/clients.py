@@ -30,7 +30,8 @@ def _bytes(pcm: np.ndarray) -> bytes:
 def _heard(msg: m.Wire) -> ports.Heard:
     if not isinstance(msg, m.Heard):
         raise TypeError(f"the wake worker answered {msg.kind!r}, not heard")
-    return ports.Heard(msg.scores, msg.speech, msg.start, [(a, b) for a, b in msg.segments], [(a, b) for a, b in msg.early])
+    return ports.Heard(msg.scores, msg.speech, msg.start, [(a, b) for a, b in msg.segments], [(a, b) for a, b in msg.early],
+                       list(msg.turn))
 
 
 class _Client:
@@ -100,8 +101,8 @@ class _Answer:
 
 class WakeClient(_Client, ports.Ears):
 
-    async def hear(self, pcm: np.ndarray, at: int, vad_from: int | None) -> Awaitable[ports.Heard]:
-        return _Answer(self.worker, await self._send(m.Hear(at, vad_from, _bytes(pcm))))
+    async def hear(self, pcm: np.ndarray, at: int, vad_from: int | None, turn_from: int | None = None) -> Awaitable[ports.Heard]:
+        return _Answer(self.worker, await self._send(m.Hear(at, vad_from, _bytes(pcm), turn_from)))
 
     async def flush(self) -> Awaitable[ports.Heard]:
         return _Answer(self.worker, await self._send(m.Flush()))

@@ -119,6 +119,8 @@ class Hear(Wire):
     at: int
     vad_from: int | None
     pcm: bytes = b""
+    turn_from: int | None = None
+    """Where the request's audio starts: judge each segment the endpoint VAD closes (None: do not)."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,8 @@ class Heard(Wire):
     start: int | None
     segments: list[list[int]]
     early: list[list[int]]
+    turn: list[float] = field(default_factory=list)
+    """End-of-turn probability of each of ``early`` (empty when not asked for or without the model)."""
 
 
 @dataclass(frozen=True)
