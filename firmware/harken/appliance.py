@@ -117,6 +117,12 @@ class Appliance:
             else:
                 self.model_notes.append(f"the {role} model chosen last, {choice.active}, is no longer installed; "
                                         f"running the configured {ROLES[role].model(settings)} instead")
+        self.asr_choice: boards.AsrChoice | None = None
+        """The speech recognition model: [asr] model, else the board profile's (hw/board.py); None when a swap chose it."""
+        if "asr" not in chosen:
+            self.asr_choice = boards.choose_asr(settings, self.board)
+            _LOGGER.info("speech recognition: %s (%s)", self.asr_choice.model, self.asr_choice.why)
+            settings = with_model(settings, "asr", self.asr_choice.model)
         self.llm_choice: LlmChoice | None = None
         """The language model the board's memory budget chose (models/variants.py); None when a swap chose it."""
         if settings.board.llm_variants and "llm" not in chosen:
@@ -289,6 +295,7 @@ class Appliance:
             "playback": self.playback_health(), "threads": budget.plan(self.settings).describe(),
             "board": self.board_state(), "thermal": self.thermal.describe(), "muted": self.muted,
             "panel": self.panel_state(), "llm_choice": self.llm_choice_state(),
+            "asr_choice": self.asr_choice.describe() if self.asr_choice is not None else None,
             "mqtt": None if self.link is None else {"connected": self.link.connected, "buffered": len(self.link.buffer),
                                                    "dropped": self.link.dropped},
         }
