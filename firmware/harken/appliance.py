@@ -295,7 +295,7 @@ class Appliance:
             "playback": self.playback_health(), "threads": budget.plan(self.settings).describe(),
             "board": self.board_state(), "thermal": self.thermal.describe(), "muted": self.muted,
             "panel": self.panel_state(), "llm_choice": self.llm_choice_state(),
-            "asr_choice": self.asr_choice.describe() if self.asr_choice is not None else None,
+            "asr_choice": self.asr_choice_state(),
             "mqtt": None if self.link is None else {"connected": self.link.connected, "buffered": len(self.link.buffer),
                                                    "dropped": self.link.dropped},
         }
@@ -313,6 +313,9 @@ class Appliance:
                 settings, thermal=dataclasses.replace(settings.thermal, hot=0.0, critical=0.0),
                 board=dataclasses.replace(settings.board, led="", led_kind=""))
             return boards.apply(plain, self.board, self.hw_root)
+
+    def asr_choice_state(self) -> dict[str, Any] | None:
+        return self.asr_choice.describe() if self.asr_choice is not None else None
 
     def llm_choice_state(self) -> dict[str, Any] | None:
         return self.llm_choice.describe() if self.llm_choice is not None else None
