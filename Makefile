@@ -74,9 +74,9 @@ test: $(STAMP) $(TEST_STAMP) test-deps image-deps
 	$(VENV)/bin/pytest
 
 # An SD image: build/harken-<version>-$(BOARD).img.xz, .sha256 and .manifest.json
-# (BOARD=qemu-amd64 or rpi-arm64). Caches in ~/.cache/harken/image.
+# (BOARD=qemu-amd64 or rpi-arm64; ASR_BASE=1 adds Moonshine base to its model store). Caches in ~/.cache/harken/image.
 image: $(STAMP) image-deps
-	$(SUDO) $(PY) tools/build-image --board $(BOARD)
+	$(SUDO) $(PY) tools/build-image --board $(BOARD) $(if $(ASR_BASE),--asr-base)
 
 bench: $(STAMP) test-deps
 	$(PY) tools/bench-pipeline

