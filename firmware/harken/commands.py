@@ -425,8 +425,11 @@ def cmd_models(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 def _configured(settings: config.Settings) -> dict[str, str]:
-    """The model each role's setting names."""
-    return {role: getattr(getattr(settings, section), key) for (section, key), role in config.MODEL_KEYS.items()}
+    """The model each role's setting names (for speech recognition left empty, the board profile's choice)."""
+    from harken.hw import board
+
+    named = {role: getattr(getattr(settings, section), key) for (section, key), role in config.MODEL_KEYS.items()}
+    return {**named, "asr": board.choose_asr(settings, board.for_settings(settings)).model}
 
 
 SWAP_TIMEOUT = 600.0

@@ -50,7 +50,8 @@ def _model(*defaults: str) -> Check:
 
 
 def _not_a_model(defaults: tuple[str, ...]) -> str:
-    return (f"must be one of {', '.join(repr(o) for o in defaults)}, or a model installed in the model store "
+    empty = ", empty (the board profile chooses)" if "" in defaults else ""
+    return (f"must be one of {', '.join(repr(o) for o in defaults if o)}{empty}, or a model installed in the model store "
             "(name or name@sha256-prefix, see `harken models list`)")
 
 
@@ -124,10 +125,16 @@ class ListenSettings:
                                "unfinished (turn_model); then the request ends with what was heard.", _range(0.5, 5.0))
 
 
+ASR_DEFAULT = "moonshine-tiny-en"
+"""The speech recognition model that runs where neither ``[asr] model`` nor a board profile chose one."""
+
+
 @dataclass(frozen=True)
 class AsrSettings:
-    model: str = setting("moonshine-tiny-en", "Speech recognition model: the default, or one installed in the model store.",
-                         _model("moonshine-tiny-en"))
+    model: str = setting("", "Speech recognition model: moonshine-tiny-en, or one installed in the model store "
+                         "(moonshine-base-en: harken models install asr moonshine-base-en); empty: the board profile "
+                         "chooses (base where the board can run it and it is installed, else tiny).",
+                         _model("", ASR_DEFAULT))
     denoise: str = setting("auto", "Clean the request's audio with DeepFilterNet3 before speech recognition, while the person "
                            "speaks (never the wake word's): 'on', 'off', or 'auto' (on unless the board profile's CPU is too "
                            "slow: Pi 3, Zero 2 W).",
@@ -638,8 +645,8 @@ def _uninstalled_models(values: Values, origins: dict[tuple[str, str], str]) -> 
     for (section, key), role in MODEL_KEYS.items():
         value = values[section].get(key)
         fld = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == key)
-        defaults = tuple(WAKE_MODELS) if section == "wake" else (fld.default,)
-        if value is None or value in defaults or _installed(data, role, value):
+        defaults = tuple(WAKE_MODELS) if section == "wake" else (ASR_DEFAULT,) if section == "asr" else (fld.default,)
+        if value is None or value == "" or value in defaults or _installed(data, role, value):
             continue
         problems.append(((section, key), f"{origins[section, key]}: [{section}] {key} = {value!r} {_not_a_model(defaults)}; none by that name is "
                         f"installed in {data / 'models' / role} (install it first: harken models install {role} "

@@ -1,4 +1,4 @@
-"""Speech recognition: Moonshine tiny (English) run by sherpa-onnx, one segment at a time.
+"""Speech recognition: Moonshine (English, tiny or base) run by sherpa-onnx, one segment at a time.
 
 Every transcript passes through :func:`collapse_repeats`: on noise, Moonshine
 (base more than tiny) can fall into a loop and write the same word or words
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harken.config import Settings
+from harken.config import ASR_DEFAULT, Settings
 from harken.engines import accel
 from harken.hw import budget
 from harken.models.resolve import Resolved, resolve
@@ -81,7 +81,7 @@ class Recognizer:
 
 
 def load(settings: Settings, data_dir: Path) -> Recognizer:
-    return from_files(settings, resolve("asr", settings.asr.model, data_dir))
+    return from_files(settings, resolve("asr", settings.asr.model or ASR_DEFAULT, data_dir))
 
 
 def from_files(settings: Settings, model: Resolved) -> Recognizer:

@@ -95,7 +95,7 @@ class DeviceAgent:
             "slots": svc.sup.describe_slots(),
             "workers": svc.sup.describe(), "audio": svc.audio_health(), "playback": svc.playback_health(), "muted": svc.muted,
             "thermal": svc.thermal.describe(), "panel": svc.panel_state(), "llm_choice": svc.llm_choice_state(),
-            "uptime_s": round(time.monotonic() - self.started, 1), "ts": round(time.time(), 3),
+            "asr_choice": svc.asr_choice_state(), "uptime_s": round(time.monotonic() - self.started, 1), "ts": round(time.time(), 3),
             "last_latency": svc.last_latency, "config_problems": [*svc.provision_notes, *fleet.notes, *svc.setting_notes],
             "storage": {"root_read_only": root_read_only(), "data_free_mb": free_mb(svc.data_dir)},
             "config_trial": (fleet.on_trial or {}).get("change"),

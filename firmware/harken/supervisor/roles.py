@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harken.config import MODEL_KEYS, Settings
+from harken.config import ASR_DEFAULT, MODEL_KEYS, Settings
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,10 @@ class Role:
         return next(key for key, role in MODEL_KEYS.items() if role == self.name)
 
     def model(self, settings: Settings) -> str:
+        """The model the role's setting names; for speech recognition left to the board (empty) where no board
+        profile chose one (``hw.board.choose_asr``, done at start), the default."""
         section, key = self.model_key
-        return str(getattr(getattr(settings, section), key))
+        return str(getattr(getattr(settings, section), key)) or (ASR_DEFAULT if self.name == "asr" else "")
 
     def deadline(self, settings: Settings) -> float:
         return float(getattr(settings.workers, f"{self.name}_deadline"))
