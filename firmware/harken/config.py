@@ -133,7 +133,7 @@ ASR_DEFAULT = "moonshine-tiny-en"
 class AsrSettings:
     model: str = setting("", "Speech recognition model: moonshine-tiny-en, or one installed in the model store "
                          "(moonshine-base-en: harken models install asr moonshine-base-en); empty: the board profile "
-                         "chooses (base where the board can run it and it is installed, else tiny).",
+                         "chooses (base on a Jetson where it is installed, else tiny).",
                          _model("", ASR_DEFAULT))
     denoise: str = setting("auto", "Clean the request's audio with DeepFilterNet3 before speech recognition, while the person "
                            "speaks (never the wake word's): 'on', 'off', or 'auto' (on unless the board profile's CPU is too "
