@@ -100,6 +100,9 @@ def test_workers_die_with_a_killed_supervisor(tmp_path, data_dir, two_questions)
     proc, events, out = start(tmp_path, data_dir, two_questions)
     try:
         pids = wait_for(events, ready_pids, proc)
+        for role, pid in pids.items():  # numpy's BLAS must not start a spinning thread per core beside the engines'
+            environ = dict(v.split("=", 1) for v in open(f"/proc/{pid}/environ").read().split("\0") if "=" in v)
+            assert environ.get("OPENBLAS_NUM_THREADS") == "1", role
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
