@@ -14,7 +14,7 @@ BOOT_TEST_PACKAGES := qemu-system-x86 qemu-utils netcat-openbsd
 ARM64_PACKAGES := qemu-user-static binfmt-support gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
 BOARD ?= qemu-amd64
 
-.PHONY: install system-deps test-deps image-deps test-models demo test image clean bench bench-faults bench-swap bench-abuse
+.PHONY: install system-deps test-deps image-deps test-models demo test image clean bench bench-faults bench-swap bench-abuse bench-listen
 
 install: $(STAMP)
 
@@ -96,6 +96,9 @@ bench-swap: $(STAMP)
 
 bench-abuse: $(STAMP) test-deps
 	$(PY) tools/bench-abuse
+
+bench-listen: $(STAMP) test-deps
+	$(PY) tools/bench-listen
 
 clean:
 	rm -rf $(VENV) .pytest_cache
