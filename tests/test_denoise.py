@@ -117,6 +117,27 @@ def test_the_track_cleans_audio_as_it_arrives_and_only_the_tail_at_transcription
     assert streamed.start == fed + RATE and streamed.end == fed + RATE + CHUNK
 
 
+def test_another_stream_on_the_same_clock_is_never_answered_from_the_first_ones_audio():
+    """A new input restarts the clock at 0 while the worker (and its track) lives on: the second
+    request's audio must be its own, not the first stream's cleaned audio at the same positions."""
+    clips = librivox()
+    first = padded(clips["sense_and_sensibility_01_austen_64kb-0880"])
+    second = padded(clips["sense_and_sensibility_01_austen_64kb-0930"])[: len(first)]
+    track = denoise.Track(denoise.Denoiser())  # a track owns its denoiser, as in the ASR worker
+    for i in range(0, len(first), CHUNK):
+        track.feed(first[i : i + CHUNK], i)
+    for i in range(0, len(second) // 2, CHUNK):  # the second stream, handed over from clock 0 again
+        track.feed(second[i : i + CHUNK], i)
+    cleaned = track.clean(second, 0).astype(np.float64)
+    body = slice(RATE, len(second) - RATE)
+
+    def likeness(x: np.ndarray) -> float:
+        x = x.astype(np.float64)[body]
+        return float(np.dot(cleaned[body], x) / np.sqrt(np.dot(cleaned[body], cleaned[body]) * np.dot(x, x)))
+
+    assert likeness(second) > 0.8 and abs(likeness(first)) < 0.2, (likeness(second), likeness(first))
+
+
 def test_cleaning_lowers_word_errors_in_real_music_and_keeps_clean_speech(recognizer, denoiser):
     refs = references()
     clips = librivox()

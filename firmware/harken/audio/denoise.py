@@ -196,6 +196,10 @@ class Track:
         self._clean = np.zeros(0, dtype=np.int16)
         self.start = 0
         """Clock of the oldest cleaned sample held."""
+        self._raw = np.zeros(0, dtype=np.int16)
+        self._raw_start = 0
+        """The raw samples of the current stretch (the newest ``keep``), from clock ``_raw_start``: audio given
+        again for a stretch of the clock already heard must be the same audio, or it is another stream."""
 
     @property
     def end(self) -> int | None:
@@ -203,12 +207,32 @@ class Track:
         return None if self._offset is None else self._fed + self._offset
 
     def feed(self, pcm: np.ndarray, at: int) -> None:
-        """Audio from clock ``at`` on."""
+        """Audio from clock ``at`` on.
+
+        Audio for clock positions already heard is checked against what was heard there: another
+        stream on the same clock (a new input whose clock starts at 0 again, a restarted supervisor)
+        starts a new stretch, so a request is never answered from an earlier one's cleaned audio."""
         end = self.end
+        if end is not None and at <= end and not self._heard(pcm, at, end):
+            end = None
         if end is None or at > end:
             self._restart(at, pcm[:PRIME])
             end = at
-        self._push(pcm[end - at :])
+        new = pcm[end - at :]
+        self._push(new)
+        self._raw = np.concatenate([self._raw, new])
+        if len(self._raw) > self.keep:
+            drop = len(self._raw) - self.keep
+            self._raw = self._raw[drop:]
+            self._raw_start += drop
+
+    def _heard(self, pcm: np.ndarray, at: int, end: int) -> bool:
+        """Whether ``pcm`` (from clock ``at``, with ``at <= end``) is what this stretch heard up to ``end``."""
+        if at < self._raw_start:
+            return False  # older than what is kept: it cannot be checked, so it is not trusted
+        seen = self._raw[at - self._raw_start : end - self._raw_start]
+        n = min(len(seen), len(pcm))
+        return bool(np.array_equal(seen[:n], pcm[:n]))
 
     def clean(self, pcm: np.ndarray, at: int | None) -> np.ndarray:
         """``pcm`` (starting at clock ``at``; None: not from the listening clock) cleaned, as long as it is.
@@ -228,6 +252,8 @@ class Track:
         self._offset = at - self._fed - len(prime)
         self._clean = np.zeros(0, dtype=np.int16)
         self.start = at
+        self._raw = np.zeros(0, dtype=np.int16)
+        self._raw_start = at
         self._push(prime)  # what comes out belongs before ``at``: dropped
 
     def _push(self, pcm: np.ndarray) -> None:
