@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harken.audio.ring import RingBuffer
 from harken.config import Settings
 from harken.errors import ConfigError
 
@@ -186,20 +187,22 @@ class Track:
 
     def __init__(self, denoiser: Denoiser, keep: int = KEEP) -> None:
         self.denoiser = denoiser
-        self.keep = keep
         self._fed = 0
         """Samples ever given to the denoiser (primes included)."""
         self._out = 0
         """Samples it ever gave back."""
         self._offset: int | None = None
         """Clock of a sample minus its place among those fed, in the current stretch; None: no stretch."""
-        self._clean = np.zeros(0, dtype=np.int16)
-        self.start = 0
+        self._clean = RingBuffer(keep)
+        """The newest ``keep`` cleaned samples of the current stretch, on the clock."""
+        self._raw = RingBuffer(keep)
+        """The raw samples the stretch was fed, on the clock: audio given again for a stretch of the clock
+        already heard must be the same audio, or it is another stream."""
+
+    @property
+    def start(self) -> int:
         """Clock of the oldest cleaned sample held."""
-        self._raw = np.zeros(0, dtype=np.int16)
-        self._raw_start = 0
-        """The raw samples of the current stretch (the newest ``keep``), from clock ``_raw_start``: audio given
-        again for a stretch of the clock already heard must be the same audio, or it is another stream."""
+        return self._clean.start
 
     @property
     def end(self) -> int | None:
@@ -220,17 +223,13 @@ class Track:
             end = at
         new = pcm[end - at :]
         self._push(new)
-        self._raw = np.concatenate([self._raw, new])
-        if len(self._raw) > self.keep:
-            drop = len(self._raw) - self.keep
-            self._raw = self._raw[drop:]
-            self._raw_start += drop
+        self._raw.append(new)
 
     def _heard(self, pcm: np.ndarray, at: int, end: int) -> bool:
         """Whether ``pcm`` (from clock ``at``, with ``at <= end``) is what this stretch heard up to ``end``."""
-        if at < self._raw_start:
+        if at < self._raw.start:
             return False  # older than what is kept: it cannot be checked, so it is not trusted
-        seen = self._raw[at - self._raw_start : end - self._raw_start]
+        seen = self._raw.read(at, end)
         n = min(len(seen), len(pcm))
         return bool(np.array_equal(seen[:n], pcm[:n]))
 
@@ -243,17 +242,15 @@ class Track:
             self._restart(0 if at is None else at, pcm[:PRIME])
         begin = 0 if at is None else at
         self.feed(pcm, begin)
-        have = self._clean[begin - self.start : begin - self.start + len(pcm)]
+        have = self._clean.read(begin, begin + len(pcm))
         if at is None:
             self._offset = None  # its clock is not the listening one: the next audio starts a new stretch
         return np.concatenate([have, np.zeros(len(pcm) - len(have), dtype=np.int16)])
 
     def _restart(self, at: int, prime: np.ndarray) -> None:
         self._offset = at - self._fed - len(prime)
-        self._clean = np.zeros(0, dtype=np.int16)
-        self.start = at
-        self._raw = np.zeros(0, dtype=np.int16)
-        self._raw_start = at
+        self._clean.restart(at)
+        self._raw.restart(at)
         self._push(prime)  # what comes out belongs before ``at``: dropped
 
     def _push(self, pcm: np.ndarray) -> None:
@@ -263,9 +260,4 @@ class Track:
         self._fed += len(pcm)
         clock = self._out - DELAY + self._offset  # of out[0]
         self._out += len(out)
-        out = out[max(0, self.start - clock) :]
-        self._clean = np.concatenate([self._clean, out])
-        if len(self._clean) > self.keep:
-            drop = len(self._clean) - self.keep
-            self._clean = self._clean[drop:]
-            self.start += drop
+        self._clean.append(out[max(0, self._clean.end - clock) :])
