@@ -10,6 +10,7 @@ clip do not make the noise look quieter than it is.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,14 @@ def pink(samples: int, seed: int) -> np.ndarray:
     return noise / np.sqrt(np.mean(noise**2))
 
 
+@lru_cache(maxsize=1)
+def _librivox() -> tuple[np.ndarray, ...]:
+    return tuple(read_wav(p)[0].astype(np.float64) for p in sorted(LIBRIVOX.glob("*.wav")))
+
+
 def babble(samples: int, seed: int, voices: int = 4) -> np.ndarray:
     """Unit-RMS babble: ``voices`` LibriVox clips summed, from a seeded offset, looped as needed."""
-    clips = [read_wav(p)[0].astype(np.float64) for p in sorted(LIBRIVOX.glob("*.wav"))]
+    clips = _librivox()
     if len(clips) < voices:
         raise FileNotFoundError(f"babble needs {voices} LibriVox clips in {LIBRIVOX}: apt-get install pocketsphinx-testdata")
     rng = np.random.default_rng(seed)
