@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from conftest import LIBRIVOX, RATE, silence, words
 from harken import config
 from harken.audio.files import TimelinePlayer
 from harken.audio.wav import read_wav
-from harken.engines import turn
+from harken.engines import listener, turn
 from harken.errors import ModelError
 from harken.models import catalog, unpack
 from harken.models.catalog import CatalogEntry, ModelFile
@@ -140,6 +141,35 @@ def test_the_default_turn_model_is_unpacked_not_installed():
     assert importlib.util.find_spec("pipecat") is None  # the framework is not in the device's environment
 
 
+def test_a_pause_is_judged_after_its_answer_so_the_speculation_does_not_wait(voices):
+    """The answer that reports the early VAD's pause carries no verdict (the speculative answer starts on it at
+    once); the worker judges once it has answered, and the verdict comes with the next chunk's answer, long
+    before the endpoint VAD closes the same segment."""
+    ears = listener.load(config.load([], {"listen": {"turn_model": True}}), Path("/nonexistent"))
+    audio = np.concatenate([silence(0.5), voices.piper("What is the weather in"), silence(1.0)])
+    answers = []
+    for at in range(0, len(audio) - FRAME + 1, FRAME):
+        answers.append(ears.hear(audio[at : at + FRAME], at, vad_from=0, turn_from=0))
+        ears.judge_pending()  # what the worker does once the answer is sent
+    paused = [i for i, a in enumerate(answers) if a["early"]]
+    ended = [i for i, a in enumerate(answers) if a["segments"]]
+    judged = [i for i, a in enumerate(answers) if a["turn"]]
+    assert len(paused) == 1 and len(ended) == 1, (paused, ended)
+    assert answers[paused[0]]["turn"] == [] and judged == [paused[0] + 1] and ended[0] > judged[0]
+    ((stop, probability),) = answers[judged[0]]["turn"]
+    assert stop == answers[paused[0]]["early"][0][1] and probability < COMPLETE  # "... the weather in": unfinished
+
+
+def test_a_pause_closed_by_the_end_of_the_input_is_judged_in_the_flush(voices):
+    ears = listener.load(config.load([], {"listen": {"turn_model": True}}), Path("/nonexistent"))
+    audio = np.concatenate([silence(0.5), voices.piper("What is the capital of France?")])
+    for at in range(0, len(audio) - FRAME + 1, FRAME):
+        assert ears.hear(audio[at : at + FRAME], at, vad_from=0, turn_from=0)["turn"] == []
+    last = ears.flush()
+    ((start, stop),) = last["early"]
+    assert [s for s, _ in last["turn"]] == [stop] and last["turn"][0][1] >= COMPLETE
+
+
 # -- the held endpoint, in the real appliance --------------------------------------------------------
 def _config(tmp_path, turn_model: bool):
     path = tmp_path / f"turn-{turn_model}.toml"
@@ -196,7 +226,8 @@ def test_a_finished_question_ends_at_the_normal_endpoint(run_harken, voices, mak
 
 # -- the held endpoint's rules, on scripted ears (the conversation's ports; see test_conversation.py) --------------
 class ScriptedEars(ports.Ears):
-    """Wake word in chunk 12; speech segments (start, stop, end-of-turn probability) as a VAD would report them."""
+    """Wake word in chunk 12; speech segments (start, stop, end-of-turn probability) as a VAD would report them,
+    and the verdict on each pause one chunk after the early VAD closed it."""
 
     def __init__(self, script: list[tuple[float, float, float]]) -> None:
         self.script = [(int(a * RATE), int(b * RATE), p) for a, b, p in script]
@@ -209,7 +240,8 @@ class ScriptedEars(ports.Ears):
         segments = [(a, b) for a, b, _ in self.script if closes(b, 0.4)]
         early = [(a, b) for a, b, _ in self.script if closes(b, 0.2)]
         going = [a for a, b, _ in self.script if a <= at < b + int(0.4 * RATE) and not closes(b, 0.4)]
-        judged = [p for _, b, p in self.script if closes(b, 0.2)] if turn_from is not None else []
+        # As the worker does: a pause is judged after the answer that reported it, and comes with the next one.
+        judged = [(b, p) for _, b, p in self.script if closes(b, 0.28)] if turn_from is not None else []
         return asyncio.sleep(0, ports.Heard([0.9 if chunk == 12 else 0.0], bool(going), going[0] if going else None,
                                             segments, early, judged))
 

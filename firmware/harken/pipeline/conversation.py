@@ -376,6 +376,9 @@ class Conversation:
         if listen is None:
             return
         slack = WAKE_SEGMENT_SLACK if listen.phrase else 0
+        for stop, probability in heard.turn:  # verdicts on pauses reported in earlier answers
+            if listen.early_stop is not None and abs(stop - listen.early_stop) <= SAME_END:
+                listen.judged = (stop, probability)
         for start, stop in heard.segments:
             if listen.phrase and stop <= listen.wake_at + slack:
                 # The wake phrase's own segment, closed by a pause: the request starts after it.
@@ -390,12 +393,12 @@ class Conversation:
             return
         if listen.held is not None and self._held(listen, heard, end):
             return
-        for i, (start, stop) in enumerate(heard.early):
+        for start, stop in heard.early:
             if stop > max(listen.cut, listen.wake_at + slack):
                 listen.first_start = start if listen.first_start is None else listen.first_start
                 listen.early_stop = stop
                 listen.pending = stop if self.settings.listen.speculate else None
-                listen.judged = (stop, heard.turn[i]) if i < len(heard.turn) else None
+                listen.judged = None  # its verdict comes with a later answer
         if listen.pending is not None and self.ring.end >= listen.pending + TAIL:
             self._speculate(listen, listen.pending, end)
         if heard.speech:

@@ -29,8 +29,10 @@ class Heard:
     """Speech segments the endpointing VAD closed in this chunk."""
     early: list[tuple[int, int]]
     """Segments the early VAD (shorter pause) closed."""
-    turn: list[float] = field(default_factory=list)
-    """For each of ``early``, how likely the end-of-turn model thinks the turn is complete (empty: not judged)."""
+    turn: list[tuple[int, float]] = field(default_factory=list)
+    """(end, probability): how likely the end-of-turn model thinks the turn that paused at ``end`` is complete,
+    for segments ``early`` reported in an earlier answer (the worker judges them after answering, so the
+    speculative answer does not wait for the model); empty: none judged."""
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,7 @@ class Worker:
     # -- wake word on every chunk of the microphone; VADs while listening --------------------
     def on_hear(self, ident: int, req: m.Hear) -> None:
         self.reply(ident, m.Heard(**self.engine.hear(_pcm(req.pcm), req.at, req.vad_from, req.turn_from)))
+        self.engine.judge_pending()  # after the answer: the speculative answer does not wait for the turn model
 
     def on_flush(self, ident: int, req: m.Flush) -> None:
         self.reply(ident, m.Heard(**self.engine.flush()))

@@ -31,7 +31,7 @@ def _heard(msg: m.Wire) -> ports.Heard:
     if not isinstance(msg, m.Heard):
         raise TypeError(f"the wake worker answered {msg.kind!r}, not heard")
     return ports.Heard(msg.scores, msg.speech, msg.start, [(a, b) for a, b in msg.segments], [(a, b) for a, b in msg.early],
-                       list(msg.turn))
+                       [(int(stop), float(p)) for stop, p in msg.turn])
 
 
 class _Client:

@@ -120,7 +120,7 @@ class Hear(Wire):
     vad_from: int | None
     pcm: bytes = b""
     turn_from: int | None = None
-    """Where the request's audio starts: judge each segment the endpoint VAD closes (None: do not)."""
+    """Where the request's audio starts: judge each segment the early VAD closes (None: do not)."""
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,10 @@ class Heard(Wire):
     start: int | None
     segments: list[list[int]]
     early: list[list[int]]
-    turn: list[float] = field(default_factory=list)
-    """End-of-turn probability of each of ``early`` (empty when not asked for or without the model)."""
+    turn: list[list[float]] = field(default_factory=list)
+    """[end, probability] of each segment the end-of-turn model judged since the last answer: an early
+    segment is judged after its own answer is sent and comes back with the next one (empty when not asked
+    for or without the model)."""
 
 
 @dataclass(frozen=True)
