@@ -252,8 +252,8 @@ class ScriptedEars(ports.Ears):
         pass
 
 
-def converse(script, **listen) -> tuple[list[dict], ScriptedEars, Transcriber]:
-    settings = config.load([], {"listen": listen})
+def converse(script, asr: dict | None = None, **listen) -> tuple[list[dict], ScriptedEars, Transcriber]:
+    settings = config.load([], {"listen": listen, "asr": asr or {}})
     events, ears, transcriber = EventLog(), ScriptedEars(script), Transcriber()
 
     async def chunks():
@@ -304,3 +304,19 @@ def test_input_that_ends_during_an_unfinished_pause_is_still_answered():
     assert [e["outcome"] for e in history if e["type"] == "turn"] == ["held", "resumed", "held"]
     (utt,) = finals(history)
     assert transcriber.heard[-1] >= int((8.8 - 1.4) * RATE) and not [e for e in history if e["type"] == "timeout"]
+
+
+def test_with_denoise_nothing_is_streamed_for_cleaning_while_a_speculation_is_in_flight():
+    """The pause after the speech is silence unless the person goes on: it is not cleaned while the guess made
+    there is worked on. When they go on, the gap is handed over at once, and the stream stays whole."""
+    history, _, transcriber = converse([(1.4, 2.6, 0.1), (3.6, 4.4, 0.9)], asr={"denoise": "on"})
+    streamed = transcriber.streamed
+    assert all(a + n == b for (a, n), (b, _) in zip(streamed, streamed[1:]))  # contiguous: nothing skipped
+    first_pause, resumed = int(2.6 * RATE), int(3.6 * RATE)
+    # the first guess is made 0.2 s + the tail into the pause; the person goes on 0.8 s later
+    quiet = [(a, n) for a, n in streamed if first_pause + int(0.5 * RATE) < a < resumed]
+    assert quiet == [], quiet
+    gap = [(a, n) for a, n in streamed if a < resumed <= a + n]
+    assert gap and gap[0][1] > 5 * FRAME  # the pause sent as one piece once speech went on
+    (utt,) = finals(history)
+    assert transcriber.asked[-1][1] >= int((4.4 - 1.4) * RATE)

@@ -357,7 +357,15 @@ class Conversation:
 
     def _send_for_cleaning(self, end: int) -> None:
         """While listening, hand the new audio to the ASR worker, which cleans it as the person speaks
-        (only the last moments are left to clean when a transcript is asked for)."""
+        (only the last moments are left to clean when a transcript is asked for).
+
+        Not while a speculative answer is in flight: what follows the pause is silence unless the person
+        goes on, and cleaning it would only take CPU from the answer. If they go on, the speculation is
+        dropped and the next chunk sends the whole gap; if the endpoint cuts elsewhere, the final
+        transcription cleans what it needs itself."""
+        listen = self._listen
+        if listen is not None and listen.spec is not None:
+            return
         if self._cleaning is not None and end > self._cleaning:
             at = max(self._cleaning, self.ring.start)
             self.transcriber.listen(self.ring.read(at, end), at)
