@@ -94,19 +94,23 @@ class Voice(ports.Voice):
         yield ports.Audio(np.full(RATE // 4, 1000, dtype=np.int16), RATE)
 
 
-async def silence() -> AsyncIterator[np.ndarray]:
+async def silence(pace: float = 0.0) -> AsyncIterator[np.ndarray]:
     for _ in range(CHUNKS):
+        if pace:
+            await asyncio.sleep(pace)
         yield np.zeros(FRAME, dtype=np.int16)
 
 
-def converse(transcriber: Transcriber, denoise: str = "auto") -> tuple[list[dict], Ears, Writer, Voice]:
+def converse(transcriber: Transcriber, denoise: str = "auto", pace: float = 0.0) -> tuple[list[dict], Ears, Writer, Voice]:
+    """The conversation on the scripted ears; ``pace``: seconds between chunks, as a microphone delivers them
+    (0: fast mode, as fast as the answers come)."""
     settings = config.load([], {"asr": {"denoise": denoise}})
     events = EventLog()
     ears, writer, voice = Ears(), Writer(), Voice()
     apology = ports.Audio(np.full(RATE // 2, -500, dtype=np.int16), RATE)
     conv = Conversation(settings, ports.Engines(ears, transcriber, writer, voice), events, TimelinePlayer(None, RATE),
-                        fast=True, apology=apology)
-    asyncio.run(asyncio.wait_for(conv.run(silence()), 30))
+                        fast=not pace, apology=apology)
+    asyncio.run(asyncio.wait_for(conv.run(silence(pace)), 30))
     return events.history, ears, writer, voice
 
 
@@ -166,6 +170,19 @@ def test_with_denoise_the_request_audio_reaches_the_transcriber_while_it_is_spok
     for (at, length), reached in zip(transcriber.asked, transcriber.streamed_before):
         assert at is not None and first <= at and at + length <= reached + FRAME and reached <= last
     assert last <= (END_CHUNK + 1) * FRAME  # nothing is sent once the endpoint ends listening
+
+
+def test_with_denoise_in_real_time_each_chunk_is_sent_for_cleaning_before_its_answer_is_handled():
+    """From a paced input (a microphone), a chunk goes to the ASR worker as it arrives, while the wake worker
+    hears it: a transcription asked for on a chunk's answer finds all its audio already sent."""
+    transcriber = Transcriber()
+    history, _, _, _ = converse(transcriber, denoise="on", pace=0.01)
+    assert kinds(history) == ["wake", "transcript", "reply", "utterance"]
+    streamed = transcriber.streamed
+    assert streamed and all(a + n == b for (a, n), (b, _) in zip(streamed, streamed[1:]))
+    assert len(transcriber.asked) >= 2
+    for (at, length), reached in zip(transcriber.asked, transcriber.streamed_before):
+        assert at is not None and at + length <= reached, (at, length, reached)
 
 
 def test_without_denoise_nothing_is_streamed():

@@ -216,6 +216,11 @@ class Conversation:
                     chunk = self.echo.process(chunk, fed)
                 self.ring.append(chunk)
                 fed += len(chunk)
+                if self._cleaning is not None and fed - self.now <= 2 * FRAME:
+                    # In real time: the ASR worker cleans this chunk while the wake worker hears it, so a
+                    # transcription asked for on its answer finds it clean. (Fast mode runs ahead of the
+                    # answers: there the chunk goes once its answer is handled, below.)
+                    self._send_for_cleaning(fed)
                 try:
                     answer = await ears.hear(chunk, fed - len(chunk), self._vad_from, self._turn_from())
                 except WorkerError as exc:  # given up (or not back in time): nobody can listen to this chunk
@@ -294,8 +299,8 @@ class Conversation:
             self._on_score(float(score), end - (len(scores) - 1 - i) * FRAME)
         if self.state is State.LISTENING:
             self._listen_step(heard, end)
-            # Once the tasks this step started have sent their transcriptions: each cleans only what
-            # it needs of this chunk (up to its own end) instead of waiting behind all of it.
+            # What was not sent as it arrived (fast mode), once the tasks this step started have sent their
+            # transcriptions: each cleans only what it needs of this chunk instead of waiting behind all of it.
             asyncio.get_running_loop().call_soon(self._send_for_cleaning, end)
         if self.state is State.SPEAKING and not self.player.busy and self.responder.finished:
             self.set_state(State.IDLE)
