@@ -135,10 +135,9 @@ class AsrSettings:
                          "(moonshine-base-en: harken models install asr moonshine-base-en); empty: the board profile "
                          "chooses (base on a Jetson where it is installed, else tiny).",
                          _model("", ASR_DEFAULT))
-    denoise: str = setting("off", "Clean the request's audio with DeepFilterNet3 before speech recognition, while the person "
+    denoise: str = setting("auto", "Clean the request's audio with DeepFilterNet3 before speech recognition, while the person "
                            "speaks (never the wake word's): 'on', 'off', or 'auto' (on unless the board profile's CPU is too "
-                           "slow: Pi 3, Zero 2 W). Off by default: on two cores its work while listening slowed the "
-                           "speculative answer (end of speech to first audio +0.2 s).",
+                           "slow: Pi 3, Zero 2 W).",
                            lambda v: None if v in ("on", "off", "auto") else "must be one of 'on', 'off', 'auto'")
 
 
