@@ -140,9 +140,9 @@ def test_a_url_needs_sha256_and_bad_input_changes_nothing(tmp_path):
     before = snapshot(data)
     proc = models(data, "install", "llm", "x", "--from-url", "http://127.0.0.1:9/x.gguf")
     assert proc.returncode == 2 and "--from-url needs --sha256" in proc.stderr
-    proc = models(data, "install", "llm", "bad name!", "--from-file", "/nonexistent")
+    proc = models(data, "install", "llm", "bad name!", "--from-file", str(tmp_path / "missing.gguf"))
     assert proc.returncode == 2 and "name 'bad name!'" in proc.stderr
-    proc = models(data, "install", "llm", "x", "--from-file", "/nonexistent")
+    proc = models(data, "install", "llm", "x", "--from-file", str(tmp_path / "missing.gguf"))
     assert proc.returncode == 1 and "no such file" in proc.stderr
     assert snapshot(data) == before
 
