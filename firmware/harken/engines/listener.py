@@ -101,16 +101,10 @@ class Listener:
             self._judged.append((stop, round(self._judge(self.judge, self.turn_from, stop), 4)))
 
     def flush(self) -> dict[str, Any]:
-        """End of the input: close any speech segment in progress (and judge what is left: no chunk follows)."""
-        self.judge_pending()
+        """End of the input: close any speech segment in progress and judge every pause now (no chunk follows)."""
         if self.vad_from is None:
             return self._result([], None, None)
-        result = self._result([], self.main.flush(), self.early.flush())
-        self.judge_pending()
-        if self._judged:
-            result["turn"] += [[stop, p] for stop, p in self._judged]
-            self._judged.clear()
-        return result
+        return self._result([], self.main.flush(), self.early.flush(), final=True)
 
     def reset(self) -> None:
         self.detector.reset()
@@ -121,16 +115,21 @@ class Listener:
         self._to_judge.clear()
         self._judged.clear()
 
-    def _result(self, scores: list[float], state: vad.VadState | None, early: vad.VadState | None) -> dict[str, Any]:
-        judged = [[stop, p] for stop, p in self._judged] if self.turn_from is not None else []
-        self._judged.clear()
+    def _result(self, scores: list[float], state: vad.VadState | None, early: vad.VadState | None,
+                final: bool = False) -> dict[str, Any]:
+        """The answer for one chunk: the pauses judged since the last answer, and (``final``) those closed just now."""
         if state is None or early is None:
             self._to_judge.clear()
+            self._judged.clear()
             return {"scores": scores, "speech": False, "start": None, "segments": [], "early": [], "turn": []}
         off = self.offset
         closed = [(a + off, b + off) for a, b in early.segments]
         if self.judge is not None and self.turn_from is not None:
             self._to_judge += [stop for _, stop in closed]
+        if final:
+            self.judge_pending()
+        judged = [[stop, p] for stop, p in self._judged] if self.turn_from is not None else []
+        self._judged.clear()
         return {
             "scores": scores,
             "speech": state.speech,

@@ -216,7 +216,7 @@ class Conversation:
                     chunk = self.echo.process(chunk, fed)
                 self.ring.append(chunk)
                 fed += len(chunk)
-                if self._cleaning is not None and fed - self.now <= 2 * FRAME:
+                if fed - self.now <= 2 * FRAME:
                     # In real time: the ASR worker cleans this chunk while the wake worker hears it, so a
                     # transcription asked for on its answer finds it clean. (Fast mode runs ahead of the
                     # answers: there the chunk goes once its answer is handled, below.)
