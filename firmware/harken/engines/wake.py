@@ -20,12 +20,15 @@ come from noise (see ``WakeDetector``), and the first 5 scores are reported as
 
 With ``noise_suppression`` (``[wake] noise_suppression``, on by default) the
 samples first go through Speex's noise suppressor on 10 ms frames, as
-openWakeWord's ``enable_speex_noise_suppression`` does; only the wake word
-hears the suppressed audio (the VADs and the request get the microphone's).
+openWakeWord's ``enable_speex_noise_suppression`` does, except where the room
+is quiet (see ``NoiseSuppressor``); only the wake word hears the suppressed
+audio (the VADs and the request get the microphone's).
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -55,26 +58,54 @@ _SPARE_FRAMES = 32
 """How many frames the ring buffers take before they move their tail to the front."""
 NS_FRAME = 160
 """Samples per call of the Speex noise suppressor (10 ms), as openWakeWord sets it up."""
+FLOOR_BLOCK = 8
+"""Speex frames per block (80 ms) whose RMS the noise floor is the lowest of."""
+FLOOR_BLOCKS = 38
+"""Blocks the noise floor looks back over (about 3 s)."""
+QUIET_ON, QUIET_OFF = 50.0, 35.0
+"""Noise floor (RMS of int16 samples: -56 and -59 dBFS) above which the wake word hears the
+suppressed audio, and below which it hears the microphone's own again (the gap keeps a floor
+near the line from switching back and forth). In a quiet room Speex only distorts speech: with
+a faint hiss under it (-80 to -60 dBFS) some clean wake words scored below the threshold."""
 
 
 class NoiseSuppressor:
-    """Speex's noise suppression (the ``speexdsp-ns`` package) over a stream of any chunk sizes.
+    """Speex's noise suppression (the ``speexdsp-ns`` package) over a stream of any chunk sizes,
+    used only where there is noise to suppress.
 
     Speex works on whole 10 ms frames: a chunk's last partial frame waits for the
     next chunk, so the output may lag the input by up to 159 samples (never for
     the microphone's 80 ms chunks, which are whole frames).
+
+    With ``quiet_gate`` (the device's way), every frame still goes through Speex
+    (its noise estimate keeps up with the room), but a frame is given back
+    suppressed only while the noise floor (the quietest 80 ms block of the last
+    3 s) is above ``QUIET_ON``, and as it came once the floor falls below
+    ``QUIET_OFF``. Without it every frame is suppressed, as openWakeWord's
+    ``enable_speex_noise_suppression`` does. The choice is made frame by frame,
+    so the output does not depend on how the stream is cut into chunks.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, quiet_gate: bool = True) -> None:
         from speexdsp_ns import NoiseSuppression  # the wake worker's: importing this module stays cheap
 
         self._make = lambda: NoiseSuppression.create(NS_FRAME, 16000)
+        self.quiet_gate = quiet_gate
         self.reset()
 
     def reset(self) -> None:
-        """A new stream: Speex's noise estimate starts again."""
+        """A new stream: Speex's noise estimate and the noise floor start again."""
         self._ns = self._make()
         self._pending = np.zeros(0, dtype=np.int16)
+        self._block_energy, self._block_frames = 0.0, 0
+        self._blocks: deque[float] = deque(maxlen=FLOOR_BLOCKS)
+        self.suppressing = True
+        """Whether the newest frame was given back suppressed (until a floor is known: yes)."""
+
+    @property
+    def floor(self) -> float | None:
+        """The noise floor: RMS of the quietest 80 ms block of the last 3 s (None before the first block)."""
+        return min(self._blocks) if self._blocks else None
 
     def process(self, pcm: np.ndarray) -> np.ndarray:
         if len(self._pending):
@@ -85,8 +116,29 @@ class NoiseSuppressor:
             return pcm[:0]
         data = pcm[:whole].tobytes()
         step = NS_FRAME * 2
-        out = b"".join(self._ns.process(data[i : i + step]) for i in range(0, len(data), step))
-        return np.frombuffer(out, dtype=np.int16)
+        if not self.quiet_gate:
+            out = b"".join(self._ns.process(data[i : i + step]) for i in range(0, len(data), step))
+            return np.frombuffer(out, dtype=np.int16)
+        frames = pcm[:whole].reshape(-1, NS_FRAME).astype(np.float64)
+        energies = np.einsum("ij,ij->i", frames, frames) / NS_FRAME
+        pieces = []
+        for k, i in enumerate(range(0, len(data), step)):
+            cleaned = self._ns.process(data[i : i + step])
+            pieces.append(cleaned if self.suppressing else data[i : i + step])
+            self._track(float(energies[k]))  # at a block's end: the choice for the next block
+        return np.frombuffer(b"".join(pieces), dtype=np.int16)
+
+    def _track(self, energy: float) -> None:
+        self._block_energy += energy
+        self._block_frames += 1
+        if self._block_frames == FLOOR_BLOCK:
+            self._blocks.append(math.sqrt(self._block_energy / FLOOR_BLOCK))
+            self._block_energy, self._block_frames = 0.0, 0
+            floor = min(self._blocks)
+            if self.suppressing and floor < QUIET_OFF:
+                self.suppressing = False
+            elif not self.suppressing and floor >= QUIET_ON:
+                self.suppressing = True
 
 
 class WakeDetector:
@@ -111,9 +163,10 @@ class WakeDetector:
     """
 
     def __init__(self, model_path: Path, melspec: Path, embedding: Path, threads: int = 1,
-                 noise: np.ndarray | None = None, noise_suppression: bool = False) -> None:
+                 noise: np.ndarray | None = None, noise_suppression: bool = False, quiet_gate: bool = True) -> None:
         """``noise``: the noise embeddings to start streams with (default: ``NOISE_FILE``'s);
-        ``noise_suppression``: Speex's suppressor in front of the models (see ``NoiseSuppressor``)."""
+        ``noise_suppression``: Speex's suppressor in front of the models, ``quiet_gate``: only where
+        the room is not quiet (see ``NoiseSuppressor``)."""
         from harken.engines import ort  # onnxruntime is the worker's: importing this module stays cheap
 
         self._mel_model, self._embed_model, self._wake_model = (
@@ -137,7 +190,7 @@ class WakeDetector:
             raise ValueError(f"{NOISE_FILE} holds {noise.shape} noise embeddings, not {self._inputs} of {dims}: "
                              "regenerate it with tools/make-wake-goldens")
         self._noise_features = noise[-self._inputs :].astype(np.float32)
-        self._suppressor = NoiseSuppressor() if noise_suppression else None
+        self._suppressor = NoiseSuppressor(quiet_gate) if noise_suppression else None
         self.reset()
 
     def reset(self) -> None:
