@@ -66,7 +66,7 @@ QUIET_ON, QUIET_OFF = 50.0, 35.0
 """Noise floor (RMS of int16 samples: -56 and -59 dBFS) above which the wake word hears the
 suppressed audio, and below which it hears the microphone's own again (the gap keeps a floor
 near the line from switching back and forth). In a quiet room Speex only distorts speech: with
-a faint hiss under it (-80 to -60 dBFS) some clean wake words scored below the threshold."""
+a faint hiss under it (-80 to -70 dBFS) some clean wake words scored below the threshold."""
 
 
 class NoiseSuppressor:
@@ -100,12 +100,7 @@ class NoiseSuppressor:
         self._block_energy, self._block_frames = 0.0, 0
         self._blocks: deque[float] = deque(maxlen=FLOOR_BLOCKS)
         self.suppressing = True
-        """Whether the newest frame was given back suppressed (until a floor is known: yes)."""
-
-    @property
-    def floor(self) -> float | None:
-        """The noise floor: RMS of the quietest 80 ms block of the last 3 s (None before the first block)."""
-        return min(self._blocks) if self._blocks else None
+        """Whether the next frame will be given back suppressed (the stream's first block: yes)."""
 
     def process(self, pcm: np.ndarray) -> np.ndarray:
         if len(self._pending):
