@@ -1,9 +1,10 @@
 """Noise for the front-end tests and tools/bench-listen: what a room adds to speech.
 
-There is no recorded room noise among the packages this project may use, so two
+There is no recorded room noise among the packages this project may use, so three
 kinds are made here: pink noise (stationary, like a fan, a fridge or traffic far
-off) and babble (real recorded speech, the LibriVox clips of pocketsphinx-testdata
-summed over each other: a room full of talk, or a radio). Speech is mixed in at a
+off), babble (real recorded speech, the LibriVox clips of pocketsphinx-testdata
+summed over each other: a room full of talk, or a radio) and music (real recorded
+music: Debian's asterisk-moh-opsound-wav, five tracks at 8 kHz, CC BY-SA 3.0). Speech is mixed in at a
 signal-to-noise ratio measured on the speech's active part, so the pauses of a
 clip do not make the noise look quieter than it is.
 """
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from harken.audio.resample import resample
 from harken.audio.wav import read_wav
 
 RATE = 16000
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+MUSIC = Path("/usr/share/asterisk/moh")
 ACTIVE = 300
 """Samples louder than this (of 32767) count as the speech's active part."""
 
@@ -51,6 +54,27 @@ def babble(samples: int, seed: int, voices: int = 4) -> np.ndarray:
     return mixed / np.sqrt(np.mean(mixed**2))
 
 
+@lru_cache(maxsize=1)
+def music_tracks() -> tuple[np.ndarray, ...]:
+    """The music tracks as int16 at 16 kHz."""
+    tracks = sorted(MUSIC.glob("*.wav"))
+    if not tracks:
+        raise FileNotFoundError(f"no music in {MUSIC}: apt-get install asterisk-moh-opsound-wav (make test-deps)")
+    return tuple(resample(*read_wav(path), RATE) for path in tracks)
+
+
+def music(samples: int, seed: int) -> np.ndarray:
+    """Unit-RMS music: the tracks one after another in a seeded order, from a seeded offset in the
+    first, looped as needed."""
+    rng = np.random.default_rng(seed)
+    tracks = music_tracks()
+    played = np.concatenate([tracks[i] for i in rng.permutation(len(tracks))]).astype(np.float64)
+    start = int(rng.integers(0, len(tracks[0])))
+    x = np.tile(played, (start + samples) // len(played) + 1)
+    out = x[start : start + samples]
+    return out / max(np.sqrt(np.mean(out**2)), 1e-9)
+
+
 def speech_rms(pcm: np.ndarray) -> float:
     x = pcm.astype(np.float64)
     active = x[np.abs(x) > ACTIVE]
@@ -65,6 +89,6 @@ def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
 
 
 def noisy(speech: np.ndarray, kind: str, snr_db: float, seed: int) -> np.ndarray:
-    """``speech`` in ``kind`` noise ("pink" or "babble")."""
-    make = {"pink": pink, "babble": babble}[kind]
+    """``speech`` in ``kind`` noise ("pink", "babble" or "music")."""
+    make = {"pink": pink, "babble": babble, "music": music}[kind]
     return mix(speech, make(len(speech), seed), snr_db)

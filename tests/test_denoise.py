@@ -21,14 +21,13 @@ from conftest import LIBRIVOX, silence, words
 from harken import config
 from harken.audio import RATE, denoise
 from harken.audio.wav import read_wav
-from harken.audio.resample import resample
 from harken.engines import asr
 from harken.supervisor.clients import AsrClient
 from harken.supervisor.supervisor import Supervisor
 from harken.telemetry.events import EventLog
+from noise import music_tracks
 from test_transcribe import edit_distance, norm, references
 
-MUSIC = Path("/usr/share/asterisk/moh")
 MIXES = 4
 """Noisy versions of each clip (each with another stretch of music)."""
 CHUNK = 1280
@@ -38,17 +37,6 @@ CHUNK = 1280
 def librivox() -> dict[str, np.ndarray]:
     refs = references()
     return {name: read_wav(LIBRIVOX / f"{name}.wav")[0] for name in sorted(refs)}
-
-
-def music() -> list[np.ndarray]:
-    tracks = sorted(MUSIC.glob("*.wav"))
-    if not tracks:
-        pytest.fail(f"no music in {MUSIC}: install asterisk-moh-opsound-wav (make test-deps)")
-    out = []
-    for path in tracks:
-        pcm, rate = read_wav(path)
-        out.append(resample(pcm, rate, RATE))
-    return out
 
 
 def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -141,7 +129,7 @@ def test_another_stream_on_the_same_clock_is_never_answered_from_the_first_ones_
 def test_cleaning_lowers_word_errors_in_real_music_and_keeps_clean_speech(recognizer, denoiser):
     refs = references()
     clips = librivox()
-    tracks = music()
+    tracks = music_tracks()
     rng = np.random.default_rng(7)
     noisy = []
     for name, speech in clips.items():
@@ -177,7 +165,7 @@ def worker_rss_kb(pid: int) -> int:
 def test_the_asr_worker_transcribes_cleaned_audio_streamed_to_it_also_after_a_restart_and_keeps_its_memory(data_dir):
     settings = config.load([], {"asr": {"denoise": "on"}, "workers": {"kill_grace": 0.5}})
     speech = padded(librivox()["sense_and_sensibility_01_austen_64kb-0930"])  # "he might even have been made amiable himself"
-    noisy = mix(speech, music()[1][RATE * 30 : RATE * 30 + len(speech)], 10.0)
+    noisy = mix(speech, music_tracks()[1][RATE * 30 : RATE * 30 + len(speech)], 10.0)
     expected = {"he", "might", "even", "have", "been", "made", "amiable", "himself"}
 
     async def scenario():
@@ -221,7 +209,7 @@ def test_the_asr_worker_transcribes_cleaned_audio_streamed_to_it_also_after_a_re
 
 def test_a_noisy_question_is_transcribed_from_cleaned_audio_in_a_real_run(run_harken, voices, make_clip, tmp_path):
     speech = librivox()["sense_and_sensibility_01_austen_64kb-0880"]  # "he was not an ill disposed young man"
-    noisy = mix(speech, music()[3][RATE * 60 : RATE * 60 + len(speech)], 10.0)
+    noisy = mix(speech, music_tracks()[3][RATE * 60 : RATE * 60 + len(speech)], 10.0)
     clip = make_clip("denoise-run", silence(1.0), voices.piper("Hey Jarvis."), silence(0.8), noisy, silence(2.5))
     settings = tmp_path / "denoise.toml"
     settings.write_text('[asr]\ndenoise = "on"\n')
