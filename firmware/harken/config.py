@@ -105,9 +105,9 @@ class WakeSettings:
                          "model store (name or name@sha256-prefix).", _model(*WAKE_MODELS))
     threshold: float = setting(0.5, "Score (0..1) above which the wake word fires.", _range(0.05, 0.99))
     refractory: float = setting(1.5, "Seconds after a detection during which it cannot fire again.", _range(0.0, 10.0))
-    noise_suppression: bool = setting(True, "Run Speex noise suppression on the audio the wake word hears when the room is not "
-                                      "quiet (only the wake word: the request is not touched). Off: the wake word hears "
-                                      "the raw microphone.")
+    noise_suppression: bool = setting(True, "In a noisy room the wake word also listens to the audio cleaned by Speex noise "
+                                      "suppression and takes the better score (only the wake word: the request is not "
+                                      "touched). Off: the wake word hears the raw microphone only.")
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,16 @@ Before the stream has filled them, the 76 rows are ones and the 16 embeddings
 come from noise (see ``WakeDetector``), and the first 5 scores are reported as
 0, all as openWakeWord does.
 
-With ``noise_suppression`` (``[wake] noise_suppression``, on by default) the
-samples first go through Speex's noise suppressor on 10 ms frames, as
-openWakeWord's ``enable_speex_noise_suppression`` does, except where the room
-is quiet (see ``NoiseSuppressor``); only the wake word hears the suppressed
-audio (the VADs and the request get the microphone's).
+With ``noise_suppression`` (``[wake] noise_suppression``, on by default) each
+frame also goes through Speex's noise suppressor (10 ms at a time, as
+openWakeWord's ``enable_speex_noise_suppression`` does), and while the room is
+noisy (see ``NoiseSuppressor``) a second stream of features scores the
+suppressed audio beside the microphone's: the frame's score is the higher of
+the two. Neither audio alone is best: Speex lifts some wake words out of noise
+and sinks others (in music, babble, or under a quiet room's faint hiss), and the
+better ear found 4–6 more of 48 in noise at 10 dB than either (tools/bench-listen).
+The second ear doubles the models' work, only while the room is noisy. Only the
+wake word hears the suppressed audio (the VADs and the request get the microphone's).
 """
 
 from __future__ import annotations
@@ -63,34 +68,28 @@ FLOOR_BLOCK = 8
 FLOOR_BLOCKS = 38
 """Blocks the noise floor looks back over (about 3 s)."""
 QUIET_ON, QUIET_OFF = 50.0, 35.0
-"""Noise floor (RMS of int16 samples: -56 and -59 dBFS) above which the wake word hears the
-suppressed audio, and below which it hears the microphone's own again (the gap keeps a floor
-near the line from switching back and forth). In a quiet room Speex only distorts speech: with
-a faint hiss under it (-80 to -70 dBFS) some clean wake words scored below the threshold."""
+"""Noise floor (RMS of int16 samples: -56 and -59 dBFS) from which the room counts as noisy, and
+below which it is quiet again (the gap keeps a floor near the line from switching back and forth).
+A quiet room's microphone hiss (-80 to -60 dBFS) stays below it: there Speex has nothing to take out."""
 
 
 class NoiseSuppressor:
     """Speex's noise suppression (the ``speexdsp-ns`` package) over a stream of any chunk sizes,
-    used only where there is noise to suppress.
+    and whether the room is noisy.
 
     Speex works on whole 10 ms frames: a chunk's last partial frame waits for the
     next chunk, so the output may lag the input by up to 159 samples (never for
     the microphone's 80 ms chunks, which are whole frames).
 
-    With ``quiet_gate`` (the device's way), every frame still goes through Speex
-    (its noise estimate keeps up with the room), but a frame is given back
-    suppressed only while the noise floor (the quietest 80 ms block of the last
-    3 s) is above ``QUIET_ON``, and as it came once the floor falls below
-    ``QUIET_OFF``. Without it every frame is suppressed, as openWakeWord's
-    ``enable_speex_noise_suppression`` does. The choice is made frame by frame,
-    so the output does not depend on how the stream is cut into chunks.
+    ``noisy``: whether the noise floor (the quietest 80 ms block of the last 3 s)
+    is above ``QUIET_ON`` (and until it falls below ``QUIET_OFF``), decided at the
+    end of each block from the input; a new stream starts as noisy.
     """
 
-    def __init__(self, quiet_gate: bool = True) -> None:
+    def __init__(self) -> None:
         from speexdsp_ns import NoiseSuppression  # the wake worker's: importing this module stays cheap
 
         self._make = lambda: NoiseSuppression.create(NS_FRAME, 16000)
-        self.quiet_gate = quiet_gate
         self.reset()
 
     def reset(self) -> None:
@@ -99,8 +98,7 @@ class NoiseSuppressor:
         self._pending = np.zeros(0, dtype=np.int16)
         self._block_energy, self._block_frames = 0.0, 0
         self._blocks: deque[float] = deque(maxlen=FLOOR_BLOCKS)
-        self.suppressing = True
-        """Whether the next frame will be given back suppressed (the stream's first block: yes)."""
+        self.noisy = True
 
     def process(self, pcm: np.ndarray) -> np.ndarray:
         if len(self._pending):
@@ -109,19 +107,13 @@ class NoiseSuppressor:
         self._pending = pcm[whole:].copy()
         if not whole:
             return pcm[:0]
+        frames = pcm[:whole].reshape(-1, NS_FRAME).astype(np.float64)
+        for energy in np.einsum("ij,ij->i", frames, frames) / NS_FRAME:
+            self._track(float(energy))
         data = pcm[:whole].tobytes()
         step = NS_FRAME * 2
-        if not self.quiet_gate:
-            out = b"".join(self._ns.process(data[i : i + step]) for i in range(0, len(data), step))
-            return np.frombuffer(out, dtype=np.int16)
-        frames = pcm[:whole].reshape(-1, NS_FRAME).astype(np.float64)
-        energies = np.einsum("ij,ij->i", frames, frames) / NS_FRAME
-        pieces = []
-        for k, i in enumerate(range(0, len(data), step)):
-            cleaned = self._ns.process(data[i : i + step])
-            pieces.append(cleaned if self.suppressing else data[i : i + step])
-            self._track(float(energies[k]))  # at a block's end: the choice for the next block
-        return np.frombuffer(b"".join(pieces), dtype=np.int16)
+        out = b"".join(self._ns.process(data[i : i + step]) for i in range(0, len(data), step))
+        return np.frombuffer(out, dtype=np.int16)
 
     def _track(self, energy: float) -> None:
         self._block_energy += energy
@@ -130,10 +122,59 @@ class NoiseSuppressor:
             self._blocks.append(math.sqrt(self._block_energy / FLOOR_BLOCK))
             self._block_energy, self._block_frames = 0.0, 0
             floor = min(self._blocks)
-            if self.suppressing and floor < QUIET_OFF:
-                self.suppressing = False
-            elif not self.suppressing and floor >= QUIET_ON:
-                self.suppressing = True
+            if self.noisy and floor < QUIET_OFF:
+                self.noisy = False
+            elif not self.noisy and floor >= QUIET_ON:
+                self.noisy = True
+
+
+class _Ear:
+    """One stream of features (the previous frame's tail, mel rows, embeddings) over a detector's
+    sessions: the detector has one for the microphone's audio and, in a noisy room, one for the
+    suppressed audio."""
+
+    def __init__(self, detector: WakeDetector, bins: int, dims: int) -> None:
+        self.detector = detector
+        self.audio = np.zeros(CONTEXT + FRAME, dtype=np.float32)  # the previous frame's tail, then this frame
+        self.mel = np.empty((WINDOW + _SPARE_FRAMES * _STEP, bins), dtype=np.float32)
+        self.features = np.empty((detector._inputs + _SPARE_FRAMES, dims), dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self.frames = 0  # frames scored in this stream
+        self.mel[:WINDOW] = 1.0
+        self.mel_end = WINDOW
+        inputs = self.detector._inputs
+        self.features[:inputs] = self.detector._noise_features
+        self.features_end = inputs
+
+    def score(self, frame: np.ndarray) -> float:
+        """The score of the next 80 ms frame (int16)."""
+        d = self.detector
+        self.audio[CONTEXT:] = frame
+        rows = d._melspectrogram(self.audio if self.frames else self.audio[CONTEXT:])
+        self.audio[:CONTEXT] = self.audio[FRAME:]
+        n = len(rows)
+        if self.mel_end + n > len(self.mel):
+            self.mel[:WINDOW] = self.mel[self.mel_end - WINDOW : self.mel_end]
+            self.mel_end = WINDOW
+        self.mel[self.mel_end : self.mel_end + n] = rows
+        self.mel_end += n
+
+        window = self.mel[self.mel_end - WINDOW : self.mel_end]
+        name, out = d._embed_io
+        embedding = d._embed_model.run(out, {name: window[None, :, :, None]})[0]
+        if self.features_end == len(self.features):
+            self.features[: d._inputs] = self.features[self.features_end - d._inputs :]
+            self.features_end = d._inputs
+        self.features[self.features_end] = embedding.reshape(-1)
+        self.features_end += 1
+
+        name, out = d._wake_io
+        features = self.features[self.features_end - d._inputs : self.features_end]
+        score = d._wake_model.run(out, {name: features[None]})[0]
+        self.frames += 1
+        return 0.0 if self.frames <= WARMUP else float(score.reshape(-1)[0])
 
 
 class WakeDetector:
@@ -158,10 +199,12 @@ class WakeDetector:
     """
 
     def __init__(self, model_path: Path, melspec: Path, embedding: Path, threads: int = 1,
-                 noise: np.ndarray | None = None, noise_suppression: bool = False, quiet_gate: bool = True) -> None:
+                 noise: np.ndarray | None = None, noise_suppression: bool = False,
+                 suppressed_only: bool = False) -> None:
         """``noise``: the noise embeddings to start streams with (default: ``NOISE_FILE``'s);
-        ``noise_suppression``: Speex's suppressor in front of the models, ``quiet_gate``: only where
-        the room is not quiet (see ``NoiseSuppressor``)."""
+        ``noise_suppression``: a second ear on Speex's suppressed audio while the room is noisy, the
+        frame's score the higher of the two; ``suppressed_only``: only the suppressed audio, on every
+        frame, as openWakeWord's ``enable_speex_noise_suppression`` (for comparing with it)."""
         from harken.engines import ort  # onnxruntime is the worker's: importing this module stays cheap
 
         self._mel_model, self._embed_model, self._wake_model = (
@@ -172,30 +215,31 @@ class WakeDetector:
         self._inputs = int(self._wake_model.get_inputs()[0].shape[1])  # embeddings per score: 16
         bins = int(self._mel_model.get_outputs()[0].shape[-1])
         dims = int(self._embed_model.get_outputs()[0].shape[-1])
-
-        # The newest samples, mel rows and embeddings, each in a preallocated buffer
-        # that is filled front to back and whose newest part is moved to the front
-        # when it is full, so that every model input is a contiguous slice of it.
-        self._audio = np.zeros(CONTEXT + FRAME, dtype=np.float32)  # the previous frame's tail, then this frame
-        self._mel = np.empty((WINDOW + _SPARE_FRAMES * _STEP, bins), dtype=np.float32)
-        self._features = np.empty((self._inputs + _SPARE_FRAMES, dims), dtype=np.float32)
         if noise is None:
             noise = np.load(NOISE_FILE)
         if noise.ndim != 2 or noise.shape[1] != dims or len(noise) < self._inputs:
             raise ValueError(f"{NOISE_FILE} holds {noise.shape} noise embeddings, not {self._inputs} of {dims}: "
                              "regenerate it with tools/make-wake-goldens")
         self._noise_features = noise[-self._inputs :].astype(np.float32)
-        self._suppressor = NoiseSuppressor(quiet_gate) if noise_suppression else None
+
+        self._frame = np.zeros(FRAME, dtype=np.int16)
+        self._ear = _Ear(self, bins, dims)
+        self._suppressor = NoiseSuppressor() if noise_suppression or suppressed_only else None
+        self._suppressed_only = suppressed_only
+        self._clean_ear = _Ear(self, bins, dims) if noise_suppression and not suppressed_only else None
         self.reset()
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the second ear (on the suppressed audio) listens to the next frame."""
+        return self._clean_ear is not None and self._suppressor is not None and self._suppressor.noisy
 
     def reset(self) -> None:
         """Start a new stream: the same state as a new detector, with the same sessions."""
         self._filled = 0  # samples of the current frame received so far
-        self._frames = 0  # frames scored in this stream
-        self._mel[:WINDOW] = 1.0
-        self._mel_end = WINDOW
-        self._features[: self._inputs] = self._noise_features
-        self._features_end = self._inputs
+        self._ear.reset()
+        if self._clean_ear is not None:
+            self._clean_ear.reset()
         if self._suppressor is not None:
             self._suppressor.reset()
 
@@ -208,45 +252,31 @@ class WakeDetector:
         """
         if pcm.dtype != np.int16:
             raise ValueError(f"wake detector needs int16 samples, not {pcm.dtype}")
-        if self._suppressor is not None:
+        if self._suppressed_only:
             pcm = self._suppressor.process(pcm)
         scores = []
         pos, total = 0, len(pcm)
         while pos < total:
             take = min(FRAME - self._filled, total - pos)
-            start = CONTEXT + self._filled
-            self._audio[start : start + take] = pcm[pos : pos + take]
+            self._frame[self._filled : self._filled + take] = pcm[pos : pos + take]
             self._filled += take
             pos += take
             if self._filled == FRAME:
-                scores.append(self._score_frame())
-                self._audio[:CONTEXT] = self._audio[FRAME:]
+                scores.append(self._score_frame(self._frame))
                 self._filled = 0
         return scores
 
-    def _score_frame(self) -> float:
-        rows = self._melspectrogram(self._audio if self._frames else self._audio[CONTEXT:])
-        n = len(rows)
-        if self._mel_end + n > len(self._mel):
-            self._mel[:WINDOW] = self._mel[self._mel_end - WINDOW : self._mel_end]
-            self._mel_end = WINDOW
-        self._mel[self._mel_end : self._mel_end + n] = rows
-        self._mel_end += n
-
-        window = self._mel[self._mel_end - WINDOW : self._mel_end]
-        name, out = self._embed_io
-        embedding = self._embed_model.run(out, {name: window[None, :, :, None]})[0]
-        if self._features_end == len(self._features):
-            self._features[: self._inputs] = self._features[self._features_end - self._inputs :]
-            self._features_end = self._inputs
-        self._features[self._features_end] = embedding.reshape(-1)
-        self._features_end += 1
-
-        name, out = self._wake_io
-        features = self._features[self._features_end - self._inputs : self._features_end]
-        score = self._wake_model.run(out, {name: features[None]})[0]
-        self._frames += 1
-        return 0.0 if self._frames <= WARMUP else float(score.reshape(-1)[0])
+    def _score_frame(self, frame: np.ndarray) -> float:
+        score = self._ear.score(frame)
+        if self._clean_ear is None:
+            return score
+        listening = self._suppressor.noisy
+        cleaned = self._suppressor.process(frame)  # whole Speex frames: nothing waits
+        if listening:
+            score = max(score, self._clean_ear.score(cleaned))
+        elif self._suppressor.noisy:  # the room just turned noisy: the second ear starts a new stream
+            self._clean_ear.reset()
+        return score
 
     def _melspectrogram(self, samples: np.ndarray) -> np.ndarray:
         """Mel rows (n, bins) of float32 samples, already mapped to ``row / 10 + 2``."""
