@@ -64,8 +64,8 @@ def music_tracks() -> tuple[np.ndarray, ...]:
 
 
 def music(samples: int, seed: int) -> np.ndarray:
-    """Unit-RMS music: the tracks one after another in a seeded order, from a seeded offset in the
-    first, looped as needed."""
+    """Unit-RMS music: the tracks one after another in a seeded order, looped as needed, from a seeded
+    offset below the length of the first track on disk."""
     rng = np.random.default_rng(seed)
     tracks = music_tracks()
     played = np.concatenate([tracks[i] for i in rng.permutation(len(tracks))]).astype(np.float64)
@@ -73,6 +73,12 @@ def music(samples: int, seed: int) -> np.ndarray:
     x = np.tile(played, (start + samples) // len(played) + 1)
     out = x[start : start + samples]
     return out / max(np.sqrt(np.mean(out**2)), 1e-9)
+
+
+def hiss(pcm: np.ndarray, rms: float, seed: int) -> np.ndarray:
+    """``pcm`` (int16) over a quiet room's microphone hiss: white noise of ``rms`` (of 32767)."""
+    floor = np.random.default_rng(seed).normal(size=len(pcm)) * rms
+    return np.clip(pcm + floor, -32768, 32767).astype(np.int16)
 
 
 def speech_rms(pcm: np.ndarray) -> float:

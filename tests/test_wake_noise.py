@@ -17,7 +17,7 @@ import pytest
 from harken.audio.wav import read_wav
 from harken.config import Settings
 from harken.engines import listener, wake
-from noise import LIBRIVOX, noisy, pink
+from noise import LIBRIVOX, hiss, noisy, pink
 
 THRESHOLD = Settings().wake.threshold
 ESPEAK_VOICES = ("en-us", "en-gb", "en-us+f3", "en-gb-x-rp", "en-us+m3", "en-029", "en-us+f2", "en-gb-scotland")
@@ -55,12 +55,6 @@ def test_on_by_default_and_only_the_wake_word_hears_it():
         ears.hear(pcm[at : at + wake.FRAME], at, vad_from=0)
     # The VADs (and, through the supervisor's ring, the request) read the microphone's own samples.
     assert np.array_equal(ears.history.read(0, len(pcm)), pcm)
-
-
-def hiss(pcm: np.ndarray, rms: float, seed: int) -> np.ndarray:
-    """``pcm`` over a microphone's faint white hiss of ``rms`` (of 32767)."""
-    floor = np.random.default_rng(seed).normal(size=len(pcm)) * rms
-    return np.clip(pcm + floor, -32768, 32767).astype(np.int16)
 
 
 @pytest.mark.parametrize("rms", [0, 3, 10, 30])

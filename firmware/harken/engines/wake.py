@@ -229,11 +229,6 @@ class WakeDetector:
         self._clean_ear = _Ear(self, bins, dims) if noise_suppression and not suppressed_only else None
         self.reset()
 
-    @property
-    def noisy(self) -> bool:
-        """Whether the second ear (on the suppressed audio) listens to the next frame."""
-        return self._clean_ear is not None and self._suppressor is not None and self._suppressor.noisy
-
     def reset(self) -> None:
         """Start a new stream: the same state as a new detector, with the same sessions."""
         self._filled = 0  # samples of the current frame received so far
