@@ -258,6 +258,10 @@ def question(settings: config.Settings, text: str = "What is the capital of Fran
     return chat(settings.llm.system_prompt, text)
 
 
+LONG = "Name the planets of the solar system, in order."
+"""A question with a long answer: every token is another silence the starved worker may stretch past the deadline."""
+
+
 def worker_events(events: EventLog, state: str | None = None) -> list[dict]:
     return [e for e in events.history if e["type"] == "worker" and (state is None or e["state"] == state)]
 
@@ -276,7 +280,7 @@ def test_a_starved_llm_finishes_its_answer_and_is_not_restarted(data_dir):
                 starve(pid)
                 frames, text = [time.monotonic()], ""
                 async with asyncio.timeout(90):
-                    async for msg in llm.stream(m.Generate(question(settings), 6, 0.0)):
+                    async for msg in llm.stream(m.Generate(question(settings, LONG), 16, 0.0)):
                         frames.append(time.monotonic())
                         text = msg.text if isinstance(msg, m.Done) else text
             return pid, llm.pid, llm.restarts, llm.describe(), [b - a for a, b in zip(frames, frames[1:])], text
