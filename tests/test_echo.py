@@ -216,3 +216,43 @@ def test_without_echo_cancellation_it_wakes_on_its_own_voice(tmp_path, data_dir)
     start, end = spans["intro"]
     assert wakes(seen, start, end + RATE), \
         "the echo of the device's own 'hey Jarvis' did not wake it: the test above would prove nothing"
+
+
+def test_in_fast_mode_a_reply_cut_off_by_a_wake_word_is_never_cancelled_from_the_request(tmp_path, data_dir, voices,
+                                                                                          make_clip):
+    """A recording run as fast as possible: the input runs ahead of the answers, but the canceller only takes a
+    chunk once every chunk before it is handled. Otherwise it would take as the far end the rest of a reply
+    that a wake word in those chunks cuts off. No sound card plays that audio, and cancelling an echo
+    that never came puts the reply's sound into the request (a flaky failure of
+    test_pipeline's barge-in test, where the question came out as "Something like.")."""
+    from harken.audio.files import FileSource, TimelinePlayer
+    from conftest import silence, words
+
+    clip = make_clip("bargein-echo", silence(1.0), voices.piper("Hey Jarvis."), silence(0.6),
+                     voices.piper("Tell me a long story about a brave knight and a dragon."), silence(2.5),
+                     voices.piper("Hey Jarvis."), silence(0.6), voices.piper("What color is a banana?"), silence(3.0))
+    settings = config.load([], {"paths": {"data_dir": str(data_dir)}, "metrics": {"listen": ""},
+                                "llm": {"max_tokens": 120, "system_prompt": "You are a storyteller. Tell long, detailed stories."}})
+    assert settings.audio.echo_cancel  # the default
+    events = EventLog(tmp_path / "events.jsonl")
+    seen: list[dict] = []
+    events.subscribe(seen.append)
+    player = TimelinePlayer(None, settings.audio.playback_rate)
+    device = Appliance(settings, events, FileSource(clip, paced=False), player, fast=True)
+    ahead: list[tuple[int, int, int]] = []  # (chunk start, the conversation's clock, player horizon) while a reply was queued
+    cancel = device.echo.process
+
+    def process(chunk: np.ndarray, at: int) -> np.ndarray:
+        if device.conv is not None and player.horizon > at:
+            ahead.append((at, device.conv.now, player.horizon))
+        return cancel(chunk, at)
+
+    device.echo.process = process
+    run(device)
+
+    assert [e for e in seen if e["type"] == "barge_in" and e["by"] == "wake"], "the reply was not interrupted"
+    assert ahead, "the canceller never ran while a reply was queued: the test proves nothing"
+    early = [(at, now) for at, now, _ in ahead if now < at]
+    assert not early, f"chunks cancelled before the chunks ahead of them were handled: {early[:5]}"
+    finals = [e["text"] for e in seen if e["type"] == "transcript" and e["final"]]
+    assert len(finals) == 2 and "banana" in words(finals[1]), finals

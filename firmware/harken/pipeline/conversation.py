@@ -156,6 +156,9 @@ class Conversation:
         self._armed = True
         self._responding: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._handled = 0
+        """Fast mode: the input sample up to which the wake worker's answers have been handled (heard or lost)."""
+        self._handled_moved = asyncio.Event()
         self.lost_chunks = 0
         self._vad_from: int | None = None
         """While listening: where the wake worker's VADs should start (None: they sleep)."""
@@ -213,6 +216,8 @@ class Conversation:
                 if self.origin is None and not self.fast:
                     self.origin = time.monotonic() - len(chunk) / RATE
                 if self.echo is not None:
+                    if self.fast and self.player.horizon > fed:
+                        await self._handled_up_to(fed)
                     chunk = self.echo.process(chunk, fed)
                 self.ring.append(chunk)
                 fed += len(chunk)
@@ -240,6 +245,7 @@ class Conversation:
                     heard = await answer
                 except WorkerError as exc:  # the wake worker died or hung: this chunk is lost
                     self._lose(exc)
+                    self._handled_to(end)
                     continue
                 if self.fast:
                     await self._hold_clock(end)
@@ -248,6 +254,7 @@ class Conversation:
                 except Exception as exc:  # task boundary: one bad chunk must not stop the appliance
                     _LOGGER.exception("handling audio at %.2f s failed", end / RATE)
                     self.events.emit("error", stage="pipeline", message=f"{type(exc).__name__}: {exc}")
+                self._handled_to(end)
 
         try:
             async with asyncio.TaskGroup() as tg:
@@ -264,6 +271,20 @@ class Conversation:
         self.lost_chunks += 1
         if self.lost_chunks == 1 or self.lost_chunks % 125 == 0:  # at most one line per 10 s of audio
             _LOGGER.warning("lost %.2f s of audio so far: %s", self.lost_chunks * FRAME / RATE, exc)
+
+    def _handled_to(self, end: int) -> None:
+        self._handled = end
+        self._handled_moved.set()
+
+    async def _handled_up_to(self, start: int) -> None:
+        """Fast mode, while the player holds audio from ``start`` on: wait until every chunk before ``start`` is handled.
+
+        The input runs ahead of the answers by up to ``IN_FLIGHT`` chunks. The echo canceller must not take the
+        far end of a reply that a wake word in those chunks is about to cut off (a barge-in): on a sound card that
+        audio is never played, and cancelling an echo that never came adds the reply's sound to the request."""
+        while self._handled < start:
+            self._handled_moved.clear()
+            await self._handled_moved.wait()
 
     async def _hold_clock(self, end: int) -> None:
         """Fast mode: do not let input time pass while the device is busy computing."""
