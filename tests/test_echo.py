@@ -21,6 +21,7 @@ from harken.audio.echo import FRAME, EchoCanceller, EchoReference
 from harken.audio.resample import resample
 from harken.audio.wav import read_wav
 from harken.telemetry.events import EventLog
+from conftest import silence, words
 from room import CHUNK, RATE, Room, room_response
 
 LIBRIVOX = sorted(glob.glob("/usr/share/pocketsphinx/test/data/librivox/*.wav"))
@@ -226,8 +227,6 @@ def test_in_fast_mode_a_reply_cut_off_by_a_wake_word_is_never_cancelled_from_the
     that never came puts the reply's sound into the request (a flaky failure of
     test_pipeline's barge-in test, where the question came out as "Something like.")."""
     from harken.audio.files import FileSource, TimelinePlayer
-    from conftest import silence, words
-
     clip = make_clip("bargein-echo", silence(1.0), voices.piper("Hey Jarvis."), silence(0.6),
                      voices.piper("Tell me a long story about a brave knight and a dragon."), silence(2.5),
                      voices.piper("Hey Jarvis."), silence(0.6), voices.piper("What color is a banana?"), silence(3.0))
@@ -256,3 +255,37 @@ def test_in_fast_mode_a_reply_cut_off_by_a_wake_word_is_never_cancelled_from_the
     assert not early, f"chunks cancelled before the chunks ahead of them were handled: {early[:5]}"
     finals = [e["text"] for e in seen if e["type"] == "transcript" and e["final"]]
     assert len(finals) == 2 and "banana" in words(finals[1]), finals
+
+
+def test_in_fast_mode_a_chunk_lost_while_a_reply_is_queued_does_not_stall_the_input(tmp_path, data_dir, voices,
+                                                                                       make_clip):
+    """A chunk the wake worker could not take (it was being restarted) still counts as handled in its turn, so the
+    canceller's wait for the chunks before the next one ends."""
+    from harken.audio.files import FileSource, TimelinePlayer
+    from harken.errors import WorkerError
+
+    clip = make_clip("lost-while-speaking", silence(1.0), voices.piper("Hey Jarvis."), silence(0.6),
+                     voices.piper("Tell me a long story about a brave knight and a dragon."), silence(6.0))
+    settings = config.load([], {"paths": {"data_dir": str(data_dir)}, "metrics": {"listen": ""},
+                                "llm": {"max_tokens": 60, "system_prompt": "You are a storyteller. Tell long, detailed stories."}})
+    events = EventLog(tmp_path / "events.jsonl")
+    seen: list[dict] = []
+    events.subscribe(seen.append)
+    player = TimelinePlayer(None, settings.audio.playback_rate)
+    device = Appliance(settings, events, FileSource(clip, paced=False), player, fast=True)
+    ears = device.engines.ears
+    hear = ears.hear
+    lost: list[int] = []
+
+    async def flaky(chunk, at, vad_from, turn_from):
+        if not lost and player.horizon > at + 3 * len(chunk):  # a reply queued well past this chunk
+            lost.append(at)
+            raise WorkerError("wake", "not back in time (injected)")
+        return await hear(chunk, at, vad_from, turn_from)
+
+    ears.hear = flaky
+    run(device)  # bounded by RUN_TIMEOUT: a stalled input fails here
+
+    assert lost, "no chunk was lost while a reply was queued: the test proves nothing"
+    assert device.conv.lost_chunks == 1
+    assert [e for e in seen if e["type"] == "reply"], "the reply was not spoken"

@@ -208,7 +208,7 @@ class Conversation:
     async def run(self, chunks: AsyncIterator[np.ndarray]) -> None:
         """Feed the whole input through the pipeline; return when every reply has been spoken."""
         ears = self.ears
-        in_flight: asyncio.Queue[tuple[int, Awaitable[Heard]] | None] = asyncio.Queue(IN_FLIGHT)
+        in_flight: asyncio.Queue[tuple[int, Awaitable[Heard] | None] | None] = asyncio.Queue(IN_FLIGHT)
 
         async def feed() -> None:
             fed = 0
@@ -230,6 +230,7 @@ class Conversation:
                     answer = await ears.hear(chunk, fed - len(chunk), self._vad_from, self._turn_from())
                 except WorkerError as exc:  # given up (or not back in time): nobody can listen to this chunk
                     self._lose(exc)
+                    await in_flight.put((fed, None))  # handled (lost) in its turn
                     continue
                 await in_flight.put((fed, answer))
             try:
@@ -241,6 +242,9 @@ class Conversation:
         async def consume() -> None:
             while (item := await in_flight.get()) is not None:
                 end, answer = item
+                if answer is None:  # lost before it was sent
+                    self._handled_to(end)
+                    continue
                 try:
                     heard = await answer
                 except WorkerError as exc:  # the wake worker died or hung: this chunk is lost
