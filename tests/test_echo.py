@@ -18,8 +18,10 @@ import pytest
 from harken import config
 from harken.appliance import Appliance
 from harken.audio.echo import FRAME, EchoCanceller, EchoReference
+from harken.audio.files import FileSource, TimelinePlayer
 from harken.audio.resample import resample
 from harken.audio.wav import read_wav
+from harken.errors import WorkerError
 from harken.telemetry.events import EventLog
 from conftest import silence, words
 from room import CHUNK, RATE, Room, room_response
@@ -152,6 +154,22 @@ def device_in_room(tmp_path, data_dir, room: Room, echo_cancel: bool):
     return device, seen
 
 
+STORYTELLER = {"max_tokens": 120, "system_prompt": "You are a storyteller. Tell long, detailed stories."}
+"""Long replies: a wake word can come while one is still queued."""
+
+
+def device_on_file(tmp_path, data_dir, clip, **llm):
+    """The device on a recording, as fast as possible (``harken run --input --fast``), with its default echo
+    canceller; the player is the file timeline."""
+    settings = config.load([], {"paths": {"data_dir": str(data_dir)}, "metrics": {"listen": ""}, "llm": {**STORYTELLER, **llm}})
+    assert settings.audio.echo_cancel  # the default
+    events = EventLog(tmp_path / "events.jsonl")
+    seen: list[dict] = []
+    events.subscribe(seen.append)
+    player = TimelinePlayer(None, settings.audio.playback_rate)
+    return Appliance(settings, events, FileSource(clip, paced=False), player, fast=True), player, seen
+
+
 def says(device: Appliance, room: Room, text: str, then=None):
     async def step() -> None:
         await device.control_say({"text": text})
@@ -226,18 +244,10 @@ def test_in_fast_mode_a_reply_cut_off_by_a_wake_word_is_never_cancelled_from_the
     that a wake word in those chunks cuts off. No sound card plays that audio, and cancelling an echo
     that never came puts the reply's sound into the request (a flaky failure of
     test_pipeline's barge-in test, where the question came out as "Something like.")."""
-    from harken.audio.files import FileSource, TimelinePlayer
     clip = make_clip("bargein-echo", silence(1.0), voices.piper("Hey Jarvis."), silence(0.6),
                      voices.piper("Tell me a long story about a brave knight and a dragon."), silence(2.5),
                      voices.piper("Hey Jarvis."), silence(0.6), voices.piper("What color is a banana?"), silence(3.0))
-    settings = config.load([], {"paths": {"data_dir": str(data_dir)}, "metrics": {"listen": ""},
-                                "llm": {"max_tokens": 120, "system_prompt": "You are a storyteller. Tell long, detailed stories."}})
-    assert settings.audio.echo_cancel  # the default
-    events = EventLog(tmp_path / "events.jsonl")
-    seen: list[dict] = []
-    events.subscribe(seen.append)
-    player = TimelinePlayer(None, settings.audio.playback_rate)
-    device = Appliance(settings, events, FileSource(clip, paced=False), player, fast=True)
+    device, player, seen = device_on_file(tmp_path, data_dir, clip)
     ahead: list[tuple[int, int, int]] = []  # (chunk start, the conversation's clock, player horizon) while a reply was queued
     cancel = device.echo.process
 
@@ -261,18 +271,9 @@ def test_in_fast_mode_a_chunk_lost_while_a_reply_is_queued_does_not_stall_the_in
                                                                                        make_clip):
     """A chunk the wake worker could not take (it was being restarted) still counts as handled in its turn, so the
     canceller's wait for the chunks before the next one ends."""
-    from harken.audio.files import FileSource, TimelinePlayer
-    from harken.errors import WorkerError
-
     clip = make_clip("lost-while-speaking", silence(1.0), voices.piper("Hey Jarvis."), silence(0.6),
                      voices.piper("Tell me a long story about a brave knight and a dragon."), silence(6.0))
-    settings = config.load([], {"paths": {"data_dir": str(data_dir)}, "metrics": {"listen": ""},
-                                "llm": {"max_tokens": 60, "system_prompt": "You are a storyteller. Tell long, detailed stories."}})
-    events = EventLog(tmp_path / "events.jsonl")
-    seen: list[dict] = []
-    events.subscribe(seen.append)
-    player = TimelinePlayer(None, settings.audio.playback_rate)
-    device = Appliance(settings, events, FileSource(clip, paced=False), player, fast=True)
+    device, player, seen = device_on_file(tmp_path, data_dir, clip, max_tokens=60)
     ears = device.engines.ears
     hear = ears.hear
     lost: list[int] = []
