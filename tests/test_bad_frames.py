@@ -11,8 +11,8 @@ from harken.config import Settings
 from harken.errors import ProtocolError, WorkerDied
 from harken.supervisor import messages as m
 from harken.supervisor.process import WorkerProcess
-from harken.supervisor.protocol import MAX_HEADER, Message, read_message, read_message_async
-from harken.telemetry.events import EventLog
+from harken.supervisor.frames import MAX_HEADER, Message, read_message, read_message_async
+from harken.events import EventLog
 
 NESTED = b"[" * 100_000 + b"]" * 100_000  # RecursionError in json.loads, which is not a ValueError
 NESTED_OBJECT = b'{"type": "x", "data": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001

@@ -15,7 +15,7 @@ from harken.hw import budget
 from harken.hw.sensors import stat_fields
 from harken.supervisor import messages as m
 from harken.supervisor.process import WorkerProcess
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 
 
 def settings_with(**threads) -> config.Settings:

@@ -16,10 +16,11 @@ import pytest
 from harken import config
 from harken.audio import RATE
 from harken.audio.files import TimelinePlayer
+from harken.audio.pcm import Audio
 from harken.errors import WorkerDied
 from harken.pipeline import ports
 from harken.pipeline.conversation import FRAME, TAIL, Conversation
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 
 WAKE_CHUNK = 12
 """The chunk in which the wake word scores high."""
@@ -89,9 +90,9 @@ class Voice(ports.Voice):
     def __init__(self) -> None:
         self.said: list[str] = []
 
-    async def synthesize(self, text: str) -> AsyncIterator[ports.Audio]:
+    async def synthesize(self, text: str) -> AsyncIterator[Audio]:
         self.said.append(text)
-        yield ports.Audio(np.full(RATE // 4, 1000, dtype=np.int16), RATE)
+        yield Audio(np.full(RATE // 4, 1000, dtype=np.int16), RATE)
 
 
 async def silence(pace: float = 0.0) -> AsyncIterator[np.ndarray]:
@@ -107,7 +108,7 @@ def converse(transcriber: Transcriber, denoise: str = "auto", pace: float = 0.0)
     settings = config.load([], {"asr": {"denoise": denoise}})
     events = EventLog()
     ears, writer, voice = Ears(), Writer(), Voice()
-    apology = ports.Audio(np.full(RATE // 2, -500, dtype=np.int16), RATE)
+    apology = Audio(np.full(RATE // 2, -500, dtype=np.int16), RATE)
     conv = Conversation(settings, ports.Engines(ears, transcriber, writer, voice), events, TimelinePlayer(None, RATE),
                         fast=not pace, apology=apology)
     asyncio.run(asyncio.wait_for(conv.run(silence(pace)), 30))

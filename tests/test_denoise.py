@@ -24,7 +24,7 @@ from harken.audio.wav import read_wav
 from harken.engines import asr
 from harken.supervisor.clients import AsrClient
 from harken.supervisor.supervisor import Supervisor
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 from noise import music_tracks
 from test_transcribe import edit_distance, norm, references
 

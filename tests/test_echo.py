@@ -17,12 +17,13 @@ import pytest
 
 from harken import config
 from harken.appliance import Appliance
+from harken.supervisor.control_handlers import handlers
 from harken.audio.echo import FRAME, EchoCanceller, EchoReference
 from harken.audio.files import FileSource, TimelinePlayer
 from harken.audio.resample import resample
 from harken.audio.wav import read_wav
 from harken.errors import WorkerError
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 from conftest import silence, words
 from room import CHUNK, RATE, Room, room_response
 
@@ -172,7 +173,7 @@ def device_on_file(tmp_path, data_dir, clip, **llm):
 
 def says(device: Appliance, room: Room, text: str, then=None):
     async def step() -> None:
-        await device.control_say({"text": text})
+        await handlers(device)["say"]({"text": text})
         if then is not None:
             then(room.player.starts[-1], room.player.horizon)
     return step

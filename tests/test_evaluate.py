@@ -1,4 +1,4 @@
-"""Measuring a language model (models/evaluate.py) on the real packaged models, and what makes a measurement fail."""
+"""Measuring a language model (optimize/evaluate.py) on the real packaged models, and what makes a measurement fail."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from harken.errors import ModelError
 from harken.models import catalog
-from harken.models.evaluate import (HELD_OUT, Question, Scores, evaluate, load_answers, perplexity, perplexity_of, read_text,
+from harken.optimize.evaluate import (HELD_OUT, Question, Scores, evaluate, load_answers, perplexity, perplexity_of, read_text,
                                     _log_softmax_at)
 from harken.models.templates import chat_template
 
@@ -152,7 +152,7 @@ def fake_child(tmp_path, monkeypatch):
         exe = tmp_path / "python"
         exe.write_text("#!/bin/sh\n" + script)
         exe.chmod(0o755)
-        monkeypatch.setattr("harken.models.evaluate.sys.executable", str(exe))
+        monkeypatch.setattr("harken.optimize.evaluate.sys.executable", str(exe))
 
     return install
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from harken.commands import summary
-from harken.telemetry.events import HISTORY_LIMIT, EventLog
+from harken.commands.talk import summary
+from harken.events import HISTORY_LIMIT, EventLog
 
 
 def test_history_keeps_only_the_most_recent_events_but_the_file_and_subscribers_get_all(tmp_path):

@@ -21,7 +21,7 @@ from conftest import (alive, corrupt_model_env, finish, harken_cmd, read_events,
                       stderr_of, wait_for, words, worker_processes)
 from harken import config
 from harken.supervisor.control import query
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 
 ROLES = ("wake", "asr", "llm", "tts")
 QUICK_HEALTH = """

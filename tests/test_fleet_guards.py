@@ -11,7 +11,7 @@ from harken.fleet import protocol
 from harken.fleet.signing import CommandRejected, Signer, Verifier
 from harken.hw.identity import device_id
 from harken.supervisor.health import Health, Policy
-from harken.telemetry.link import shareable
+from harken.fleet.link import shareable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -124,7 +124,7 @@ def test_a_password_over_plain_mqtt_is_warned_about(caplog, tmp_path):
     import logging
 
     from harken import config
-    from harken.telemetry.link import DeviceLink
+    from harken.fleet.link import DeviceLink
 
     async def start_and_close(url: str) -> None:
         settings = config.Settings(mqtt=config.MqttSettings(url=url, username="u", password="p"))
@@ -132,17 +132,17 @@ def test_a_password_over_plain_mqtt_is_warned_about(caplog, tmp_path):
         link.start()
         await link.close()
 
-    with caplog.at_level(logging.WARNING, logger="harken.telemetry.link"):
+    with caplog.at_level(logging.WARNING, logger="harken.fleet.link"):
         asyncio.run(asyncio.wait_for(start_and_close("mqtt://127.0.0.1:9"), 20))
     assert "clear text" in caplog.text and "mqtts://" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="harken.telemetry.link"):
+    with caplog.at_level(logging.WARNING, logger="harken.fleet.link"):
         asyncio.run(asyncio.wait_for(start_and_close("mqtts://127.0.0.1:9"), 20))
     assert "clear text" not in caplog.text
 
 
 def test_replies_to_refused_commands_are_bounded_in_rate():
-    from harken.telemetry.link import TokenBucket
+    from harken.fleet.link import TokenBucket
 
     now = [0.0]
     bucket = TokenBucket(10.0, 50, clock=lambda: now[0])
@@ -160,7 +160,7 @@ def test_a_flood_while_the_loop_is_busy_is_shed_not_queued(request, tmp_path_fac
 
     from broker import mqtt_client, shared_broker
     from harken import config
-    from harken.telemetry.link import MAX_WAITING, DeviceLink
+    from harken.fleet.link import MAX_WAITING, DeviceLink
 
     broker = shared_broker(request.config, tmp_path_factory)
     counted: list[tuple[str, str]] = []

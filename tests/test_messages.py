@@ -6,7 +6,7 @@ import pytest
 
 from harken.errors import ProtocolError
 from harken.supervisor import messages as m
-from harken.supervisor.protocol import Message
+from harken.supervisor.frames import Message
 
 
 @pytest.mark.parametrize("msg", [

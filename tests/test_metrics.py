@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harken.hw import sensors
 from harken.supervisor.health import Health, Policy
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 from harken.telemetry.metrics import STAGES, WORKER_STATES, Exporter, Metrics
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "metrics"

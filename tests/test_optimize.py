@@ -19,7 +19,7 @@ import pytest
 from conftest import finish, harken_cmd, start, stderr_of, wait_for
 from harken.hw.board import PROFILES
 from harken.models import catalog, shrink, store
-from harken.models.variants import choose
+from harken.optimize.variants import choose
 from harken.supervisor.control import query
 
 SMOLLM = "smollm2-135m-instruct"

@@ -4,7 +4,7 @@ import io
 import pytest
 
 from harken.errors import ProtocolError
-from harken.supervisor.protocol import Message, read_message, read_message_async
+from harken.supervisor.frames import Message, read_message, read_message_async
 
 
 def test_round_trip_with_binary_payload():

@@ -18,7 +18,7 @@ from harken.supervisor.clients import AsrClient, WakeClient
 from harken.supervisor.probes import clip
 from harken.supervisor.slots import SwapFailed
 from harken.supervisor.supervisor import Supervisor
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 
 CHUNK = 1280
 

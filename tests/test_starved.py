@@ -27,7 +27,7 @@ from harken.supervisor import cpu
 from harken.supervisor import messages as m
 from harken.supervisor.process import TICK, WorkerProcess
 from harken.supervisor.supervisor import Supervisor
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 
 PID = 4242
 TICKS = 100  # clock ticks per second, as on every Linux this runs on

@@ -248,7 +248,7 @@ def _probes_of(data: Path) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and b"harken.models.probe" in (cmd := (proc / "cmdline").read_bytes()) and str(data).encode() in cmd:
+            if proc.name.isdigit() and b"harken.supervisor.install_probe" in (cmd := (proc / "cmdline").read_bytes()) and str(data).encode() in cmd:
                 found.append(int(proc.name))
         except OSError:
             pass

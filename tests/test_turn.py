@@ -26,7 +26,7 @@ from harken.models import catalog, unpack
 from harken.models.catalog import CatalogEntry, ModelFile
 from harken.pipeline import ports
 from harken.pipeline.conversation import COMPLETE, FRAME, Conversation
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 from test_conversation import Transcriber, Voice, Writer
 
 

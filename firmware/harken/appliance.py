@@ -30,7 +30,9 @@ import numpy as np
 from harken import __version__, config
 from harken.audio.earcons import Earcons
 from harken.audio.echo import EchoCanceller, EchoReference
-from harken.errors import ConfigError, HarkenError
+from harken.errors import HarkenError
+from harken.fleet.start import Uplink
+from harken.settings import resolve_settings, with_profile
 from harken.hw import board as boards
 from harken.hw import budget
 from harken.hw.panel import Gesture, Panel, PanelSpec
@@ -38,25 +40,24 @@ from harken.hw.thermal import REFUSAL, Level, ThermalGuard
 from harken.hw.identity import device_id
 from harken.provision import notes as provision_notes
 from harken.models.resolve import pick
-from harken.models.selection import exists, read_selection, select
-from harken.models.variants import LlmChoice
-from harken.models.variants import choose as choose_llm
+from harken.models.selection import exists, select
 from harken.overrides import FleetConfig
 from harken.audio.player import Player
 from harken.pipeline.chat import chat
 from harken.pipeline.conversation import Conversation
-from harken.pipeline.ports import Audio
+from harken.audio.pcm import Audio
 from harken.pipeline.respond import APOLOGY
 from harken.supervisor import clients
 from harken.supervisor.clients import LlmClient, TtsClient
 from harken.supervisor.control import ControlServer
+from harken.supervisor.control_handlers import handlers
 from harken.supervisor.health import WorkerState
 from harken.supervisor.notify import Notifier
 from harken.supervisor.process import WorkerProcess
 from harken.supervisor.roles import ROLES
 from harken.supervisor.slots import Slot, with_model
 from harken.supervisor.supervisor import Supervisor
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -65,9 +66,7 @@ SHUTDOWN_BOUND = 10.0
 WORKER_STOP = 4.0
 """Of which each worker gets this long to exit by itself before SIGTERM/SIGKILL."""
 REPLAY_FLOOR = "fleet-replay-floor"
-"""In the data directory: the newest signed command's ts this device accepted (see telemetry.link)."""
-METRICS_REFRESH = 5.0
-"""Seconds between refreshes of the gauges (worker states, RSS, temperature) for /metrics."""
+"""In the data directory: the newest signed command's ts this device accepted (see fleet/link.py)."""
 HW_ROOT = "HARKEN_HW_ROOT"
 """Environment: read the board's files (/proc, /sys, /etc) under this directory instead of / (bench and tests)."""
 ERROR_LIGHT = 3.0
@@ -92,8 +91,21 @@ class Appliance:
         self.hw_root = hw_root()
         self.board = boards.for_settings(settings, self.hw_root)
         """The board profile (hw/board.py): it fills in what the settings leave to it."""
-        self.setting_notes: list[str] = []
-        settings = self._with_profile(settings)
+        self.data_dir = Path(settings.paths.data)
+        resolved = resolve_settings(settings, self.board, self.data_dir)
+        settings = resolved.settings
+        self.setting_notes: list[str] = list(resolved.setting_notes)
+        self.model_notes: list[str] = list(resolved.model_notes)
+        self.selected = resolved.selection
+        """The models chosen on the device since (swaps), which win over the configuration's."""
+        self.asr_choice = resolved.asr_choice
+        """The speech recognition model: [asr] model, else the board profile's (hw/board.py); None when a swap chose it."""
+        self.llm_choice = resolved.llm_choice
+        """The language model the board's memory budget chose (optimize/variants.py); None when a swap chose it."""
+        if self.asr_choice is not None:
+            _LOGGER.info("speech recognition: %s (%s)", self.asr_choice.model, self.asr_choice.why)
+        if self.llm_choice is not None and self.llm_choice.variant:
+            _LOGGER.info("language model: %s", self.llm_choice.why)
         self.earcons = Earcons.load(  # a WAV that broke since it was set (a fleet change) must not stop the device
             settings.sounds, on_bad=lambda exc: self.setting_notes.append(f"{exc}; the built-in tone is used instead"))
         self.thermal = ThermalGuard(settings.thermal, self.hw_root / "sys")
@@ -106,31 +118,6 @@ class Appliance:
         """The fleet's overrides: what set_config changes, and what went wrong with them at start."""
         self.provision_notes = provision_notes(self.fleet_config.base_paths)
         """What first-boot provisioning could not apply from the card's harken.toml."""
-        self.data_dir = Path(settings.paths.data)
-        self.selected = read_selection(self.data_dir)
-        """The models chosen on the device since (swaps), which win over the configuration's."""
-        self.model_notes: list[str] = [self.selected.problem] if self.selected.problem else []
-        chosen = set()
-        for role, choice in self.selected.choices.items():
-            if exists(self.data_dir, role, choice.active):
-                settings = with_model(settings, role, choice.active)
-                chosen.add(role)
-            else:
-                self.model_notes.append(f"the {role} model chosen last, {choice.active}, is no longer installed; "
-                                        f"running the configured {ROLES[role].model(settings)} instead")
-        self.asr_choice: boards.AsrChoice | None = None
-        """The speech recognition model: [asr] model, else the board profile's (hw/board.py); None when a swap chose it."""
-        if "asr" not in chosen:
-            self.asr_choice = boards.choose_asr(settings, self.board)
-            _LOGGER.info("speech recognition: %s (%s)", self.asr_choice.model, self.asr_choice.why)
-            settings = with_model(settings, "asr", self.asr_choice.model)
-        self.llm_choice: LlmChoice | None = None
-        """The language model the board's memory budget chose (models/variants.py); None when a swap chose it."""
-        if settings.board.llm_variants and "llm" not in chosen:
-            self.llm_choice = choose_llm(self.data_dir, settings.llm.model, settings.board.llm_memory_mb)
-            if self.llm_choice.variant:
-                _LOGGER.info("language model: %s", self.llm_choice.why)
-                settings = with_model(settings, "llm", self.llm_choice.model)
         self.settings = settings
         """The settings as configured (the profile applied); the conversation gets :meth:`_live` of them."""
         self.events = events
@@ -152,22 +139,28 @@ class Appliance:
         self.notices: dict[str, Audio] = {}
         """Spoken once when a role is given up (FATAL), rendered at start (see roles.ROLES)."""
         self.announced: set[str] = set()
-        self.metrics: Any = None
-        self.link: Any = None
-        self.agent: Any = None
+        self.uplink = Uplink(self, events, self.hw_root / "sys", self.fleet_config.directory / REPLAY_FLOOR)
+        """Metrics and the MQTT link (fleet/start.py)."""
         self.muted = False
         self.last_heard = ""
         self.last_latency: dict[str, Any] = {}
-        self._dropped_counted = 0
         self._restarting = asyncio.Lock()
         events.subscribe(self._on_event)
+
+    @property
+    def link(self) -> Any:
+        """The MQTT link (fleet/link.py); None without a broker."""
+        return self.uplink.link
+
+    @property
+    def metrics(self) -> Any:
+        return self.uplink.metrics
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "utterance":
             self.last_heard, self.last_latency = event.get("transcript", ""), event.get("latency", {})
-            if self.link is not None:
-                self.link.publish_state()
+            self.uplink.publish_state()
         elif kind == "error" and event.get("stage") in ERROR_STAGES and self.phase == "running":
             self.play_earcon(self.earcons.error)
             self._error_until = time.monotonic() + ERROR_LIGHT
@@ -265,8 +258,7 @@ class Appliance:
             self.conv.refusal = self._refusal() if level is Level.CRITICAL else None
             self.conv.apply_settings(self._live(self.settings))
         self.notifier.status(self.status_line())
-        if self.link is not None:
-            self.link.publish_state()
+        self.uplink.publish_state()
 
     def _refusal(self) -> Audio:
         """What is said instead of listening while too hot: the sentence, or (if it could not be
@@ -290,7 +282,7 @@ class Appliance:
     def playback_health(self) -> dict[str, Any]:
         return _health(self.player)
 
-    async def status(self, _: dict[str, Any]) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         conv = self.conv
         return {
             "version": __version__, "pid": os.getpid(), "device": self.device_id, "phase": self.phase,
@@ -307,20 +299,6 @@ class Appliance:
                                                    "dropped": self.link.dropped},
         }
 
-    def _with_profile(self, settings: config.Settings) -> config.Settings:
-        """``settings`` completed by the board profile. Settings that clash with the profile's (a hot limit
-        set above the profile's critical one, say, from a fleet change) give way to the profile's: the
-        device must start whatever its overrides say; the clash is reported."""
-        try:
-            return boards.apply(settings, self.board, self.hw_root)
-        except ConfigError as exc:
-            self.setting_notes = [f"{problem}; the {self.board.profile.key} profile's values are used instead"
-                                for problem in exc.problems]
-            plain = dataclasses.replace(
-                settings, thermal=dataclasses.replace(settings.thermal, hot=0.0, critical=0.0),
-                board=dataclasses.replace(settings.board, led="", led_kind=""))
-            return boards.apply(plain, self.board, self.hw_root)
-
     def asr_choice_state(self) -> dict[str, Any] | None:
         return self.asr_choice.describe() if self.asr_choice is not None else None
 
@@ -334,17 +312,12 @@ class Appliance:
         return boards.describe(self.board, self.settings)
 
     def refresh_metrics(self) -> None:
-        if self.metrics is None:
-            return
-        if self.link is not None and self.link.dropped > self._dropped_counted:
-            self.metrics.mqtt_dropped(self.link.dropped - self._dropped_counted)
-            self._dropped_counted = self.link.dropped
-        self.metrics.update(self.sup.describe(), self.audio_health(), None if self.link is None else self.link.connected)
+        self.uplink.refresh_metrics()
 
     # -- what the fleet may change ---------------------------------------------------------------
     def apply_settings(self, settings: config.Settings) -> None:
         """Settings the conversation reads as it goes (see fleet.device.LIVE)."""
-        self.settings = self._with_profile(settings)
+        self.settings, _ = with_profile(settings, self.board)
         if self.conv is not None:
             self.conv.apply_settings(self._live(self.settings))
 
@@ -399,39 +372,10 @@ class Appliance:
         """The conversation follows the role's active model (the wake phrase it strips, the model it reports)."""
         self.apply_settings(with_model(self.settings, role, self.sup.slots[role].model))
 
-    # -- the control socket's commands ------------------------------------------------------------
-    async def control_swap(self, request: dict[str, Any]) -> dict[str, Any]:
-        return await self.swap(str(request.get("role")), str(request.get("model")))
-
-    async def control_rollback(self, request: dict[str, Any]) -> dict[str, Any]:
-        return await self.rollback(str(request.get("role")))
-
-    async def control_ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        text = request.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("ask needs a 'text' string")
-        answer, model = await self.ask(text, speak=bool(request.get("speak", True)))
-        return {"answer": answer, "model": model}
-
-    async def control_say(self, request: dict[str, Any]) -> dict[str, Any]:
-        text = request.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("say needs a 'text' string")
+    async def render(self, text: str) -> tuple[Audio, str | None]:
+        """``text`` spoken by the voice, and the model that spoke it."""
         voice = TtsClient(self.sup.slots["tts"])
-        audio = await voice.render(text)
-        if request.get("speak", True):
-            self.speak(audio)
-        return {"seconds": round(len(audio.pcm) / audio.rate, 3), "model": voice.served_model}
-
-    async def control_listen(self, _: dict[str, Any]) -> dict[str, Any]:
-        return {"outcome": self.listen("control")}
-
-    async def control_mute(self, request: dict[str, Any]) -> dict[str, Any]:
-        on = request.get("on", True)
-        if not isinstance(on, bool):
-            raise ValueError("mute's 'on' must be true or false")
-        self.set_muted(on)
-        return {"muted": self.muted}
+        return await voice.render(text), voice.served_model
 
     def _open_panel(self) -> None:
         """The button and the light, if the board has them; a part that cannot be opened is reported, not fatal."""
@@ -450,38 +394,6 @@ class Appliance:
             self.conv.muted = muted
         self.notifier.status(self.status_line())
         self.events.emit("muted" if muted else "unmuted")
-
-    # -- fault injection (tests only) --------------------------------------------------------------
-    async def fault(self, request: dict[str, Any]) -> dict[str, Any]:
-        if os.environ.get("HARKEN_FAULT_INJECTION") != "1":
-            raise ValueError("fault injection is off (set HARKEN_FAULT_INJECTION=1 in harken's environment to test faults)")
-        if "pin" in request:
-            return self._mock_pin(str(request["pin"]), request.get("drive"))
-        seconds = float(request.get("block_loop", 0))
-        if not 0 < seconds <= 600:
-            raise ValueError("block_loop must be between 0 and 600 seconds")
-        time.sleep(seconds)  # deliberately blocks the loop: the watchdog pings must stop
-        return {"blocked_s": seconds}
-
-    def _mock_pin(self, name: str, drive: Any) -> dict[str, Any]:
-        """Drive a mock GPIO input ('low'/'high': a finger on the button) or read a pin's history (the light)."""
-        from gpiozero import Device
-        from gpiozero.pins.mock import MockFactory
-
-        factory = self.pin_factory or Device.pin_factory
-        if not isinstance(factory, MockFactory):
-            raise ValueError("pins can be driven only with gpiozero's mock pin factory (GPIOZERO_PIN_FACTORY=mock)")
-        pin = factory.pin(name)
-        if drive in ("low", "high"):
-            (pin.drive_low if drive == "low" else pin.drive_high)()
-        elif drive is not None:
-            raise ValueError("drive must be 'low' or 'high'")
-        # MockPin keeps (seconds since the previous change, state): rebuild monotonic times back from the last change.
-        at, history = pin._last_change, []
-        for change in reversed(pin.states):
-            history.append((round(at, 4), float(change.state)))
-            at -= change.timestamp
-        return {"pin": name, "state": float(pin.state), "history": history[::-1], "now": time.monotonic(), "wall": time.time()}
 
     # -- worker changes ----------------------------------------------------------------------------
     def on_worker(self, worker: WorkerProcess) -> None:
@@ -502,14 +414,12 @@ class Appliance:
 
     # -- the whole life ----------------------------------------------------------------------------
     async def run(self, control: Path | None, ready_fields: dict[str, Any] | None = None) -> None:
-        commands = {"status": self.status, "fault": self.fault, "swap": self.control_swap, "rollback": self.control_rollback,
-                    "ask": self.control_ask, "say": self.control_say, "listen": self.control_listen, "mute": self.control_mute}
-        server = ControlServer(control, commands) if control is not None else None
+        server = ControlServer(control, handlers(self)) if control is not None else None
         tasks: list[asyncio.Task[None]] = []
         try:
             if server is not None:
                 await server.start()
-            await self._start_fleet(tasks)
+            await self.uplink.start(self.settings, self.device_id, tasks)
             self._open_panel()
             tasks.append(asyncio.get_running_loop().create_task(self._watch_thermal(), name="thermal"))
             for slot in self.sup.slots.values():
@@ -544,8 +454,7 @@ class Appliance:
                 self.events.emit("error", stage="config", message=note)
             tasks.append(asyncio.get_running_loop().create_task(self._restore_standbys(), name="restore-standbys"))
             self.fleet_config.mark_good()
-            if self.link is not None:
-                self.link.publish_state()
+            self.uplink.publish_state()
             for worker in self.sup.down():
                 self.announce(worker.role)
             await self.conv.run(self.source.chunks())
@@ -565,68 +474,16 @@ class Appliance:
                 self.panel.close()
             self.notifier.close()
 
-    async def _start_fleet(self, tasks: list[asyncio.Task[None]]) -> None:
-        """Metrics (exporter) and the MQTT link; neither may stop the device from working."""
-        from harken.telemetry.metrics import Exporter, Metrics
-
-        self.metrics = Metrics(sys_root=self.hw_root / "sys")
-        self.metrics.board(self.board.profile.key, self.board.model)
-        self.metrics.thermal(self.thermal.level.value)
-        self.events.subscribe(self.metrics.on_event)
-        listen = self.settings.metrics.listen
-        if listen:
-            host, _, port = listen.rpartition(":")
-            exporter = Exporter(self.metrics, host.strip("[]"), int(port))
-            if exporter.start():
-                tasks.append(asyncio.get_running_loop().create_task(self._refresh_metrics(exporter), name="metrics-refresh"))
-        if not self.settings.mqtt.url:
-            return
-        # Only with a broker: the agent and the link load cryptography (~8 MB resident) for signed commands.
-        from harken.fleet.device import DeviceAgent, LogRing
-
-        logs = LogRing()
-        logging.getLogger().addHandler(logs)
-        self.agent = DeviceAgent(self, self.metrics, logs)
-        self.link = self._new_link(self.settings)
-        self.events.subscribe(lambda event: self.link.publish_event(event) if self.link is not None else None)
-        self.link.start()
-
-    def _new_link(self, settings: config.Settings) -> Any:
-        from harken.telemetry.link import DeviceLink
-
-        return DeviceLink(settings, self.device_id, self.agent, on_command=self.metrics.command,
-                          floor_path=self.fleet_config.directory / REPLAY_FLOOR)
-
     async def relink(self, settings: config.Settings) -> None:
         """Leave the broker and join it again as ``settings`` say (id, keys, broker, credentials: a fleet trial)."""
-        old = self.link
         self.settings = settings
         self.device_id = device_id(settings.device.id)
-        if old is not None:
-            await old.close()
-        if not settings.mqtt.url:
-            self.link = None
-            return
-        link = self._new_link(settings)
-        if old is not None:
-            link.buffer, link.dropped = old.buffer, old.dropped  # events waiting for the broker are not lost
-        self.link = link
-        link.start()
-
-    async def _refresh_metrics(self, exporter: Any) -> None:
-        try:
-            while True:
-                self.refresh_metrics()
-                await asyncio.sleep(METRICS_REFRESH)
-        finally:
-            exporter.close()
+        await self.uplink.relink(settings, self.device_id)
 
     async def _stop_all(self) -> None:
-        if self.agent is not None:
-            await self.agent.close()  # no trial rollback or relink while stopping
+        await self.uplink.close_agent()  # no trial rollback or relink while stopping
         await _stop(self.sup)
-        if self.link is not None:
-            await self.link.close()
+        await self.uplink.close_link()
 
 
 async def serve(settings: config.Settings, events: EventLog, source: Source, player: Player,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harken.brokerurl import broker_address
 from harken.errors import ConfigError
 
 Check = Callable[[Any], str | None]
@@ -286,8 +287,6 @@ def _listen_address(value: Any) -> str | None:
 
 
 def _mqtt_url(value: Any) -> str | None:
-    from harken.fleet.protocol import broker_address  # the very parser the link uses
-
     if not value:
         return None
     try:

@@ -22,7 +22,7 @@ import numpy as np
 from harken.audio.wav import read_wav
 from harken.config import SoundSettings
 from harken.errors import AudioError
-from harken.pipeline.ports import Audio
+from harken.audio.pcm import Audio
 
 RATE = 22050
 MAX_SECONDS = 2.0

@@ -23,8 +23,8 @@ from harken.overrides import TRIAL_KEYS
 from harken.errors import ConfigError, HarkenError
 from harken.fleet.signing import Command
 from harken.hw.sensors import free_mb, root_read_only
-from harken.telemetry.discovery import display_name
-from harken.telemetry.link import CommandFailed, Followup
+from harken.fleet.discovery import display_name
+from harken.fleet.link import CommandFailed, Followup
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class DeviceAgent:
         return self.metrics_.snapshot()
 
     def discovery(self) -> dict[str, Any] | None:
-        from harken.telemetry.discovery import payload
+        from harken.fleet.discovery import payload
 
         svc = self.appliance
         if not svc.settings.mqtt.discovery:

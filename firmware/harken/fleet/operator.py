@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from harken.brokerurl import broker_address
 from harken.errors import HarkenError
 from harken.fleet import protocol
 
-if TYPE_CHECKING:  # only a type here; cryptography is loaded where a Signer is made (fleet/cli.py)
+if TYPE_CHECKING:  # only a type here; cryptography is loaded where a Signer is made (commands/fleet.py)
     from harken.fleet.signing import Signer
 
 
@@ -40,7 +41,7 @@ class FleetClient:
         from paho.mqtt.enums import CallbackAPIVersion
 
         try:
-            self._host, self._port, tls = protocol.broker_address(url)
+            self._host, self._port, tls = broker_address(url)
         except ValueError as exc:
             raise FleetError(f"--broker {exc}") from None
         self.timeout = timeout

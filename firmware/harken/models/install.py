@@ -12,7 +12,7 @@ The steps, in order:
 5. verify each file's sha256 (the catalog's, the package's RECORD, the URL's
    required ``--sha256``, a local file's optional one), re-quantize if asked,
    derive Moonshine's tokens.txt, and check each file's format;
-6. probe: load the model in a throwaway process (``python -m harken.models.probe``)
+6. probe: load the model in a throwaway process (``python -m harken.supervisor.install_probe``)
    that must prove it works within a timeout;
 7. fsync, then rename the directory into ``<data>/models/<role>/<name>@<prefix>/``.
 
@@ -186,12 +186,12 @@ def _check(req: Request, gathered: "sources.Gathered", work: Path, need: Callabl
 
 
 def probe(role: str, directory: Path, timeout: float) -> None:
-    """Run ``python -m harken.models.probe ROLE DIR`` and raise ModelError with its reason if it fails.
+    """Run ``python -m harken.supervisor.install_probe ROLE DIR`` and raise ModelError with its reason if it fails.
 
     The probe runs in its own session (killed whole on timeout) and dies with
     this process (PR_SET_PDEATHSIG), so a killed installer leaves no probe behind.
     """
-    proc = subprocess.Popen([sys.executable, "-m", "harken.models.probe", role, str(directory)],
+    proc = subprocess.Popen([sys.executable, "-m", "harken.supervisor.install_probe", role, str(directory)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=die_with_parent)
     try:

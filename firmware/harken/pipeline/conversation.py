@@ -30,10 +30,11 @@ from harken.audio.player import Player
 from harken.audio.ring import RingBuffer
 from harken.config import Settings
 from harken.errors import HarkenError, WorkerError
-from harken.pipeline.ports import Audio, Engines, Heard
+from harken.audio.pcm import Audio
+from harken.pipeline.ports import Engines, Heard
 from harken.pipeline.respond import Responder
-from harken.pipeline.turn import Request, State, Utterance
-from harken.telemetry.events import EventLog
+from harken.pipeline.state import Request, State, Utterance
+from harken.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ from typing import AsyncIterator, Awaitable
 
 import numpy as np
 
+from harken.audio.pcm import Audio
+
 
 @dataclass(frozen=True)
 class Heard:
@@ -33,14 +35,6 @@ class Heard:
     """(end, probability): how likely the end-of-turn model thinks the turn that paused at ``end`` is complete,
     for segments ``early`` reported in an earlier answer (the worker judges them after answering, so the
     speculative answer does not wait for the model); empty: none judged."""
-
-
-@dataclass(frozen=True)
-class Audio:
-    """16-bit PCM at ``rate`` Hz."""
-
-    pcm: np.ndarray
-    rate: int
 
 
 class Ears(abc.ABC):

@@ -19,10 +19,11 @@ from harken.audio.player import Player
 from harken.config import Settings
 from harken.errors import HarkenError
 from harken.pipeline.chat import chat
-from harken.pipeline.ports import Audio, Transcriber, Voice, Writer
+from harken.audio.pcm import Audio
+from harken.pipeline.ports import Transcriber, Voice, Writer
 from harken.pipeline.text import ClauseSplitter, split_wake_phrase, strip_wake_words
-from harken.pipeline.turn import Request, Utterance
-from harken.telemetry.events import EventLog
+from harken.pipeline.state import Request, Utterance
+from harken.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 APOLOGY = "Sorry, something went wrong. Please try again."

@@ -30,7 +30,7 @@ from harken.hw import budget
 from harken.hw.load import OthersLoad
 from harken.supervisor import messages as m
 from harken.supervisor.roles import ROLES
-from harken.supervisor.protocol import read_message
+from harken.supervisor.frames import read_message
 
 _LOGGER = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1

@@ -16,6 +16,7 @@ from typing import AsyncIterator, Awaitable
 
 import numpy as np
 
+from harken.audio.pcm import Audio
 from harken.errors import WorkerDied
 from harken.pipeline import ports
 from harken.supervisor import messages as m
@@ -140,10 +141,10 @@ class LlmClient(_Client, ports.Writer):
 
 class TtsClient(_Client, ports.Voice):
 
-    async def synthesize(self, text: str) -> AsyncIterator[ports.Audio]:
+    async def synthesize(self, text: str) -> AsyncIterator[Audio]:
         async for msg in self._stream(m.Synthesize(text)):
             if isinstance(msg, m.Speech):
-                yield ports.Audio(np.frombuffer(msg.pcm, dtype="<i2"), msg.rate)
+                yield Audio(np.frombuffer(msg.pcm, dtype="<i2"), msg.rate)
 
 
 def engines(slots: dict[str, Slot]) -> ports.Engines:

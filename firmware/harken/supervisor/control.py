@@ -5,9 +5,9 @@ creates if needed). It refuses a directory that another user could write to, or
 that has such a directory above it (a pre-created ``/tmp/harken-<uid>`` would let
 that user replace or intercept the socket). A request line is at most
 :data:`MAX_REQUEST` bytes; bad requests get ``{"ok": false, "error": ...}``.
-The commands are the
-appliance's (``harken.appliance``): ``status``, ``swap``, ``rollback``, ``ask``, ``say``,
-and ``fault`` (only with HARKEN_FAULT_INJECTION=1, for the fault-injection tests).
+What each command does is in ``control_handlers.py``: ``status``, ``swap``, ``rollback``,
+``ask``, ``say``, ``listen``, ``mute`` and ``fault`` (only with HARKEN_FAULT_INJECTION=1, for
+the fault-injection tests).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What the supervisor and a worker say to each other: one dataclass per kind of frame.
 
-On the wire a message is a :class:`~harken.supervisor.protocol.Message` frame: its
+On the wire a message is a :class:`~harken.supervisor.frames.Message` frame: its
 kind, the request id, the dataclass's fields as JSON, and its ``pcm`` field (if it
 has one) as the binary payload. :func:`encode` and :func:`decode` convert; a frame
 of an unknown kind, or with a field missing or of the wrong type, is a
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from harken.errors import ProtocolError
-from harken.supervisor.protocol import Message
+from harken.supervisor.frames import Message
 
 KINDS: dict[str, type[Wire]] = {}
 

@@ -36,7 +36,7 @@ def clip(name: str) -> np.ndarray:
     return pcm
 
 
-# -- what a working model does on the golden recordings (also the install probe's judge, models/probe.py) --
+# -- what a working model does on the golden recordings (also the install probe's judge, supervisor/install_probe.py) --
 def wake_clip(model: str) -> str | None:
     """The bundled recording of a wake word's phrase (``probe-wake-<name>.wav``), or None if there is none."""
     name = f"probe-wake-{model.partition('@')[0]}.wav"

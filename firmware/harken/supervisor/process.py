@@ -49,9 +49,9 @@ from harken.errors import HarkenError, ProtocolError, WorkerDied, WorkerError
 from harken.supervisor import cpu
 from harken.supervisor import messages as m
 from harken.supervisor.health import Health, Policy, WorkerState
-from harken.supervisor.protocol import MAX_HEADER, Message, read_message_async
+from harken.supervisor.frames import MAX_HEADER, Message, read_message_async
 from harken.supervisor.roles import ROLES
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from harken.hw.sensors import rss_bytes
 from harken.supervisor.health import WorkerState
 from harken.supervisor.process import WorkerProcess
 from harken.supervisor.roles import ROLES
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 

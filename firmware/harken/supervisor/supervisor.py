@@ -12,14 +12,14 @@ from typing import Any, Iterable
 from harken.config import Settings
 from harken.errors import WorkerError
 from harken.models.resolve import size_of
-from harken.pipeline.ports import Audio
+from harken.audio.pcm import Audio
 from harken.supervisor.clients import TtsClient
 from harken.supervisor.health import WorkerState
 from harken.supervisor.probes import PROBES
 from harken.supervisor.process import WorkerProcess
 from harken.supervisor.roles import ROLES
 from harken.supervisor.slots import Memory, Persist, Slot, with_model
-from harken.telemetry.events import EventLog
+from harken.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 

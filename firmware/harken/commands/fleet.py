@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harken.commands.common import EXIT_FAILURE, EXIT_OK
 from harken.fleet.operator import Device, FleetClient, FleetError
 
-EXIT_OK, EXIT_FAILURE = 0, 1
 
 
-def add_parser(sub: Any) -> None:
+def register(sub: Any) -> None:
     fleet = sub.add_parser("fleet", help="manage devices over MQTT (operator side)",
                            description="See and command Harken devices through an MQTT broker. Commands are signed "
                            "with an operator key (`harken fleet keygen`); devices obey keys listed in [fleet] trusted_keys.")
@@ -52,6 +52,7 @@ def add_parser(sub: Any) -> None:
     send.add_argument("name", metavar="COMMAND")
     send.add_argument("args", nargs="*", metavar="key=value")
 
+    fleet.set_defaults(handler=run, needs_settings=False)
 
 def run(args: argparse.Namespace) -> int:
     try:

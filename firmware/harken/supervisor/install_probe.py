@@ -1,4 +1,4 @@
-"""Prove that a model works before it is installed: ``python -m harken.models.probe ROLE DIR``.
+"""Prove that a model works before it is installed: ``python -m harken.supervisor.install_probe ROLE DIR``.
 
 Run by the installer in a throwaway process (a model that crashes the engine
 takes only this process down) on a directory holding the model's files and
@@ -28,7 +28,7 @@ from harken.models.resolve import Resolved, resolve_dir
 from harken.pipeline.chat import chat
 from harken.supervisor.probes import asr_verdict, clip, llm_verdict, tts_verdict, wake_clip, wake_verdict
 
-USAGE = "usage: python -m harken.models.probe {wake,asr,llm,tts} DIR"
+USAGE = "usage: python -m harken.supervisor.install_probe {wake,asr,llm,tts} DIR"
 
 
 def _judged(why: str | None, detail: str) -> str:

@@ -1,4 +1,4 @@
-"""Measure a language model the way the device would run it: ``python -m harken.models.evaluate MODEL``.
+"""Measure a language model the way the device would run it: ``python -m harken.optimize.evaluate MODEL``.
 
 ``harken models optimize`` makes smaller variants of a GGUF; whether one is
 worth keeping depends on what it costs (file size, resident memory, speed,
@@ -428,7 +428,7 @@ def _child(model: Path, args: list[str], deadline: float, timeout: float,
     """
     from harken.models.install import die_with_parent
 
-    proc = subprocess.Popen([sys.executable, "-m", "harken.models.evaluate", str(model), *args], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "harken.optimize.evaluate", str(model), *args], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=die_with_parent)
     out: list[str] = []
@@ -477,7 +477,7 @@ def _lines(stream: IO[str], into: queue.Queue) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harken.models.evaluate",
+    p = argparse.ArgumentParser(prog="python -m harken.optimize.evaluate",
                                 description="Measure a GGUF language model as the device would run it; print its scores as JSON.")
     p.add_argument("model", type=Path)
     p.add_argument("--chat-template", help="a built-in chat template (gemma, gemma-base) or a Jinja2 file, for a GGUF without one")

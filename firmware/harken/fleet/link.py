@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
+from harken.brokerurl import broker_address
 from harken.durable import write_atomic
 from harken.config import Settings
 from harken.errors import ConfigError, HarkenError
@@ -162,7 +163,7 @@ class DeviceLink:
 
         m = self.settings.mqtt
         try:
-            host, port, tls = protocol.broker_address(m.url)
+            host, port, tls = broker_address(m.url)
         except ValueError as exc:
             raise ConfigError([f"[mqtt] url = {exc}"]) from None
         if m.password and not tls:

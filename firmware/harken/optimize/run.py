@@ -36,9 +36,10 @@ from typing import Any, Iterable, TextIO
 
 from harken import durable
 from harken.errors import ModelError
-from harken.models import evaluate, shrink
+from harken.models import shrink
+from harken.optimize import evaluate
 from harken.models.catalog import sha256_file
-from harken.models.evaluate import Scores
+from harken.optimize.evaluate import Scores
 from harken.models.templates import ChatTemplate
 
 CALIBRATION_WINDOWS = 2
