@@ -13,8 +13,10 @@ IMAGE_PACKAGES := mmdebstrap genimage mtools dosfstools e2fsprogs fdisk xz-utils
 BOOT_TEST_PACKAGES := qemu-system-x86 qemu-utils netcat-openbsd
 ARM64_PACKAGES := qemu-user-static binfmt-support gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
 BOARD ?= qemu-amd64
+# The tools written in Python (no .py suffix: they are commands), for the linter.
+TOOLS_PY := $(shell grep -l '^\#!/usr/bin/env python' tools/*)
 
-.PHONY: install system-deps test-deps image-deps test-models demo test image clean bench bench-faults bench-swap bench-abuse bench-listen
+.PHONY: install system-deps test-deps image-deps test-models demo test lint check image clean bench bench-faults bench-swap bench-abuse bench-listen
 
 install: $(STAMP)
 
@@ -69,7 +71,18 @@ $(TEST_STAMP): requirements/test-models.txt | $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/harken demo
 
-test: $(STAMP) $(TEST_STAMP) test-deps image-deps
+# ruff (style, imports, likely bugs) over the package, the tests and the tools; mypy over the package.
+lint: $(STAMP)
+	@echo "==> ruff"
+	$(VENV)/bin/ruff check firmware tests $(TOOLS_PY)
+	@echo "==> mypy"
+	$(VENV)/bin/mypy
+
+# The quick gate for a small change: lint, then the unit tests (no models, no processes).
+check: lint
+	$(VENV)/bin/pytest -q tests/unit
+
+test: $(STAMP) $(TEST_STAMP) test-deps image-deps lint
 	@missing=$$(for p in $(BOOT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing the boot test's packages: $$missing"; \

@@ -645,7 +645,7 @@ def _uninstalled_models(values: Values, origins: dict[tuple[str, str], str]) -> 
     for (section, key), role in MODEL_KEYS.items():
         value = values[section].get(key)
         fld = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == key)
-        defaults = tuple(WAKE_MODELS) if section == "wake" else (ASR_DEFAULT,) if section == "asr" else (fld.default,)
+        defaults = tuple(WAKE_MODELS) if section == "wake" else (ASR_DEFAULT,) if section == "asr" else (str(fld.default),)
         if value is None or value == "" or value in defaults or _installed(data, role, value):
             continue
         problems.append(((section, key), f"{origins[section, key]}: [{section}] {key} = {value!r} {_not_a_model(defaults)}; none by that name is "

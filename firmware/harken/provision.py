@@ -133,12 +133,12 @@ def _apply(data: dict[str, Any], boot: Path, etc: Path, gid: int | None, outcome
 
 def _take_ca_file(data: dict[str, Any], boot: Path, etc: Path, outcome: Outcome) -> dict[str, Any]:
     """A relative ``[mqtt] ca_file`` names a file on the boot partition: copy it to ``etc`` and point there."""
-    mqtt = data.get("mqtt")
-    name = mqtt.get("ca_file") if isinstance(mqtt, dict) else None
-    if not isinstance(name, str) or not name or name.startswith("/"):
+    found = data.get("mqtt")
+    name = found.get("ca_file") if isinstance(found, dict) else None
+    if not isinstance(found, dict) or not isinstance(name, str) or not name or name.startswith("/"):
         return data
     src = boot / name
-    mqtt = dict(mqtt)
+    mqtt = dict(found)
     if not src.is_file() or src.resolve().parent != boot.resolve():
         outcome.problems.append(f"{SOURCE}: [mqtt] ca_file = {name!r} is not a file on the boot partition; copy the "
                                 "CA certificate (PEM) next to harken.toml, or give a path on the device")

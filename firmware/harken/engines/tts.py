@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -30,10 +30,12 @@ class Synthesizer:
 
         self._voice = PiperVoice(session=ort.session(model, threads, spin, providers=providers),
                                  config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))))
-        noise = {"noise_scale": 0.0, "noise_w_scale": 0.0} if deterministic else {}
+        noise: dict[str, Any] = {"noise_scale": 0.0, "noise_w_scale": 0.0} if deterministic else {}
         # The voice's own pace (its .onnx.json) times the setting: a voice installed to speak slower keeps doing so.
         self._syn = SynthesisConfig(length_scale=length_scale * self._voice.config.length_scale, **noise)
         self.rate = int(self._voice.config.sample_rate)
+        self.accel = ""
+        """Why these onnxruntime providers (engines/accel.py)."""
 
     def render(self, text: str, rate: int) -> np.ndarray:
         """The whole text as one int16 array at ``rate`` (recordings for tests and tools)."""

@@ -41,7 +41,7 @@ FRAMES = SAMPLES // HOP
 """Feature columns the model reads (800)."""
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale: linear (3 mel per 200 Hz) below 1 kHz, logarithmic above (27 mel per factor 6.4)."""
     hz = np.asarray(hz, dtype=np.float64)
     log = 15.0 + np.log(np.maximum(hz, 1e-9) / 1000.0) * 27.0 / np.log(6.4)

@@ -247,7 +247,7 @@ class WakeDetector:
         """
         if pcm.dtype != np.int16:
             raise ValueError(f"wake detector needs int16 samples, not {pcm.dtype}")
-        if self._suppressed_only:
+        if self._suppressed_only and self._suppressor is not None:
             pcm = self._suppressor.process(pcm)
         scores = []
         pos, total = 0, len(pcm)
@@ -263,13 +263,14 @@ class WakeDetector:
 
     def _score_frame(self, frame: np.ndarray) -> float:
         score = self._ear.score(frame)
-        if self._clean_ear is None:
+        suppressor = self._suppressor
+        if self._clean_ear is None or suppressor is None:
             return score
-        listening = self._suppressor.noisy
-        cleaned = self._suppressor.process(frame)  # whole Speex frames: nothing waits
+        listening = suppressor.noisy
+        cleaned = suppressor.process(frame)  # whole Speex frames: nothing waits
         if listening:
             score = max(score, self._clean_ear.score(cleaned))
-        elif self._suppressor.noisy:  # the room just turned noisy: the second ear starts a new stream
+        elif suppressor.noisy:  # the room just turned noisy: the second ear starts a new stream
             self._clean_ear.reset()
         return score
 

@@ -381,7 +381,8 @@ def apply(settings: Settings, board: Board, root: Path = Path("/")) -> Settings:
     Explicit settings win. Raises ConfigError if the result cannot work (the hot limit at or
     above the critical one, an RGB light without three pins)."""
     p = board.profile
-    threads = dataclasses.replace(settings.threads, **{k: v for k, v in p.threads if getattr(settings.threads, k) == 0})
+    unset: dict[str, Any] = {k: v for k, v in p.threads if getattr(settings.threads, k) == 0}
+    threads = dataclasses.replace(settings.threads, **unset)
     audio = settings.audio
     card = usb_card(root) if p.audio == "usb" else None
     if card:

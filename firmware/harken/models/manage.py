@@ -127,7 +127,7 @@ def _unlocked(lock: Path) -> bool:
 def verify(data_dir: Path, role: str | None = None) -> tuple[list[tuple[store.Entry, str | None]], list[tuple[Path, str]]]:
     """Every entry with None (intact) or what is wrong with it, and the directories that are not entries."""
     entries, damaged = store.scan(data_dir, role)
-    results = []
+    results: list[tuple[store.Entry, str | None]] = []
     for entry in entries:
         try:
             store.verify_entry(entry)

@@ -44,10 +44,10 @@ def resolve(role: str, name: str, data_dir: Path) -> Resolved:
         item = store.read_entry(path)
         store.verify_entry(item)
         return from_entry(item)
-    item = pick(role, name, data_dir)
-    if item is not None:
-        store.verify_entry(item)
-        return from_entry(item)
+    picked = pick(role, name, data_dir)
+    if picked is not None:
+        store.verify_entry(picked)
+        return from_entry(picked)
     default = next((e for e in catalog.CATALOG if e.role == role and e.name == name), None)
     if default is None:
         raise ModelError(_unknown(role, name, data_dir))

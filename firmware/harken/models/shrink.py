@@ -101,7 +101,8 @@ class Gguf:
     """An opened GGUF (parsing one takes seconds: its vocabulary is a long array): open once, shrink many times."""
 
     path: Path
-    reader: object
+    reader: Any
+    """A gguf.GGUFReader (gguf is imported only where a model is shrunk)."""
     info: Info
 
 
@@ -144,7 +145,7 @@ def _copy_fields(reader, writer, changed: dict[str, object]) -> None:
         writer.add_key_value(field.name, value, vtype, sub_type=sub)
 
 
-def _write(reader, target: Path, changed: dict[str, object], tensors: list[tuple[str, object, object]]) -> None:
+def _write(reader: Any, target: Path, changed: dict[str, object], tensors: list[tuple[str, Any, Any]]) -> None:
     """Write a GGUF with ``reader``'s metadata (``changed`` applied) and ``tensors`` (name, data, ggml type)."""
     import gguf
 

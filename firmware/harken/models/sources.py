@@ -21,7 +21,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 from harken.errors import ModelError
 from harken.models import catalog, download, store
@@ -136,7 +136,7 @@ def _from_distribution(req: Request, work: Path, need: Callable[[int], None]) ->
         digest = records[path].hash
         if digest and digest.mode == "sha256":
             expected[kind] = base64.urlsafe_b64decode(digest.value + "=" * (-len(digest.value) % 4)).hex()
-    meta = dist.metadata
+    meta: Any = dist.metadata  # an email.message.Message: .get() is None for a missing field
     licence = meta.get("License-Expression") or meta.get("License") or UNKNOWN_LICENCE
     return Gathered(_place(files, work, need, link=True), f"{name}=={dist.version}", req.licence or licence, expected)
 

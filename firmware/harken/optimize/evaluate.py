@@ -36,7 +36,7 @@ import time
 import unicodedata
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterator, Sequence, cast
 
 from harken.config import DEFAULT_SYSTEM_PROMPT
 from harken.errors import ModelError
@@ -152,8 +152,8 @@ def load_answers(path: Path = ANSWERS) -> list[Question]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"the answer set {path} cannot be read ({type(exc).__name__}: {exc}); restore it from the repository") from None
     problems = [f"{q.id}: no accepted answers" for q in questions if not any(_words(a) for a in q.accept)]
-    seen: set[str] = set()
-    problems += [f"{q.id}: the id is used twice" for q in questions if q.id in seen or seen.add(q.id)]
+    ids = [q.id for q in questions]
+    problems += [f"{q}: the id is used twice" for q in sorted({i for i in ids if ids.count(i) > 1})]
     if not questions or problems:
         raise ModelError(f"the answer set {path} is invalid: {'; '.join(problems) or 'no questions'}")
     return questions
@@ -432,7 +432,8 @@ def _child(model: Path, args: list[str], deadline: float, timeout: float,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=die_with_parent)
     out: list[str] = []
-    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    stdout = cast(IO[str], proc.stdout)  # stdout=PIPE: never None
+    reader = threading.Thread(target=lambda: out.append(stdout.read()), daemon=True)
     reader.start()
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()

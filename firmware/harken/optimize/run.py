@@ -183,6 +183,13 @@ class Run:
     model: shrink.Gguf | None = None
     variants: dict[str, Variant] = field(default_factory=dict)
 
+    @property
+    def folder(self) -> Path:
+        """The work directory (known once :meth:`open` ran)."""
+        if self.work is None:
+            raise ModelError("the optimize run is not open yet: call open() first")
+        return self.work
+
     def say(self, line: str) -> None:
         if self.out is not None:
             print(line, file=self.out, flush=True)
@@ -199,7 +206,7 @@ class Run:
         if self.work is None:
             self.work = default_work(self.sha256)
         self.work.mkdir(parents=True, exist_ok=True)
-        marker = self.work / "source.json"
+        marker = self.folder / "source.json"
         if marker.is_file():
             known = json.loads(marker.read_text())
             if known.get("sha256") != self.sha256:
@@ -212,17 +219,17 @@ class Run:
                                                      "size": self.source.stat().st_size, "arch": info.arch,
                                                      "blocks": info.blocks, "ffn": info.ffn, "type": info.file_type},
                                                     indent=2) + "\n")
-        for leftover in [*self.work.glob("*.part"), *self.work.glob("*.tmp.gguf")]:
+        for leftover in [*self.folder.glob("*.part"), *self.folder.glob("*.tmp.gguf")]:
             leftover.unlink()
 
     def _done(self, recipe: Recipe) -> Variant | None:
         """The variant of ``recipe`` made and measured in an earlier run, if its file is still the one measured."""
-        record = self.work / f"{recipe.name}.json"
+        record = self.folder / f"{recipe.name}.json"
         if not record.is_file():
             return None
         try:
             data = json.loads(record.read_text())
-            path = self.source if recipe.quant is None else self.work / f"{recipe.name}.gguf"
+            path = self.source if recipe.quant is None else self.folder / f"{recipe.name}.gguf"
             if path.stat().st_size != data["size"]:
                 return None
             return Variant(recipe, path, data["sha256"], data["size"], Scores.from_dict(data["scores"]), data.get("made", {}))
@@ -232,16 +239,16 @@ class Run:
     # -- calibration ---------------------------------------------------------------------------------
     def _calibration(self) -> tuple[dict[str, Any], str]:
         """What ``calibration.json`` holds so far, and the calibration text."""
-        path = self.work / "calibration.json"
+        path = self.folder / "calibration.json"
         return json.loads(path.read_text()) if path.is_file() else {}, evaluate.read_text(evaluate.CALIBRATION)
 
     def _save_calibration(self, data: dict[str, Any]) -> None:
-        durable.write_atomic(self.work / "calibration.json", json.dumps(data, indent=2) + "\n")
+        durable.write_atomic(self.folder / "calibration.json", json.dumps(data, indent=2) + "\n")
 
     def _without(self, blocks: list[int], text: str) -> float:
         """Perplexity on the calibration text of the source without ``blocks``."""
         assert self.model is not None
-        scratch = self.work / "calibrate.tmp.gguf"
+        scratch = self.folder / "calibrate.tmp.gguf"
         shrink.drop_blocks(self.model, scratch, blocks)
         try:
             return evaluate.perplexity_of(scratch, text, CALIBRATION_WINDOWS, self.options.threads)
@@ -289,9 +296,9 @@ class Run:
     def activity_tokens(self, model: Path) -> list[int]:
         from llama_cpp import Llama
 
-        with shrink.quiet_stderr(self.work / "vocab.log"):  # llama.cpp warns about a vocabulary-only context
+        with shrink.quiet_stderr(self.folder / "vocab.log"):  # llama.cpp warns about a vocabulary-only context
             vocab = Llama(model_path=str(model), vocab_only=True, verbose=False)
-        (self.work / "vocab.log").unlink(missing_ok=True)
+        (self.folder / "vocab.log").unlink(missing_ok=True)
         return vocab.tokenize(evaluate.read_text(evaluate.CALIBRATION).encode(), add_bos=False)[:ACTIVITY_TOKENS]
 
     # -- making and measuring ------------------------------------------------------------------------
@@ -299,14 +306,14 @@ class Run:
         """The variant's GGUF in the work directory (made from the source, step by step); what was done goes
         into ``made``."""
         assert self.model is not None
-        final = self.work / f"{recipe.name}.gguf"
+        final = self.folder / f"{recipe.name}.gguf"
         current, scratch = self.model, []
         try:
             if recipe.drop:
                 drop = self.blocks_to_drop(recipe.drop)
                 made["blocks_dropped"] = drop
                 self.say(f"  {recipe.name}: dropping blocks {sorted(drop)}")
-                path = self.work / f"{recipe.name}.drop.tmp.gguf"
+                path = self.folder / f"{recipe.name}.drop.tmp.gguf"
                 scratch.append(path)
                 shrink.drop_blocks(current, path, drop)
                 current = shrink.open_model(path)
@@ -314,20 +321,20 @@ class Run:
                 keep = recipe.ffn_keep(current.info)
                 made["ffn_kept"], made["ffn_width"] = keep, current.info.ffn
                 self.say(f"  {recipe.name}: narrowing the feed-forward layers to {keep} of {current.info.ffn} channels")
-                path = self.work / f"{recipe.name}.ffn.tmp.gguf"
+                path = self.folder / f"{recipe.name}.ffn.tmp.gguf"
                 scratch.append(path)
                 shrink.narrow_ffn(current, path, keep, self.activity_tokens(current.path))
                 current = shrink.open_model(path)
             self.say(f"  {recipe.name}: quantizing to {recipe.quant}" + (f", embedding {recipe.embed}" if recipe.embed else ""))
             part = final.with_name(final.name + ".part")
-            shrink.requantize(current.path, part, recipe.quant or "", recipe.embed, self.work / "quantize.log",
+            shrink.requantize(current.path, part, recipe.quant or "", recipe.embed, self.folder / "quantize.log",
                               self.options.threads)
             durable.fsync(part)
             part.rename(final)
         finally:
             for path in scratch:
                 path.unlink(missing_ok=True)
-            (self.work / "quantize.log").unlink(missing_ok=True)
+            (self.folder / "quantize.log").unlink(missing_ok=True)
         return final
 
     def measure(self, recipe: Recipe, path: Path, made: dict[str, Any]) -> Variant:
@@ -336,7 +343,7 @@ class Run:
                                    questions=o.questions, timeout=o.timeout,
                                    progress=lambda line: self.say(f"  {recipe.name}: {line}"))
         variant = Variant(recipe, path, sha256_file(path), path.stat().st_size, scores, made)
-        durable.write_atomic(self.work / f"{recipe.name}.json", json.dumps(
+        durable.write_atomic(self.folder / f"{recipe.name}.json", json.dumps(
             {"recipe": recipe.to_dict(), "made": made, "sha256": variant.sha256, "size": variant.size,
              "scores": scores.to_dict(), "measured": measured_on(o)}, indent=2) + "\n")
         return variant

@@ -202,7 +202,7 @@ class Worker:
 
     # -- LLM: a frame per piece of text, checked for cancellation between tokens ------------
     def on_generate(self, ident: int, req: m.Generate) -> None:
-        parts = []
+        parts: list[str] = []
         self.ch.running.set()
         sharing = False  # TTS works beside us once we have been held for the first clause
         self._fit_threads(sharing)
