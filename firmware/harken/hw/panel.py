@@ -143,7 +143,7 @@ PATTERNS: dict[str, dict[str, Pattern]] = {
         "error": Pattern("blink", 0.05, 0.05, color=RED),
     },
 }
-"""The light's pattern for each state, per kind of light (the README has the same table)."""
+"""The light's pattern for each state, per kind of light (docs/hardware.md has the same table)."""
 
 
 def _show(led: Any, kind: str, pattern: Pattern) -> None:
