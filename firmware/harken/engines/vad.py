@@ -6,7 +6,7 @@ the same speech decisions, the same segment boundaries (sample indices), fed in
 chunks of any size. It used to be sherpa-onnx itself, but sherpa-onnx carries
 its own copy of the ONNX runtime (some 30 MB more in the wake worker, which
 already runs openWakeWord on the ``onnxruntime`` package), so the logic lives
-here now. ``tests/test_vad_engine.py`` runs both side by side.
+here now. ``tests/integration/test_vad_engine.py`` runs both side by side.
 
 How it works, as sherpa-onnx does it:
 

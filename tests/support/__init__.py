@@ -1,0 +1,1 @@
+"""Helpers shared by the test tiers (unit/, integration/, system/): imported as ``support.<module>``."""

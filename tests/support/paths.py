@@ -1,0 +1,14 @@
+"""Where things are, for every tier: computed once here, never from a test file's own location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[1]
+"""tests/"""
+REPO = TESTS.parent
+FIXTURES = TESTS / "fixtures"
+DATA = TESTS / "data"
+ASSETS = REPO / "firmware" / "harken" / "assets"
+DEMO = ASSETS / "demo.wav"
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
