@@ -30,23 +30,24 @@ import numpy as np
 from harken import __version__, config
 from harken.audio.earcons import Earcons
 from harken.audio.echo import EchoCanceller, EchoReference
+from harken.audio.pcm import Audio
+from harken.audio.player import Player
 from harken.errors import HarkenError
+from harken.events import ErrorCode, EventLog, EventType, Problem
 from harken.fleet.start import Uplink
-from harken.settings import resolve_settings, with_profile
 from harken.hw import board as boards
 from harken.hw import budget
+from harken.hw.identity import device_id
 from harken.hw.panel import Gesture, Panel, PanelSpec
 from harken.hw.thermal import REFUSAL, Level, ThermalGuard
-from harken.hw.identity import device_id
-from harken.provision import notes as provision_notes
 from harken.models.resolve import pick
 from harken.models.selection import exists, select
 from harken.overrides import FleetConfig
-from harken.audio.player import Player
 from harken.pipeline.chat import chat
 from harken.pipeline.conversation import Conversation
-from harken.audio.pcm import Audio
 from harken.pipeline.respond import APOLOGY
+from harken.provision import notes as provision_notes
+from harken.settings import resolve_settings, with_profile
 from harken.supervisor import clients
 from harken.supervisor.clients import LlmClient, TtsClient
 from harken.supervisor.control import ControlServer
@@ -57,7 +58,6 @@ from harken.supervisor.process import WorkerProcess
 from harken.supervisor.roles import ROLES
 from harken.supervisor.slots import Slot, with_model
 from harken.supervisor.supervisor import Supervisor
-from harken.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -94,8 +94,8 @@ class Appliance:
         self.data_dir = Path(settings.paths.data)
         resolved = resolve_settings(settings, self.board, self.data_dir)
         settings = resolved.settings
-        self.setting_notes: list[str] = list(resolved.setting_notes)
-        self.model_notes: list[str] = list(resolved.model_notes)
+        self.setting_notes: list[Problem] = list(resolved.setting_notes)
+        self.model_notes: list[Problem] = list(resolved.model_notes)
         self.selected = resolved.selection
         """The models chosen on the device since (swaps), which win over the configuration's."""
         self.asr_choice = resolved.asr_choice
@@ -107,7 +107,7 @@ class Appliance:
         if self.llm_choice is not None and self.llm_choice.variant:
             _LOGGER.info("language model: %s", self.llm_choice.why)
         self.earcons = Earcons.load(  # a WAV that broke since it was set (a fleet change) must not stop the device
-            settings.sounds, on_bad=lambda exc: self.setting_notes.append(f"{exc}; the built-in tone is used instead"))
+            settings.sounds, on_bad=lambda exc: self.setting_notes.append(Problem(ErrorCode.SOUND_UNUSABLE, f"{exc}; the built-in tone is used instead")))
         self.thermal = ThermalGuard(settings.thermal, self.hw_root / "sys")
         self.pin_factory = pin_factory
         self.panel: Panel | None = None
@@ -158,10 +158,10 @@ class Appliance:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
-        if kind == "utterance":
+        if kind == EventType.UTTERANCE:
             self.last_heard, self.last_latency = event.get("transcript", ""), event.get("latency", {})
             self.uplink.publish_state()
-        elif kind == "error" and event.get("stage") in ERROR_STAGES and self.phase == "running":
+        elif kind == EventType.ERROR and event.get("stage") in ERROR_STAGES and self.phase == "running":
             self.play_earcon(self.earcons.error)
             self._error_until = time.monotonic() + ERROR_LIGHT
             with contextlib.suppress(RuntimeError):  # no loop: nothing to show later either
@@ -199,7 +199,7 @@ class Appliance:
             outcome = "deaf"  # the wake worker also runs the VADs: nobody could tell when the question ends
         else:
             outcome = self.conv.listen_now()
-        self.events.emit("listen", by=by, outcome=outcome)
+        self.events.emit(EventType.LISTEN, by=by, outcome=outcome)
         return outcome
 
     def on_gesture(self, gesture: Gesture, held_s: float) -> None:
@@ -219,9 +219,9 @@ class Appliance:
         else:
             action = "ignored"
             pin = self.panel.spec.button if self.panel is not None else "?"
-            self.events.emit("error", stage="button", message=f"the button on {pin} was already held down at start: it is "
-                             "ignored until released (a stuck or shorted button, or another device on that pin)")
-        self.events.emit("button", gesture=gesture.value, action=action, held_s=round(held_s, 2))
+            self.events.error(ErrorCode.BUTTON_STUCK, "button", f"the button on {pin} was already held down at start: it is "
+                              "ignored until released (a stuck or shorted button, or another device on that pin)")
+        self.events.emit(EventType.BUTTON, gesture=gesture.value, action=action, held_s=round(held_s, 2))
 
     @property
     def restarting(self) -> bool:
@@ -253,7 +253,7 @@ class Appliance:
             return
         level = self.thermal.level
         _LOGGER.warning("thermal level %s at %s °C", level.value, self.thermal.celsius)
-        self.events.emit("thermal", level=level.value, celsius=self.thermal.celsius)
+        self.events.emit(EventType.THERMAL, level=level.value, celsius=self.thermal.celsius)
         if self.conv is not None:
             self.conv.refusal = self._refusal() if level is Level.CRITICAL else None
             self.conv.apply_settings(self._live(self.settings))
@@ -385,7 +385,7 @@ class Appliance:
         self.panel = Panel(spec, asyncio.get_running_loop(), self.on_gesture, self.pin_factory)
         self.panel.open()
         for problem in self.panel.problems:
-            self.events.emit("error", stage="panel", message=problem)
+            self.events.error(ErrorCode.PANEL_UNAVAILABLE, "panel", problem)
         self.show_state()
 
     def set_muted(self, muted: bool) -> None:
@@ -393,7 +393,7 @@ class Appliance:
         if self.conv is not None:
             self.conv.muted = muted
         self.notifier.status(self.status_line())
-        self.events.emit("muted" if muted else "unmuted")
+        self.events.emit(EventType.MUTED if muted else EventType.UNMUTED)
 
     # -- worker changes ----------------------------------------------------------------------------
     def on_worker(self, worker: WorkerProcess) -> None:
@@ -442,16 +442,16 @@ class Appliance:
                 self.conv.refusal = self._refusal()
             self.phase = "running"
             self.notifier.ready(self.status_line())
-            self.events.emit("ready", **(ready_fields or {}), degraded=[w.role for w in self.sup.down()],
+            self.events.emit(EventType.READY, **(ready_fields or {}), degraded=[w.role for w in self.sup.down()],
                              threads=budget.plan(self.settings).describe())
             for note in self.provision_notes:
-                self.events.emit("error", stage="provisioning", message=note)
+                self.events.error(ErrorCode.PROVISIONING_INCOMPLETE, "provisioning", note)
             for note in self.fleet_config.notes:
-                self.events.emit("error", stage="config", message=note)
+                self.events.error(note.code, "config", note)
             for note in self.model_notes:
-                self.events.emit("error", stage="models", message=note)
+                self.events.error(note.code, "models", note)
             for note in self.setting_notes:
-                self.events.emit("error", stage="config", message=note)
+                self.events.error(note.code, "config", note)
             tasks.append(asyncio.get_running_loop().create_task(self._restore_standbys(), name="restore-standbys"))
             self.fleet_config.mark_good()
             self.uplink.publish_state()

@@ -206,7 +206,8 @@ class WorkerSettings:
         "each ping wakes the worker and the supervisor).", _range(0.1, 60.0))
     wake_deadline: float = setting(2.0, "Longest the wake worker may lag behind the microphone, or take to answer a ping (s).", _range(0.2, 300.0))
     asr_deadline: float = setting(10.0, "Longest one transcription, or a ping answer, may take (s).", _range(0.2, 300.0))
-    llm_deadline: float = setting(10.0, "Longest gap between LLM tokens (the first includes reading the prompt), or before a ping answer (s).", _range(0.2, 300.0))
+    llm_deadline: float = setting(10.0, "Longest gap between LLM tokens (the first includes reading the prompt), or before a ping answer (s).",
+                                  _range(0.2, 300.0))
     tts_deadline: float = setting(10.0, "Longest gap between TTS audio chunks (one sentence), or before a ping answer (s).", _range(0.2, 300.0))
     starved_limit: float = setting(
         60.0, "Longest (s) a worker that keeps using CPU, or waiting for it, may go without answering before it is declared "

@@ -37,6 +37,7 @@ from typing import Any
 from harken import config
 from harken.durable import write_atomic
 from harken.errors import ConfigError
+from harken.events import ErrorCode, Problem
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class FleetConfig:
         """Overrides from the command line (--data-dir), applied last as at start."""
         self.directory = directory
         self.values: Values = values or {}
-        self.notes: list[str] = []
+        self.notes: list[Problem] = []
         """What went wrong with the overrides at start (moved aside, rolled back): reported as errors and in state."""
 
     @property
@@ -121,8 +122,8 @@ class FleetConfig:
         except (OSError, ValueError) as exc:
             _LOGGER.error("cannot restore the overrides from before an unconfirmed change: %s", exc)
             return
-        self.notes.append(f"the change to {trial.get('change')} was not confirmed before harken restarted; "
-                          "the configuration from before it is back")
+        self.notes.append(Problem(ErrorCode.CONFIG_UNCONFIRMED, f"the change to {trial.get('change')} was not confirmed before "
+                                  "harken restarted; the configuration from before it is back"))
 
     def _set_aside(self, why: str) -> None:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -134,7 +135,7 @@ class FleetConfig:
             note = f"{why}; it could not be moved aside ({exc.strerror}) and is ignored"
         (self.directory / ATTEMPTS).unlink(missing_ok=True)
         _LOGGER.error("%s", note)
-        self.notes.append(note)
+        self.notes.append(Problem(ErrorCode.CONFIG_REJECTED, note))
 
     def _restore_good(self, base: config.Settings) -> tuple[config.Settings, FleetConfig]:
         good = self.directory / GOOD
@@ -148,7 +149,7 @@ class FleetConfig:
             _LOGGER.error("the last good overrides %s cannot be used either (%s); starting without overrides", good, exc)
             return base, self
         self.values = values
-        self.notes.append(f"the last overrides that worked ({good}) are back")
+        self.notes.append(Problem(ErrorCode.CONFIG_REJECTED, f"the last overrides that worked ({good}) are back"))
         return settings, self
 
     def _count_attempt(self) -> bool:

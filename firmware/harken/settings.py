@@ -22,6 +22,7 @@ from pathlib import Path
 
 from harken.config import Settings
 from harken.errors import ConfigError
+from harken.events import ErrorCode, Problem
 from harken.hw import board as boards
 from harken.models.selection import Selection, exists, read_selection
 from harken.optimize.variants import LlmChoice
@@ -34,9 +35,9 @@ from harken.supervisor.slots import with_model
 class Resolved:
     settings: Settings
     """What the device runs on: the profile applied, every role's model chosen."""
-    setting_notes: tuple[str, ...]
+    setting_notes: tuple[Problem, ...]
     """Settings that gave way to the board profile's, each with why."""
-    model_notes: tuple[str, ...]
+    model_notes: tuple[Problem, ...]
     """Models chosen on the device that could not be used (a damaged selection, a model since removed)."""
     selection: Selection
     """The models chosen on the device since (swaps), active and standby per role."""
@@ -46,12 +47,13 @@ class Resolved:
     """Why this language model; None when a swap chose it or variants are off."""
 
 
-def with_profile(settings: Settings, board: boards.Board) -> tuple[Settings, tuple[str, ...]]:
+def with_profile(settings: Settings, board: boards.Board) -> tuple[Settings, tuple[Problem, ...]]:
     """``settings`` completed by the board profile, and the settings that gave way to the profile's."""
     try:
         return boards.apply(settings, board, board.root), ()
     except ConfigError as exc:
-        notes = tuple(f"{problem}; the {board.profile.key} profile's values are used instead" for problem in exc.problems)
+        notes = tuple(Problem(ErrorCode.SETTING_CONFLICT, f"{problem}; the {board.profile.key} profile's values are used instead")
+                      for problem in exc.problems)
         plain = dataclasses.replace(
             settings, thermal=dataclasses.replace(settings.thermal, hot=0.0, critical=0.0),
             board=dataclasses.replace(settings.board, led="", led_kind=""))
@@ -61,15 +63,15 @@ def with_profile(settings: Settings, board: boards.Board) -> tuple[Settings, tup
 def resolve_settings(settings: Settings, board: boards.Board, data_dir: Path) -> Resolved:
     settings, setting_notes = with_profile(settings, board)
     selection = read_selection(data_dir)
-    model_notes = [selection.problem] if selection.problem else []
+    model_notes = [Problem(ErrorCode.SELECTION_DAMAGED, selection.problem)] if selection.problem else []
     chosen = set()
     for role, choice in selection.choices.items():
         if exists(data_dir, role, choice.active):
             settings = with_model(settings, role, choice.active)
             chosen.add(role)
         else:
-            model_notes.append(f"the {role} model chosen last, {choice.active}, is no longer installed; "
-                               f"running the configured {ROLES[role].model(settings)} instead")
+            model_notes.append(Problem(ErrorCode.MODEL_MISSING, f"the {role} model chosen last, {choice.active}, is no longer installed; "
+                                       f"running the configured {ROLES[role].model(settings)} instead"))
     asr_choice = None
     if "asr" not in chosen:
         asr_choice = boards.choose_asr(settings, board)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import signal
 import subprocess
 import zipfile
@@ -21,7 +20,7 @@ from harken.hw import board
 from harken.models import catalog
 from harken.supervisor.control import query
 from support import paths
-from support.harness import LIBRIVOX, RATE, finish, harken_cmd, read_events, silence, start, stderr_of, wait_for
+from support.harness import LIBRIVOX, RATE, finish, harken_cmd, silence, start, stderr_of, wait_for
 from support.scoring import edit_distance, norm, references
 
 BASE = "moonshine-base-en"

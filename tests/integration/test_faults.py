@@ -106,7 +106,7 @@ def test_sigkill_of_each_worker_mid_utterance_loses_at_most_that_utterance(tmp_p
     proc, events, out = start(tmp_path, data_dir, clip)  # real time: faults land inside the utterance
     killed = {}
     try:
-        pids = wait_for(events, ready_pids, proc)
+        wait_for(events, ready_pids, proc)
 
         def after_wake(n, kind=None):
             """The n-th wake word, or (with kind) the first final transcript after it."""

@@ -18,7 +18,7 @@ import pytest
 from harken.fleet.operator import FleetClient
 from harken.fleet.signing import generate_keypair, load_private_key
 from support.broker import Subscriber, free_ports, shared_broker, tls_login
-from support.harness import alive, harken_cmd, read_events, silence, start, stderr_of, wait_for
+from support.harness import alive, harken_cmd, silence, start, stderr_of, wait_for
 
 DEVICE = "dev1"
 

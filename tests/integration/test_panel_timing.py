@@ -64,7 +64,7 @@ def test_every_state_has_its_own_pattern_on_the_pins(kind):
         seen = {}
         for state in ["idle", *[s for s in LIGHT_STATES if s != "idle"]]:
             panel.show(state)
-            await _until(lambda: panel.light.shown == state)
+            await _until(lambda: panel.light.shown == state)  # noqa: B023 (awaited in this iteration)
             since = panel.light.shown_at
             await asyncio.sleep(1.3)
             seen[state] = _pin_history(pin, since), float(pin.state)

@@ -13,7 +13,6 @@ from harken import config
 from harken.audio import denoise
 
 
-
 def test_auto_is_off_on_the_slowest_boards_and_on_elsewhere():
     def choose(profile: str, wanted: str = "auto") -> bool:
         settings = config.load([], {"asr": {"denoise": wanted}, "board": {"profile": profile}})

@@ -143,7 +143,7 @@ def test_overrides_that_keep_failing_to_start_give_way_to_the_last_good_ones(bas
     store.mark_good()  # this one reached a working device
     assert (data / GOOD).exists() and not (data / ATTEMPTS).exists()
     store.change("audio", "capture_device", "hw:9")  # say this one keeps the device from starting
-    for attempt in range(MAX_ATTEMPTS):
+    for _ in range(MAX_ATTEMPTS):
         settings, store = start(base)
         assert settings.audio.capture_device == "hw:9" and not store.notes
     settings, store = start(base)

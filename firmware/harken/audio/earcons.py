@@ -19,10 +19,10 @@ from typing import Callable
 
 import numpy as np
 
+from harken.audio.pcm import Audio
 from harken.audio.wav import read_wav
 from harken.config import SoundSettings
 from harken.errors import AudioError
-from harken.audio.pcm import Audio
 
 RATE = 22050
 MAX_SECONDS = 2.0

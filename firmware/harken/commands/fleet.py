@@ -14,7 +14,6 @@ from harken.commands.common import EXIT_FAILURE, EXIT_OK
 from harken.fleet.operator import Device, FleetClient, FleetError
 
 
-
 def register(sub: Any) -> None:
     fleet = sub.add_parser("fleet", help="manage devices over MQTT (operator side)",
                            description="See and command Harken devices through an MQTT broker. Commands are signed "
@@ -43,7 +42,8 @@ def register(sub: Any) -> None:
     common(met, key=True)
     met.add_argument("device")
     send = fsub.add_parser("send", help="send a signed command to a device, several, or a group",
-                           description="COMMAND is one of ping, get_state, get_metrics, get_logs, set_config, restart_worker, install_model, swap_model, rollback_model, "
+                           description="COMMAND is one of ping, get_state, get_metrics, get_logs, set_config, restart_worker, install_model, "
+                           "swap_model, rollback_model, "
                            "say, ask, mute, unmute, listen; arguments as key=value (values are JSON where they parse, else text).")
     common(send, key=True)
     send.add_argument("--group", help="send to every device in this group instead")

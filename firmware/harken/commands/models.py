@@ -249,8 +249,8 @@ def _licence_of(model: Any, settings: config.Settings) -> str | None:
 
 def _models_optimize(args: argparse.Namespace, settings: config.Settings) -> int:
     from harken.hw.board import PROFILES
-    from harken.optimize import run as opt
     from harken.models.install import NAME, Request, install
+    from harken.optimize import run as opt
 
     bad = [f"models optimize: --{flag} must be at least 1, not {value}" for flag, value in
            (("threads", args.threads), ("windows", args.windows), ("questions", args.questions))

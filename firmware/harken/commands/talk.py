@@ -6,12 +6,12 @@ import argparse
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 from harken import config
 from harken.commands.common import EXIT_OK, add_common, run_async
 from harken.errors import ConfigError
-from harken.events import EventLog
+from harken.events import EventLog, EventType
 
 
 def register(sub: Any) -> None:
@@ -50,29 +50,29 @@ def _printer(verbose: int, show_text: bool = True) -> Callable[[dict[str, Any]],
         kind = ev["type"]
         t = f"[{ev['t']:7.2f}s] " if isinstance(ev.get("t"), (int, float)) else " " * 11
         line = None
-        if kind == "wake":
+        if kind == EventType.WAKE:
             line = f"{t}wake word '{ev['model']}' (score {ev['score']:.2f})"
-        elif kind == "transcript" and (ev["final"] or verbose):
+        elif kind == EventType.TRANSCRIPT and (ev["final"] or verbose):
             line = f"{t}{'heard' if ev['final'] else '…'}: {_said(ev['text'], show_text)}"
-        elif kind == "reply":
+        elif kind == EventType.REPLY:
             line = f"{t}said: {_said(ev['text'], show_text)}" + ("  [interrupted]" if ev.get("interrupted") else "")
-        elif kind == "utterance":
+        elif kind == EventType.UTTERANCE:
             lat = ev["latency"]
             total = lat.get("speech_end_to_first_audio")
             line = f"{t}end of speech → first audio: {total:.2f} s" if total is not None else None
-        elif kind == "barge_in":
+        elif kind == EventType.BARGE_IN:
             line = f"{t}barge-in: stopped speaking"
-        elif kind == "speculation" and verbose:
+        elif kind == EventType.SPECULATION and verbose:
             line = f"{t}early guess at the end of the question dropped ({ev['reason']})"
-        elif kind == "ready":
+        elif kind == EventType.READY:
             line = "ready: listening" + (f" on {ev['capture']}" if "capture" in ev else "")
-        elif kind == "timeout":
+        elif kind == EventType.TIMEOUT:
             line = f"{t}{ev['reason']}; back to idle"
-        elif kind == "error":
+        elif kind == EventType.ERROR:
             line = f"{t}ERROR in {ev['stage']}: {ev['message']}"
-        elif kind == "worker":
+        elif kind == EventType.WORKER:
             line = _worker_line(ev, verbose)
-        elif kind == "audio":
+        elif kind == EventType.AUDIO:
             line = f"{t}{ev.get('stream', 'capture')} device {ev['device']}: {ev['state']}" + (
                 "" if ev["state"] == "ok" else f" ({ev['reason']}); retrying")
         if line:
@@ -96,8 +96,8 @@ def _worker_line(ev: dict[str, Any], verbose: int) -> str | None:
 
 async def conversation_on_file(settings: config.Settings, events: EventLog, input_wav: Path,
                                output_wav: Path | None, fast: bool, control: Path | None = None, fleet_config: Any = None) -> None:
-    from harken.audio.files import FileSource, TimelinePlayer
     from harken.appliance import serve
+    from harken.audio.files import FileSource, TimelinePlayer
 
     source = FileSource(input_wav, paced=not fast)  # bad input fails before any worker starts
     player = TimelinePlayer(output_wav, settings.audio.playback_rate)
@@ -110,12 +110,15 @@ async def conversation_on_file(settings: config.Settings, events: EventLog, inpu
 
 async def conversation_on_alsa(settings: config.Settings, events: EventLog, duration: float | None, control: Path | None,
                                fleet_config: Any = None) -> None:
-    from harken.audio.alsa import AlsaPlayer, AlsaSource
     from harken.appliance import serve
+    from harken.audio.alsa import AlsaPlayer, AlsaSource
+
+    def on_health(change: dict[str, Any]) -> None:
+        events.emit(EventType.AUDIO, **change)
 
     a = settings.audio
-    source = AlsaSource(a, seconds=duration, on_health=lambda change: events.emit("audio", **change))
-    player = AlsaPlayer(a.playback_device, a.playback_rate, a.period_ms, on_health=lambda change: events.emit("audio", **change))
+    source = AlsaSource(a, seconds=duration, on_health=on_health)
+    player = AlsaPlayer(a.playback_device, a.playback_rate, a.period_ms, on_health=on_health)
     try:
         await serve(settings, events, source, player, control, fleet_config=fleet_config,
                     ready_fields={"capture": a.capture_device, "playback": a.playback_device})
@@ -171,11 +174,11 @@ def cmd_demo(args: argparse.Namespace, settings: config.Settings) -> int:
     return code
 
 
-def summary(history: list[dict[str, Any]], out_dir: Path) -> str:
-    wakes = [e for e in history if e["type"] == "wake"]
-    heard = [e["text"] for e in history if e["type"] == "transcript" and e["final"]]
-    said = [e["text"] for e in history if e["type"] == "reply"]
-    errors = [e for e in history if e["type"] == "error"]
+def summary(history: Iterable[dict[str, Any]], out_dir: Path) -> str:
+    wakes = [e for e in history if e["type"] == EventType.WAKE]
+    heard = [e["text"] for e in history if e["type"] == EventType.TRANSCRIPT and e["final"]]
+    said = [e["text"] for e in history if e["type"] == EventType.REPLY]
+    errors = [e for e in history if e["type"] == EventType.ERROR]
     lines = ["", "Summary", "-------",
              f"wake words : {len(wakes)} " + ", ".join(f"at {w['t']:.2f} s (score {w['score']:.2f})" for w in wakes),
              f"heard      : {' | '.join(heard) or '(nothing)'}",
@@ -185,7 +188,7 @@ def summary(history: list[dict[str, Any]], out_dir: Path) -> str:
     rows = [("endpoint delay (VAD silence)", "endpoint_delay"), ("endpoint → final transcript", "endpoint_to_transcript"),
             ("transcript → LLM first token", "llm_first_token"), ("transcript → first clause", "llm_first_clause"),
             ("clause → TTS first audio", "tts_first_audio"), ("END OF SPEECH → FIRST AUDIO OUT", "speech_end_to_first_audio")]
-    for u in (e for e in history if e["type"] == "utterance"):
+    for u in (e for e in history if e["type"] == EventType.UTTERANCE):
         how = "answer started at a short pause, confirmed by the endpoint" if u["latency"].get("speculative") else "answer started at the endpoint"
         lines += ["", f"latency ({u['mode']}; {how})", f"  {'':<36}{'seconds':>8}"]
         for label, key in rows:

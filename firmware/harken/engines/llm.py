@@ -13,7 +13,6 @@ from harken.models.resolve import Resolved, resolve
 from harken.models.templates import ChatTemplate
 from harken.pipeline.chat import chat
 
-
 SEED = 1234
 
 

@@ -19,12 +19,13 @@ import time
 from typing import Any, Callable
 
 from harken import __version__, config
-from harken.overrides import TRIAL_KEYS
 from harken.errors import ConfigError, HarkenError
-from harken.fleet.signing import Command
-from harken.hw.sensors import free_mb, root_read_only
+from harken.events import ErrorCode, EventType
 from harken.fleet.discovery import display_name
 from harken.fleet.link import CommandFailed, Followup
+from harken.fleet.signing import Command
+from harken.hw.sensors import free_mb, root_read_only
+from harken.overrides import TRIAL_KEYS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class DeviceAgent:
             "workers": svc.sup.describe(), "audio": svc.audio_health(), "playback": svc.playback_health(), "muted": svc.muted,
             "thermal": svc.thermal.describe(), "panel": svc.panel_state(), "llm_choice": svc.llm_choice_state(),
             "asr_choice": svc.asr_choice_state(), "uptime_s": round(time.monotonic() - self.started, 1), "ts": round(time.time(), 3),
-            "last_latency": svc.last_latency, "config_problems": [*svc.provision_notes, *fleet.notes, *svc.setting_notes],
+            "last_latency": svc.last_latency, "config_problems": [str(n) for n in (*svc.provision_notes, *fleet.notes, *svc.setting_notes)],
             "storage": {"root_read_only": root_read_only(), "data_free_mb": free_mb(svc.data_dir)},
             "config_trial": (fleet.on_trial or {}).get("change"),
         }
@@ -198,10 +199,10 @@ class DeviceAgent:
         try:
             settings = svc.fleet_config.roll_back()
         except (ConfigError, OSError) as exc:  # the old files no longer load: keep what runs, and say so
-            svc.events.emit("error", stage="config", message=f"could not roll back the unconfirmed change to {change}: {exc}")
+            svc.events.error(ErrorCode.CONFIG_ROLLBACK_FAILED, "config", f"could not roll back the unconfirmed change to {change}: {exc}")
             return
-        svc.events.emit("error", stage="config",
-                        message=f"the change to {change} was not confirmed within {within:g} s; the previous configuration is back")
+        svc.events.error(ErrorCode.CONFIG_UNCONFIRMED, "config",
+                         f"the change to {change} was not confirmed within {within:g} s; the previous configuration is back")
         await svc.relink(settings)
 
     def _confirm(self) -> str | None:
@@ -212,7 +213,7 @@ class DeviceAgent:
         svc = self.appliance
         change = svc.fleet_config.confirm()
         if change is not None:
-            svc.events.emit("config", change=change, outcome="confirmed")
+            svc.events.emit(EventType.CONFIG, change=change, outcome="confirmed")
             if change == "device.id" and svc.link is not None:
                 svc.link.forget(self._trial_from)  # the old id is gone for good: no stale entry in `fleet ls`
         return change
@@ -290,9 +291,9 @@ class DeviceAgent:
         svc = self.appliance
         try:
             entry, new = await asyncio.to_thread(install, svc.data_dir, request, None)
-            svc.events.emit("model", role=request.role, action="install", model=entry.id, ok=True, new=new)
+            svc.events.emit(EventType.MODEL, role=request.role, action="install", model=entry.id, ok=True, new=new)
         except (HarkenError, OSError) as exc:
-            svc.events.emit("model", role=request.role, action="install", model=request.name, ok=False, reason=str(exc))
+            svc.events.emit(EventType.MODEL, role=request.role, action="install", model=request.name, ok=False, reason=str(exc))
         finally:
             self._installing = None
 

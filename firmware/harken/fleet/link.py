@@ -37,12 +37,13 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Coroutine, Protocol
 
 from harken.brokerurl import broker_address
-from harken.durable import write_atomic
 from harken.config import Settings
+from harken.durable import write_atomic
 from harken.errors import ConfigError, HarkenError
+from harken.events import EventType
 from harken.fleet import protocol
 from harken.fleet.signing import Command, CommandRejected, Verifier
 
@@ -94,7 +95,7 @@ class TokenBucket:
 
 PACKET_MARGIN = 4096
 """Room for the topic and properties on top of [fleet] max_command_bytes in the Maximum Packet Size."""
-PRIVATE = {"transcript": ("text", "raw"), "reply": ("text",), "utterance": ("transcript", "reply")}
+PRIVATE = {EventType.TRANSCRIPT: ("text", "raw"), EventType.REPLY: ("text",), EventType.UTTERANCE: ("transcript", "reply")}
 """Fields of events that hold what was heard or said."""
 
 
@@ -102,7 +103,7 @@ def shareable(event: dict[str, Any], share_transcripts: bool) -> dict[str, Any] 
     """The event as it may leave the device; None if nothing of it may (a partial transcript)."""
     if share_transcripts or event.get("type") not in PRIVATE:
         return event
-    if event["type"] == "transcript" and not event.get("final"):
+    if event["type"] == EventType.TRANSCRIPT and not event.get("final"):
         return None
     return {k: v for k, v in event.items() if k not in PRIVATE[event["type"]]}
 
@@ -169,7 +170,7 @@ class DeviceLink:
         if m.password and not tls:
             _LOGGER.warning("[mqtt] password goes to the broker in clear text over mqtt://: use mqtts:// (with ca_file)")
         self._loop = asyncio.get_running_loop()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"harken-{self.device_id}", protocol=mqtt.MQTTv5)
+        client: Any = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"harken-{self.device_id}", protocol=mqtt.MQTTv5)
         client.suppress_exceptions = True  # a bug in a callback must not kill paho's thread
         client.enable_logger(logging.getLogger("harken.mqtt"))
         client.will_set(self.topic("status"), "offline", qos=1, retain=True)
@@ -214,8 +215,8 @@ class DeviceLink:
         await asyncio.get_running_loop().run_in_executor(None, client.loop_stop)
         self._set_connected(False)
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -10,7 +10,6 @@ final word.
 from __future__ import annotations
 
 import base64
-
 import json
 import mmap
 from pathlib import Path

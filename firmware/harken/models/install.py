@@ -37,10 +37,10 @@ from typing import Any, Callable, TextIO
 from harken import durable
 from harken.errors import ConfigError, ModelError
 from harken.models import sources, store
-from harken.models.shrink import requantize
-from harken.models.sources import Request
 from harken.models.catalog import sha256_file
 from harken.models.formats import ENGINES, KINDS, check, moonshine_tokens, role_check
+from harken.models.shrink import requantize
+from harken.models.sources import Request
 from harken.models.templates import chat_template
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -37,10 +37,10 @@ from typing import Any, Iterable, TextIO
 from harken import durable
 from harken.errors import ModelError
 from harken.models import shrink
-from harken.optimize import evaluate
 from harken.models.catalog import sha256_file
-from harken.optimize.evaluate import Scores
 from harken.models.templates import ChatTemplate
+from harken.optimize import evaluate
+from harken.optimize.evaluate import Scores
 
 CALIBRATION_WINDOWS = 2
 """512-token windows of the calibration text per single-block removal (30 removals for SmolLM2-135M)."""

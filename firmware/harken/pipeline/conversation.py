@@ -23,18 +23,17 @@ from typing import AsyncIterator, Awaitable
 
 import numpy as np
 
-from harken.audio import RATE
-from harken.audio import denoise
+from harken.audio import RATE, denoise
 from harken.audio.echo import EchoCanceller
+from harken.audio.pcm import Audio
 from harken.audio.player import Player
 from harken.audio.ring import RingBuffer
 from harken.config import Settings
 from harken.errors import HarkenError, WorkerError
-from harken.audio.pcm import Audio
+from harken.events import ErrorCode, EventLog, EventType
 from harken.pipeline.ports import Engines, Heard
 from harken.pipeline.respond import Responder
 from harken.pipeline.state import Request, State, Utterance
-from harken.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -198,7 +197,7 @@ class Conversation:
         if state is not self.state:
             _LOGGER.debug("state %s -> %s at %.2fs", self.state.value, state.value, self.now / RATE)
             self.state = state
-            self.events.emit("state", state=state.value, t=round(self.now / RATE, 3))
+            self.events.emit(EventType.STATE, state=state.value, t=round(self.now / RATE, 3))
         self._changed.set()
 
     def changed(self) -> None:
@@ -258,7 +257,7 @@ class Conversation:
                     self._on_heard(heard, end)
                 except Exception as exc:  # task boundary: one bad chunk must not stop the appliance
                     _LOGGER.exception("handling audio at %.2f s failed", end / RATE)
-                    self.events.emit("error", stage="pipeline", message=f"{type(exc).__name__}: {exc}")
+                    self.events.error(ErrorCode.PIPELINE_FAILED, "pipeline", f"{type(exc).__name__}: {exc}")
                 self._handled_to(end)
 
         try:
@@ -309,7 +308,7 @@ class Conversation:
             # The input ended during a pause that sounded unfinished: answer what was heard.
             self._endpoint(listen, listen.turn_start if listen.turn_start is not None else listen.held, listen.held, self.now)
         if self.state is State.LISTENING:
-            self.events.emit("timeout", t=round(self.now / RATE, 3), reason="input ended while listening")
+            self.events.emit(EventType.TIMEOUT, t=round(self.now / RATE, 3), reason="input ended while listening")
             self._stop_listening()
             self.set_state(State.IDLE)
         self.player.end_of_input()
@@ -343,7 +342,7 @@ class Conversation:
             return
         self._armed = False
         self._last_wake = at
-        self.events.emit("wake", t=round(at / RATE, 3), score=round(score, 3), model=self.settings.wake.model)
+        self.events.emit(EventType.WAKE, t=round(at / RATE, 3), score=round(score, 3), model=self.settings.wake.model)
         if self.state in (State.THINKING, State.SPEAKING):
             self._barge_in(at)
         self._begin(Listening(wake_at=at, cut=phrase_end(self.ring, at), last_partial=at), max(0, at - VAD_LEAD))
@@ -370,7 +369,7 @@ class Conversation:
         """Start listening (the wake tone, the VADs), unless questions are refused now."""
         self._stop_listening()
         if self.refusal is not None:
-            self.events.emit("refused", t=round(listen.wake_at / RATE, 3), reason="too hot")
+            self.events.emit(EventType.REFUSED, t=round(listen.wake_at / RATE, 3), reason="too hot")
             if self.state is not State.IDLE:
                 self.set_state(State.IDLE)
             if not self.player.busy:
@@ -403,7 +402,7 @@ class Conversation:
             self._cleaning = end
 
     def _barge_in(self, at: int, by: str = "wake") -> None:
-        self.events.emit("barge_in", t=round(at / RATE, 3), state=self.state.value, by=by)
+        self.events.emit(EventType.BARGE_IN, t=round(at / RATE, 3), state=self.state.value, by=by)
         self.player.cancel()
         if self._responding is not None:
             self._responding.cancel()
@@ -454,7 +453,7 @@ class Conversation:
                     self._partial(self.ring.read(since, end), since), name="asr-partial"
                 )
         elif listen.held is None and end - max(listen.wake_at, listen.cut) > self.settings.listen.timeout * RATE:
-            self.events.emit("timeout", t=round(end / RATE, 3), reason="no speech after the wake word")
+            self.events.emit(EventType.TIMEOUT, t=round(end / RATE, 3), reason="no speech after the wake word")
             self._stop_listening()
             self.set_state(State.IDLE)
 
@@ -465,7 +464,7 @@ class Conversation:
         sounds complete ends here, as it would without the model.
         """
         hold = probability < COMPLETE and end - stop < self.settings.listen.max_pause * RATE
-        self.events.emit("turn", t=round(stop / RATE, 3), probability=round(probability, 3),
+        self.events.emit(EventType.TURN, t=round(stop / RATE, 3), probability=round(probability, 3),
                          outcome="held" if hold else "complete")
         if hold:
             listen.held, listen.turn_start = stop, start
@@ -481,12 +480,12 @@ class Conversation:
         waited = round((end - stop) / RATE, 3)
         if heard.speech:
             listen.held = None
-            self.events.emit("turn", t=round(end / RATE, 3), outcome="resumed", waited=waited)
+            self.events.emit(EventType.TURN, t=round(end / RATE, 3), outcome="resumed", waited=waited)
             self._drop_speculation(listen, "speech went on after the pause")
             return False
         if end - stop < self.settings.listen.max_pause * RATE:
             return False
-        self.events.emit("turn", t=round(end / RATE, 3), outcome="max_pause", waited=waited)
+        self.events.emit(EventType.TURN, t=round(end / RATE, 3), outcome="max_pause", waited=waited)
         self._endpoint(listen, listen.turn_start if listen.turn_start is not None else stop, stop, end)
         return True
 
@@ -534,14 +533,14 @@ class Conversation:
             return
         text = self.responder.clean_transcript(raw)
         if text and self.state is State.LISTENING:
-            self.events.emit("transcript", final=False, text=text)
+            self.events.emit(EventType.TRANSCRIPT, final=False, text=text)
 
     def _drop_speculation(self, listen: Listening, why: str) -> None:
         spec = listen.spec
         if spec is not None:
             spec.task.cancel()
             listen.spec = None
-            self.events.emit("speculation", t=round(spec.stop / RATE, 3), outcome="dropped", reason=why)
+            self.events.emit(EventType.SPECULATION, t=round(spec.stop / RATE, 3), outcome="dropped", reason=why)
 
     def _stop_listening(self) -> None:
         if self._listen is not None:
@@ -581,7 +580,7 @@ class Conversation:
             raise
         except Exception as exc:  # task boundary: a bug must not kill the appliance
             _LOGGER.exception("answering failed")
-            self.events.emit("error", stage="pipeline", message=f"{type(exc).__name__}: {exc}")
+            self.events.error(ErrorCode.PIPELINE_FAILED, "pipeline", f"{type(exc).__name__}: {exc}")
         finally:
             if self._responding is asyncio.current_task():
                 self._responding = None

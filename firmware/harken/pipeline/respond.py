@@ -15,22 +15,25 @@ from typing import Any, Callable
 import numpy as np
 
 from harken.audio import RATE
+from harken.audio.pcm import Audio
 from harken.audio.player import Player
 from harken.config import Settings
 from harken.errors import HarkenError
+from harken.events import ErrorCode, EventLog, EventType
 from harken.pipeline.chat import chat
-from harken.audio.pcm import Audio
 from harken.pipeline.ports import Transcriber, Voice, Writer
-from harken.pipeline.text import ClauseSplitter, split_wake_phrase, strip_wake_words
 from harken.pipeline.state import Request, Utterance
-from harken.events import EventLog
+from harken.pipeline.text import ClauseSplitter, split_wake_phrase, strip_wake_words
 
 _LOGGER = logging.getLogger(__name__)
 APOLOGY = "Sorry, something went wrong. Please try again."
 
 
 class StageFailed(HarkenError, RuntimeError):
-    def __init__(self, stage: str, cause: BaseException) -> None:
+    """A stage of the answer (asr, llm or tts) failed: ``code`` is what its error event carries."""
+
+    def __init__(self, code: ErrorCode, stage: str, cause: BaseException) -> None:
+        self.code = code
         self.stage = stage
         super().__init__(f"{stage}: {cause}")
 
@@ -75,13 +78,13 @@ class Responder:
                     answer = asyncio.get_running_loop().create_task(self._answer(text, utt, gate), name="answer")
                     answer.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved below
                 await gate.wait()
-                self.events.emit("transcript", final=True, text=text, raw=raw, t=round(utt.speech_end / RATE, 3))
+                self.events.emit(EventType.TRANSCRIPT, final=True, text=text, raw=raw, t=round(utt.speech_end / RATE, 3))
                 if answer is not None:
                     await answer
             except StageFailed as exc:
                 await gate.wait()
                 _LOGGER.warning("answer failed in %s: %s", exc.stage, exc)
-                self.events.emit("error", stage=exc.stage, message=str(exc.__cause__ or exc))
+                self.events.error(exc.code, exc.stage, str(exc.__cause__ or exc))
                 self._apologize()
         finally:
             if answer is not None and not answer.done():
@@ -117,7 +120,7 @@ class Responder:
         try:
             return await self.transcriber.transcribe(audio, at)
         except HarkenError as exc:
-            raise StageFailed("asr", exc) from exc
+            raise StageFailed(ErrorCode.ASR_FAILED, "asr", exc) from exc
 
     def _messages(self, text: str) -> list[dict[str, str]]:
         llm = self.settings.llm
@@ -143,12 +146,12 @@ class Responder:
                                lambda audio: self._play(audio, utt), gate=gate, on_synthesized=on_synthesized)
         except asyncio.CancelledError:
             if gate.is_set():  # a barge-in; a speculation that was never confirmed said nothing
-                self.events.emit("reply", text="".join(parts).strip(), interrupted=True)
+                self.events.emit(EventType.REPLY, text="".join(parts).strip(), interrupted=True)
             raise
         reply = "".join(parts).strip()
-        self.events.emit("reply", text=reply, interrupted=False)
+        self.events.emit(EventType.REPLY, text=reply, interrupted=False)
         self.history.append((time.monotonic(), text, reply))
-        self.events.emit("utterance", t=round(utt.speech_end / RATE, 3), transcript=text, reply=reply,
+        self.events.emit(EventType.UTTERANCE, t=round(utt.speech_end / RATE, 3), transcript=text, reply=reply,
                          mode="fast" if self.origin() is None else "realtime", latency=self._latency(utt))
 
     def _play(self, audio: Audio, utt: Utterance) -> None:
@@ -227,7 +230,7 @@ async def stream_reply(
                 on_token(token)
                 hand_over(splitter.feed(token))
         except HarkenError as exc:
-            raise StageFailed("llm", exc) from exc
+            raise StageFailed(ErrorCode.LLM_FAILED, "llm", exc) from exc
         finally:
             hand_over(splitter.flush())
             clauses.put_nowait(None)
@@ -243,7 +246,7 @@ async def stream_reply(
                         await gate.wait()
                     on_audio(audio)
             except HarkenError as exc:
-                raise StageFailed("tts", exc) from exc
+                raise StageFailed(ErrorCode.TTS_FAILED, "tts", exc) from exc
 
     try:
         async with asyncio.TaskGroup() as tg:

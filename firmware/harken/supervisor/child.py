@@ -29,8 +29,8 @@ from harken.errors import ConfigError, HarkenError, ModelError, ProtocolError
 from harken.hw import budget
 from harken.hw.load import OthersLoad
 from harken.supervisor import messages as m
-from harken.supervisor.roles import ROLES
 from harken.supervisor.frames import read_message
+from harken.supervisor.roles import ROLES
 
 _LOGGER = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1

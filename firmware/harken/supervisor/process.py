@@ -46,12 +46,12 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from harken import config
 from harken.errors import HarkenError, ProtocolError, WorkerDied, WorkerError
+from harken.events import ErrorCode, EventLog, EventType
 from harken.supervisor import cpu
 from harken.supervisor import messages as m
-from harken.supervisor.health import Health, Policy, WorkerState
 from harken.supervisor.frames import MAX_HEADER, Message, read_message_async
+from harken.supervisor.health import Health, Policy, WorkerState
 from harken.supervisor.roles import ROLES
-from harken.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class WorkerProcess:
                           probe_s=round(self.probe_seconds or 0.0, 3), restarts=health.restarts)
         if after is S.BACKOFF:
             fields["retry_in"] = round(health.backoff_left(), 3)
-        self.events.emit("worker", **fields)
+        self.events.emit(EventType.WORKER, **fields)
         for fn in self.listeners:
             try:
                 fn(self)
@@ -239,7 +239,7 @@ class WorkerProcess:
                 reason = str(exc)
             self._fail_pending(reason)
             if self.health.fire("fatal" if permanent else "failed", reason) is S.FATAL:
-                self.events.emit("error", stage=self.role, message=f"{self.role} worker is down: {self.health.reason}")
+                self.events.error(ErrorCode.WORKER_DOWN, self.role, f"{self.role} worker is down: {self.health.reason}")
                 await self._bury()
                 return
             await self._bury()
@@ -416,7 +416,7 @@ class WorkerProcess:
             reason = (f"slow: no answer to {what} for {silent:.1f} s (deadline {self.deadline:g} s), but the CPU is busy: "
                       f"{progress.describe()}; hung after {limit:g} s")
             _LOGGER.warning("%s worker (pid %d) is %s", self.role, conn.pid, reason)
-            self.events.emit("worker", role=self.role, state=self.state, reason=reason, pid=conn.pid,
+            self.events.emit(EventType.WORKER, role=self.role, state=self.state, reason=reason, pid=conn.pid,
                              starved=True, silent_s=round(silent, 3))
         return None
 

@@ -29,11 +29,11 @@ from typing import Any, Callable
 
 from harken.config import Settings
 from harken.errors import WorkerError
+from harken.events import ErrorCode, EventLog, EventType
 from harken.hw.sensors import rss_bytes
 from harken.supervisor.health import WorkerState
 from harken.supervisor.process import WorkerProcess
 from harken.supervisor.roles import ROLES
-from harken.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -178,18 +178,18 @@ class Slot:
                 return
             fits, figures = self.memory.fits(self.memory.second(self.role, self.active, model))
             if not fits:
-                self.events.emit("model", role=self.role, action="standby", model=model, ok=False,
+                self.events.emit(EventType.MODEL, role=self.role, action="standby", model=model, ok=False,
                                  reason=f"no warm standby: {figures}")
                 return
             standby = self._new(model)
             await standby.start()
             if standby.health.state not in SERVING:
                 await standby.stop()
-                self.events.emit("model", role=self.role, action="standby", model=model, ok=False,
+                self.events.emit(EventType.MODEL, role=self.role, action="standby", model=model, ok=False,
                                  reason=f"the standby did not start: {standby.health.reason}")
                 return
             self.standby = standby
-            self.events.emit("model", role=self.role, action="standby", model=model, ok=True, pid=standby.pid)
+            self.events.emit(EventType.MODEL, role=self.role, action="standby", model=model, ok=True, pid=standby.pid)
 
     async def drop_standby(self) -> None:
         """Stop the standby, if there is one (it frees that model's memory)."""
@@ -224,7 +224,7 @@ class Slot:
         # Failover: the standby serves from now on; the failed worker restarts by itself and is the next standby.
         self.active, self.standby = standby, failed
         self.last = {"action": "failover", "model": self.model, "reason": reason, "at": time.time()}
-        self.events.emit("model", role=self.role, action="failover", model=self.model, ok=True, pid=standby.pid,
+        self.events.emit(EventType.MODEL, role=self.role, action="failover", model=self.model, ok=True, pid=standby.pid,
                          reason=f"the active worker failed ({reason}); its warm standby serves")
         _LOGGER.warning("%s: active worker failed (%s); the warm standby (pid %s) serves", self.role, reason, standby.pid)
         for fn in self.listeners:
@@ -281,7 +281,7 @@ class Slot:
         if reason:
             result["reason"] = reason
         self.last = {**result, "at": time.time()}
-        self.events.emit("model", ok=True, **result)
+        self.events.emit(EventType.MODEL, ok=True, **result)
         for fn in self.listeners:
             fn(new)
         return result
@@ -292,7 +292,7 @@ class Slot:
         if new.health.state not in SERVING:
             why = new.health.reason
             await new.stop()
-            self.events.emit("model", role=self.role, action="swap", model=model, ok=False, reason=why)
+            self.events.emit(EventType.MODEL, role=self.role, action="swap", model=model, ok=False, reason=why)
             raise SwapFailed(self.role, f"{model} did not become ready ({why}); {self.model} serves on")
         return new
 
@@ -316,7 +316,7 @@ class Slot:
         await new.stop()
         self.active = self._new(self.model)  # the old model again, as it was
         await self.active.start()
-        self.events.emit("model", role=self.role, action="swap", model=model, ok=False, reason=why)
+        self.events.emit(EventType.MODEL, role=self.role, action="swap", model=model, ok=False, reason=why)
         raise SwapFailed(self.role, f"{model} did not become ready ({why}); {self.model} was started again")
 
     async def _retire(self, old: WorkerProcess) -> bool:
@@ -346,7 +346,7 @@ class Slot:
             self.persist(self.role, self.model, standby if standby != self.model else None)
         except Exception as exc:  # the swap stands; only a restart would forget it
             _LOGGER.error("%s: cannot record the model choice: %s", self.role, exc)
-            self.events.emit("error", stage="models", message=f"cannot record the {self.role} model choice: {exc}")
+            self.events.error(ErrorCode.SELECTION_NOT_SAVED, "models", f"cannot record the {self.role} model choice: {exc}")
 
     def describe(self) -> dict[str, Any]:
         """The slot for ``status`` and the fleet's state."""

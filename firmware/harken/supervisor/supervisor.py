@@ -9,17 +9,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Iterable
 
+from harken.audio.pcm import Audio
 from harken.config import Settings
 from harken.errors import WorkerError
+from harken.events import EventLog
 from harken.models.resolve import size_of
-from harken.audio.pcm import Audio
 from harken.supervisor.clients import TtsClient
 from harken.supervisor.health import WorkerState
 from harken.supervisor.probes import PROBES
 from harken.supervisor.process import WorkerProcess
 from harken.supervisor.roles import ROLES
 from harken.supervisor.slots import Memory, Persist, Slot, with_model
-from harken.events import EventLog
 
 _LOGGER = logging.getLogger(__name__)
 

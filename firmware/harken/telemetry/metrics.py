@@ -39,6 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from harken.events import EventType
 from harken.hw import sensors
 
 _LOGGER = logging.getLogger(__name__)
@@ -154,9 +155,9 @@ class Metrics:
     def on_event(self, ev: dict[str, Any]) -> None:
         """Count an ``EventLog`` event; other types are ignored."""
         kind = ev.get("type")
-        if kind == "wake":
+        if kind == EventType.WAKE:
             self._wakes.inc()
-        elif kind == "utterance":
+        elif kind == EventType.UTTERANCE:
             self._utterances.inc()
             latency = ev.get("latency") or {}
             for stage in STAGES:
@@ -164,20 +165,20 @@ class Metrics:
                 # None: the stage did not happen; bool is an int, so rule it out explicitly
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     self._latency.labels(stage=stage).observe(value)
-        elif kind == "error":
+        elif kind == EventType.ERROR:
             self._errors.labels(stage=str(ev.get("stage") or "unknown")).inc()
-        elif kind == "worker":
+        elif kind == EventType.WORKER:
             role, state = str(ev["role"]), str(ev["state"])
             with self._lock:
                 if state == "starting" and role in self._seen:
                     self._count_restarts(role, 1)
                 self._seen.add(role)
             self._set_state(role, state)
-        elif kind == "button":
+        elif kind == EventType.BUTTON:
             self._buttons.labels(gesture=str(ev.get("gesture")), action=str(ev.get("action"))).inc()
-        elif kind == "thermal":
+        elif kind == EventType.THERMAL:
             self.thermal(str(ev.get("level")))
-        elif kind == "audio" and ev.get("stream", "capture") == "capture":
+        elif kind == EventType.AUDIO and ev.get("stream", "capture") == "capture":
             self._optional.set("harken_audio_ok", 1.0 if ev.get("state") == "ok" else 0.0)
 
     def board(self, profile: str, model: str) -> None:
