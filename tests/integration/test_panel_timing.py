@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from harken.hw.panel import LIGHT_STATES, PATTERNS, RESTART_PRESS, Gesture, Panel, PanelSpec
-
-WAIT = 10.0
-
-
-async def _panel(factory, spec, gestures):
-    loop = asyncio.get_running_loop()
-    panel = Panel(spec, loop, lambda g, held: gestures.append((g, held)), pin_factory=factory)
-    panel.open()
-    return panel
-
-
-async def _until(predicate, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
+from harken.hw.panel import LIGHT_STATES, PATTERNS, RESTART_PRESS, Gesture, PanelSpec
+from support.panel import open_panel, until
 
 
 def test_holding_the_button_restarts_while_it_is_still_held():
     async def main():
         factory = MockFactory()
         seen = []
-        panel = await _panel(factory, PanelSpec("GPIO17", (), ""), seen)
+        panel = await open_panel(factory, PanelSpec("GPIO17", (), ""), seen)
         pin = factory.pin("GPIO17")
         pin.drive_low()
-        await _until(lambda: seen, timeout=RESTART_PRESS + 3)
+        await until(lambda: seen, timeout=RESTART_PRESS + 3)
         assert seen == [(Gesture.RESTART, RESTART_PRESS)]
         pin.drive_high()
         await asyncio.sleep(0.2)
@@ -59,12 +43,12 @@ def _pin_history(pin, since: float) -> list[float]:
 def test_every_state_has_its_own_pattern_on_the_pins(kind):
     async def main():
         factory = MockFactory(pin_class=MockPWMPin)
-        panel = await _panel(factory, PanelSpec(None, ("GPIO12",), kind), [])
+        panel = await open_panel(factory, PanelSpec(None, ("GPIO12",), kind), [])
         pin = factory.pin("GPIO12")
         seen = {}
         for state in ["idle", *[s for s in LIGHT_STATES if s != "idle"]]:
             panel.show(state)
-            await _until(lambda: panel.light.shown == state)  # noqa: B023 (awaited in this iteration)
+            await until(lambda: panel.light.shown == state)  # noqa: B023 (awaited in this iteration)
             since = panel.light.shown_at
             await asyncio.sleep(1.3)
             seen[state] = _pin_history(pin, since), float(pin.state)

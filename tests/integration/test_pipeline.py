@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import numpy as np
 import pytest
 
-from support.harness import DEMO, LIBRIVOX, RATE, rms, silence, words
+from support.harness import CLI_TIMEOUT, DEMO, LIBRIVOX, RATE, harken_cmd, read_events, rms, silence, words
+from support.paths import DATA
 
 
 def speech_after(run, seconds: float) -> float:
@@ -35,6 +39,31 @@ def test_demo_recording_wakes_once_hears_the_question_and_answers(run_harken):
     assert rms(pcm[: int(wakes[0]["t"] * rate)]) == 0
     assert speech_after(run, final[0]["t"]) > 300
     assert not run.of("error")
+
+
+def test_the_demos_events_are_what_they_were_before_the_kinds_were_typed(tmp_path, data_dir):
+    """events.jsonl is read by people's scripts and sent over MQTT: `harken demo` writes the same kinds, in the
+    same order, with the same keys as before (commit 8939656); an error event would only add its `code`."""
+    before = json.loads((DATA / "demo-events-8939656.json").read_text())
+    proc = subprocess.run(harken_cmd("demo", "--fast", "--data-dir", str(data_dir), "--out-dir", str(tmp_path)),
+                          capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert "What is the capital of France?" in proc.stdout and "END OF SPEECH → FIRST AUDIO OUT" in proc.stdout
+    events = read_events(tmp_path / "events.jsonl")
+    line = (tmp_path / "events.jsonl").read_text().splitlines()[0]
+    assert line.startswith('{"type": "'), line  # the kind first, as a plain string
+    # a partial transcript comes or not with the machine's speed; worker changes vary in number
+    kinds = [e["type"] for e in events if e["type"] != "worker" and not (e["type"] == "transcript" and not e["final"])]
+    assert kinds == before["sequence"]
+    keys: dict[str, set[str]] = {}
+    for e in events:
+        if e["type"] != "transcript" or e["final"]:
+            keys.setdefault(e["type"], set()).update(e)
+    assert {kind: sorted(k) for kind, k in keys.items()} == before["keys"]
+    (utterance,) = [e for e in events if e["type"] == "utterance"]
+    (ready,) = [e for e in events if e["type"] == "ready"]
+    assert sorted(utterance["latency"]) == before["latency"] and sorted(ready["threads"]) == before["threads"]
+    assert {e["state"] for e in events if e["type"] == "worker"} == set(before["worker_states"])
 
 
 def test_question_right_after_the_wake_word_is_heard_whole(run_harken, voices, make_clip):

@@ -4,41 +4,12 @@ for the FAT boot partition and /etc/harken. The same command runs inside the QEM
 
 from __future__ import annotations
 
-import grp
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-GROUP = grp.getgrgid(os.getgid()).gr_name
-
-GOOD = """\
-# my kitchen speaker
-[device]
-id = "kitchen-1"
-name = "Kitchen"
-groups = ["kitchen", "downstairs"]
-
-[mqtt]
-url = "mqtts://broker.lan:8883"
-username = "kitchen"
-password = "s3cret-Pa55"
-ca_file = "fleet-ca.pem"
-
-[wake]
-model = "alexa"
-"""
-
-
-@pytest.fixture
-def card(tmp_path: Path) -> tuple[Path, Path]:
-    boot, etc = tmp_path / "boot", tmp_path / "etc" / "harken"
-    boot.mkdir()
-    (boot / "fleet-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-    return boot, etc
+from support.cards import GOOD, GROUP, card  # noqa: F401  (card: a fixture)
 
 
 def test_the_command(card: tuple[Path, Path]) -> None:

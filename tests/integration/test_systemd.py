@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from support.paths import REPO
+from support.units import UNIT, parse_unit
 
-UNIT = REPO / "systemd" / "harken.service"
 SYSUSERS = REPO / "systemd" / "harken.sysusers.conf"
 EXEC_PATH = "/opt/harken/venv/bin/harken"
 MAX_EXPOSURE = 2.0
@@ -37,24 +37,6 @@ def tool(name: str) -> str:
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, env=ENV)
-
-
-def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
-    """Section -> key -> every value given, in order (systemd allows repeated keys)."""
-    sections: dict[str, dict[str, list[str]]] = {}
-    current: dict[str, list[str]] | None = None
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current = sections.setdefault(line[1:-1], {})
-            continue
-        key, sep, value = line.partition("=")
-        if current is None or not sep:
-            raise ValueError(f"{UNIT}:{number}: not a key=value line inside a section: {line!r}")
-        current.setdefault(key.strip(), []).append(value.strip())
-    return sections
 
 
 def timespan_us(span: str) -> int:

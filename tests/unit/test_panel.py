@@ -8,9 +8,8 @@ import time
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 
 from harken.config import BoardSettings
-from harken.hw.panel import DEBOUNCE, LONG_PRESS, RESTART_PRESS, Gesture, Gestures, Panel, PanelSpec
-
-WAIT = 10.0
+from harken.hw.panel import DEBOUNCE, LONG_PRESS, RESTART_PRESS, Gesture, Gestures, PanelSpec
+from support.panel import open_panel, until
 
 
 # -- the gestures, on explicit times ---------------------------------------------------------------------
@@ -65,31 +64,17 @@ class ShortedPin(MockPin):
         self.drive_low()
 
 
-async def _panel(factory, spec, gestures):
-    loop = asyncio.get_running_loop()
-    panel = Panel(spec, loop, lambda g, held: gestures.append((g, held)), pin_factory=factory)
-    panel.open()
-    return panel
-
-
-async def _until(predicate, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 def test_presses_on_a_mock_pin_reach_the_loop_as_gestures():
     async def main():
         factory = MockFactory()
         seen = []
-        panel = await _panel(factory, PanelSpec("GPIO17", (), ""), seen)
+        panel = await open_panel(factory, PanelSpec("GPIO17", (), ""), seen)
         pin = factory.pin("GPIO17")
         assert panel.problems == [] and panel.button is not None
         pin.drive_low()
         await asyncio.sleep(0.2)
         pin.drive_high()
-        await _until(lambda: len(seen) == 1)
+        await until(lambda: len(seen) == 1)
         assert seen[0][0] is Gesture.PRESS and 0.15 < seen[0][1] < 1.0
         # A 3 ms glitch is not a press.
         pin.drive_low()
@@ -100,7 +85,7 @@ def test_presses_on_a_mock_pin_reach_the_loop_as_gestures():
         pin.drive_low()
         await asyncio.sleep(LONG_PRESS + 0.2)
         pin.drive_high()
-        await _until(lambda: len(seen) == 2)
+        await until(lambda: len(seen) == 2)
         assert seen[1][0] is Gesture.LONG
         panel.close()
 
@@ -111,7 +96,7 @@ def test_a_stuck_button_is_reported_at_start_and_not_obeyed():
     async def main():
         factory = MockFactory(pin_class=ShortedPin)
         seen = []
-        panel = await _panel(factory, PanelSpec("GPIO17", (), ""), seen)
+        panel = await open_panel(factory, PanelSpec("GPIO17", (), ""), seen)
         assert seen == [(Gesture.STUCK, 0.0)]
         assert panel.describe()["stuck"] is True
         await asyncio.sleep(0.3)
@@ -129,7 +114,7 @@ def test_a_pin_that_cannot_be_opened_is_a_problem_not_a_crash():
         from gpiozero import Button
 
         taken = Button("GPIO17", pin_factory=factory)  # another program's button on the same pin
-        panel = await _panel(factory, PanelSpec("GPIO17", ("GPIO12", "GPIO13"), "pwm"), seen)
+        panel = await open_panel(factory, PanelSpec("GPIO17", ("GPIO12", "GPIO13"), "pwm"), seen)
         assert panel.button is None and panel.light is None
         assert len(panel.problems) == 2 and "GPIO17" in panel.problems[0] and "one pin" in panel.problems[1]
         taken.close()
@@ -140,16 +125,16 @@ def test_a_pin_that_cannot_be_opened_is_a_problem_not_a_crash():
 def test_an_rgb_light_shows_colours():
     async def main():
         factory = MockFactory(pin_class=MockPWMPin)
-        panel = await _panel(factory, PanelSpec(None, ("GPIO5", "GPIO6", "GPIO13"), "rgb"), [])
+        panel = await open_panel(factory, PanelSpec(None, ("GPIO5", "GPIO6", "GPIO13"), "rgb"), [])
         r, g, b = (factory.pin(p) for p in ("GPIO5", "GPIO6", "GPIO13"))
         panel.show("listening")
-        await _until(lambda: panel.light.shown == "listening")
+        await until(lambda: panel.light.shown == "listening")
         blue = (r.state, g.state, b.state)
         panel.show("speaking")
-        await _until(lambda: panel.light.shown == "speaking")
+        await until(lambda: panel.light.shown == "speaking")
         green = (r.state, g.state, b.state)
         panel.show("muted")
-        await _until(lambda: panel.light.shown == "muted")
+        await until(lambda: panel.light.shown == "muted")
         red = (r.state, g.state, b.state)
         panel.close()
         return blue, green, red
@@ -169,8 +154,8 @@ class SlowPin(MockPWMPin):
 def test_showing_a_state_never_waits_for_the_pins():
     async def main():
         factory = MockFactory(pin_class=SlowPin)
-        panel = await _panel(factory, PanelSpec(None, ("GPIO12",), "pwm"), [])
-        await _until(lambda: panel.light.shown == "starting")
+        panel = await open_panel(factory, PanelSpec(None, ("GPIO12",), "pwm"), [])
+        await until(lambda: panel.light.shown == "starting")
         ticks = 0
 
         async def tick():
@@ -182,7 +167,7 @@ def test_showing_a_state_never_waits_for_the_pins():
         ticker = asyncio.get_running_loop().create_task(tick())
         panel.show("listening")
         panel.show("speaking")  # the light follows the latest wish; the loop goes on meanwhile
-        await _until(lambda: panel.light.shown == "speaking")
+        await until(lambda: panel.light.shown == "speaking")
         ticker.cancel()
         panel.close()
         return ticks
