@@ -61,6 +61,8 @@ def with_profile(settings: Settings, board: boards.Board) -> tuple[Settings, tup
 
 
 def resolve_settings(settings: Settings, board: boards.Board, data_dir: Path) -> Resolved:
+    """What the device will run on ``board`` with the models in ``data_dir``'s store, and why (see the module's
+    docstring for the order). Reads the board's files and the store; writes nothing, starts nothing."""
     settings, setting_notes = with_profile(settings, board)
     selection = read_selection(data_dir)
     model_notes = [Problem(ErrorCode.SELECTION_DAMAGED, selection.problem)] if selection.problem else []
