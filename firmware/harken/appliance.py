@@ -40,8 +40,7 @@ from harken.hw import budget
 from harken.hw.identity import device_id
 from harken.hw.panel import Gesture, Panel, PanelSpec
 from harken.hw.thermal import REFUSAL, Level, ThermalGuard
-from harken.models.resolve import pick
-from harken.models.selection import exists, select
+from harken.models.selection import select
 from harken.overrides import FleetConfig
 from harken.pipeline.chat import chat
 from harken.pipeline.conversation import Conversation
@@ -56,7 +55,7 @@ from harken.supervisor.health import WorkerState
 from harken.supervisor.notify import Notifier
 from harken.supervisor.process import WorkerProcess
 from harken.supervisor.roles import ROLES
-from harken.supervisor.slots import Slot, with_model
+from harken.supervisor.slots import with_model
 from harken.supervisor.supervisor import Supervisor
 
 _LOGGER = logging.getLogger(__name__)
@@ -339,34 +338,17 @@ class Appliance:
     # -- models ------------------------------------------------------------------------------------
     async def swap(self, role: str, model: str) -> dict[str, Any]:
         """Make ``model`` the active model of ``role`` (see supervisor/slots.py); SwapFailed if it cannot serve."""
-        slot = self._slot(role)
-        if "@" not in model:  # a store entry by its name: run (and record) exactly that one
-            entry = pick(role, model, self.data_dir)
-            model = entry.id if entry is not None else model
-        result = await slot.swap(model)
+        result = await self.sup.swap(role, model)
         self._adopt(role)
         return result
 
     async def rollback(self, role: str) -> dict[str, Any]:
-        result = await self._slot(role).rollback()
+        result = await self.sup.rollback(role)
         self._adopt(role)
         return result
 
     def _persist_choice(self, role: str, active: str, standby: str | None) -> None:
         select(self.data_dir, role, active, standby)
-
-    async def _restore_standbys(self) -> None:
-        """Warm again the standbys chosen before a restart (the previous model after a swap)."""
-        for role, choice in self.selected.choices.items():
-            slot = self.sup.slots.get(role)
-            if slot is not None and choice.standby and choice.standby != slot.model and exists(self.data_dir, role, choice.standby):
-                await slot.add_standby(choice.standby)
-
-    def _slot(self, role: str) -> Slot:
-        slot = self.sup.slots.get(role)
-        if slot is None:
-            raise ValueError(f"role must be one of {', '.join(self.sup.slots)}, not {role!r}")
-        return slot
 
     def _adopt(self, role: str) -> None:
         """The conversation follows the role's active model (the wake phrase it strips, the model it reports)."""
@@ -452,7 +434,7 @@ class Appliance:
                 self.events.error(note.code, "models", note)
             for note in self.setting_notes:
                 self.events.error(note.code, "config", note)
-            tasks.append(asyncio.get_running_loop().create_task(self._restore_standbys(), name="restore-standbys"))
+            tasks.append(asyncio.get_running_loop().create_task(self.sup.restore_standbys(self.selected), name="restore-standbys"))
             self.fleet_config.mark_good()
             self.uplink.publish_state()
             for worker in self.sup.down():

@@ -1,5 +1,6 @@
-"""Board detection and profiles: committed fixture trees of real boards' files, the real
-onnxruntime and llama.cpp installed here, and the real `harken board` command."""
+"""The real `harken board` command in a child process, on committed fixture trees of real boards' files: its JSON
+and text reports, settings that clash or name an unknown profile, a forced Jetson profile; and that importing
+hw/board loads no engine."""
 
 from __future__ import annotations
 

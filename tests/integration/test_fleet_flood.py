@@ -1,5 +1,5 @@
-"""The fleet link's guards, piece by piece: where replies may go, what leaves the device, the replay floor
-across restarts, the device id of cloned cards, and unsigned restarts in the failure window."""
+"""The fleet link under a flood: a thousand messages from a real MQTT client through the test session's real
+mosquitto reach a device link whose loop is blocked; a bounded queue holds some, the rest are shed and counted."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Slow because starved is not stuck: the watchdog reads a silent worker's CPU counters before it kills it.
 
-First the /proc reader on a tree of fake /proc files (the hardware edge), then the
-watchdog's rule on that tree and an injected clock, then real worker processes on
-cores kept busy by real busy loops.
+The /proc reader on this machine's own /proc, then a real LLM worker starved on cores kept busy by real busy
+loops: it finishes its answer and is not restarted, and once stopped (SIGSTOP) it is still hung at its deadline.
 """
 
 from __future__ import annotations

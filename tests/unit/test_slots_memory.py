@@ -1,5 +1,5 @@
-"""Model slots with real worker processes: swap while serving, refuse what cannot serve,
-roll back inside the bake period, fail over to a warm standby."""
+"""The model slots' memory estimate (supervisor/slots.Memory) on a fake meminfo and this test's own process:
+the budget, a second model's size from the running one and its files, and what does not fit."""
 
 from __future__ import annotations
 

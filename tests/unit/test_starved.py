@@ -1,8 +1,8 @@
 """Slow because starved is not stuck: the watchdog reads a silent worker's CPU counters before it kills it.
 
-First the /proc reader on a tree of fake /proc files (the hardware edge), then the
-watchdog's rule on that tree and an injected clock, then real worker processes on
-cores kept busy by real busy loops.
+The /proc reader on trees of fake /proc files in the kernel's formats (the hardware edge), then the watchdog's
+rule on such a tree and an injected clock: excused while starved, hung when stopped, asleep, gone or spinning
+past starved_limit. No process is started.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
-"""The systemd unit and sysusers snippet, checked by systemd's own tools.
-
-`systemd-analyze verify` loads the unit as PID 1 would and checks that ExecStart
-is executable, so it runs against a throwaway root tree that has the host's
-system units and, at /opt/harken/venv/bin/harken, this venv's real entry point
-(where the SD image installs it). None of this needs systemd running as PID 1.
-"""
+"""The systemd unit's sandbox and CPU priority, read from systemd/harken.service as text (no systemd tools):
+audio and GPIO devices stay reachable, the service comes first, and workers may still lower their own priority."""
 
 from __future__ import annotations
 

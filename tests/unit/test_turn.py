@@ -1,9 +1,8 @@
-"""Turn-taking: the end-of-turn model (engines/turn.py) and the endpoint it holds, on real speech.
+"""Turn-taking without the model: the end-of-turn features, its model file and the endpoint it holds (engines/turn.py).
 
-The features are checked against a plain reference written out here (a DFT as
-sums of cosines and sines, the mel triangles built one by one); the model, its
-package file and the held endpoint run for real: the smart-turn file taken out of
-its wheel, the wake worker in a child process of a real `harken run`.
+The features of LibriVox speech against a plain reference written out here (a DFT as sums of cosines and sines,
+the mel triangles built one by one); the model file taken out of a fake wheel; the held endpoint's rules in a
+Conversation on scripted ears and the fake transcriber, writer and voice.
 """
 
 from __future__ import annotations

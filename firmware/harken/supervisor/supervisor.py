@@ -13,7 +13,8 @@ from harken.audio.pcm import Audio
 from harken.config import Settings
 from harken.errors import WorkerError
 from harken.events import EventLog
-from harken.models.resolve import size_of
+from harken.models.resolve import pick, size_of
+from harken.models.selection import Selection, exists
 from harken.supervisor.clients import TtsClient
 from harken.supervisor.health import WorkerState
 from harken.supervisor.probes import PROBES
@@ -96,6 +97,31 @@ class Supervisor:
 
     def describe(self) -> list[dict[str, Any]]:
         return [w.describe() for w in self.workers.values()]
+
+    # -- models --------------------------------------------------------------------------------------
+    def slot(self, role: str) -> Slot:
+        slot = self.slots.get(role)
+        if slot is None:
+            raise ValueError(f"role must be one of {', '.join(self.slots)}, not {role!r}")
+        return slot
+
+    async def swap(self, role: str, model: str) -> dict[str, Any]:
+        """Make ``model`` the active model of ``role`` (see slots.py); SwapFailed if it cannot serve."""
+        slot = self.slot(role)
+        if "@" not in model:  # a store entry by its name: run (and record) exactly that one
+            entry = pick(role, model, Path(self.data_dir))
+            model = entry.id if entry is not None else model
+        return await slot.swap(model)
+
+    async def rollback(self, role: str) -> dict[str, Any]:
+        return await self.slot(role).rollback()
+
+    async def restore_standbys(self, selection: Selection) -> None:
+        """Warm again the standbys chosen before a restart (the previous model after a swap)."""
+        for role, choice in selection.choices.items():
+            slot = self.slots.get(role)
+            if slot is not None and choice.standby and choice.standby != slot.model and exists(Path(self.data_dir), role, choice.standby):
+                await slot.add_standby(choice.standby)
 
     def describe_slots(self) -> list[dict[str, Any]]:
         """Each role's model, standby, bake and last swap, rollback or failover."""
