@@ -114,4 +114,4 @@ bench-listen: $(STAMP) test-deps
 	$(PY) tools/bench-listen
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
