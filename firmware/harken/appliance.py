@@ -151,10 +151,6 @@ class Appliance:
         """The MQTT link (fleet/link.py); None without a broker."""
         return self.uplink.link
 
-    @property
-    def metrics(self) -> Any:
-        return self.uplink.metrics
-
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == EventType.UTTERANCE:
@@ -316,7 +312,9 @@ class Appliance:
     # -- what the fleet may change ---------------------------------------------------------------
     def apply_settings(self, settings: config.Settings) -> None:
         """Settings the conversation reads as it goes (see fleet.device.LIVE)."""
-        self.settings, _ = with_profile(settings, self.board)
+        self.settings, clashes = with_profile(settings, self.board)
+        if clashes:  # what the fleet's change asked for that the board cannot do: reported in the state
+            self.setting_notes = list(clashes)
         if self.conv is not None:
             self.conv.apply_settings(self._live(self.settings))
 
@@ -385,8 +383,8 @@ class Appliance:
             self.announced.discard(worker.role)
         elif state is WorkerState.FATAL:
             self.announce(worker.role)
-        if self.link is not None and state in (WorkerState.READY, WorkerState.FATAL, WorkerState.BACKOFF):
-            self.link.publish_state()
+        if state in (WorkerState.READY, WorkerState.FATAL, WorkerState.BACKOFF):
+            self.uplink.publish_state()
 
     def announce(self, role: str) -> None:
         notice = self.notices.get(role)

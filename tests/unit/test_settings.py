@@ -90,3 +90,21 @@ def test_resolving_reads_and_changes_nothing(tmp_path):
     first = resolve_settings(config.Settings(), board, tmp_path)
     assert resolve_settings(config.Settings(), board, tmp_path) == first
     assert tree(tmp_path) == before
+
+
+def test_a_fleet_change_that_clashes_with_the_profile_is_reported_in_the_devices_notes(tmp_path, monkeypatch):
+    """The running device resolves a live change as at start: the clash gives way to the profile and becomes
+    its setting notes (what the fleet's state reports as config_problems). Nothing is started."""
+    from harken.appliance import HW_ROOT, Appliance
+    from harken.audio.files import FileSource, TimelinePlayer
+    from harken.events import EventLog
+    from support.paths import DEMO
+
+    monkeypatch.setenv(HW_ROOT, str(RPI4))
+    base = settings(paths={"data_dir": str(tmp_path)})
+    device = Appliance(base, EventLog(), FileSource(DEMO, paced=False), TimelinePlayer(None, 16000), fast=True)
+    assert device.board.profile.key == "rpi4" and device.setting_notes == []
+    device.apply_settings(dataclasses.replace(base, thermal=dataclasses.replace(base.thermal, hot=95.0, critical=90.0)))
+    assert (device.settings.thermal.hot, device.settings.thermal.critical) == (device.board.profile.hot, device.board.profile.critical)
+    (note,) = device.setting_notes
+    assert note.code == ErrorCode.SETTING_CONFLICT and "rpi4 profile's values are used instead" in note
