@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 from typing import Awaitable, Callable
 
 EXIT_OK = 0
@@ -17,6 +18,21 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", action="append", metavar="FILE",
                    help="harken.toml to read (repeatable; later files win). Default: /etc/harken/harken.toml if present.")
     p.add_argument("--data-dir", metavar="DIR", help="data directory (model store); overrides [paths] data_dir")
+
+
+CONTROL_HELP = "control socket of the running harken (default: as `harken run`)"
+
+
+def add_control(p: argparse.ArgumentParser) -> None:
+    """``--control PATH``: the control socket of the running harken the command talks to."""
+    p.add_argument("--control", metavar="PATH", help=CONTROL_HELP)
+
+
+def control_path(args: argparse.Namespace) -> Path:
+    """The control socket ``--control`` names, else where ``harken run`` puts it."""
+    from harken.supervisor.control import default_path
+
+    return Path(args.control) if args.control else default_path()
 
 
 def run_async(coro_fn: Callable[[], Awaitable[int]]) -> int:

@@ -42,9 +42,9 @@ def register(sub: Any) -> None:
     common(met, key=True)
     met.add_argument("device")
     send = fsub.add_parser("send", help="send a signed command to a device, several, or a group",
-                           description="COMMAND is one of ping, get_state, get_metrics, get_logs, set_config, restart_worker, install_model, "
-                           "swap_model, rollback_model, "
-                           "say, ask, mute, unmute, listen; arguments as key=value (values are JSON where they parse, else text).")
+                           description="COMMAND is one of ping, get_state, get_metrics, get_logs, set_config, restart_worker, "
+                           "install_model, swap_model, rollback_model, say, ask, mute, unmute, listen; arguments as key=value "
+                           "(values are JSON where they parse, else text).")
     common(send, key=True)
     send.add_argument("--group", help="send to every device in this group instead")
     send.add_argument("--expect", type=int, help="with --group: stop waiting after this many replies (default: the group's known members)")
@@ -53,6 +53,7 @@ def register(sub: Any) -> None:
     send.add_argument("args", nargs="*", metavar="key=value")
 
     fleet.set_defaults(handler=run, needs_settings=False)
+
 
 def run(args: argparse.Namespace) -> int:
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harken import config, durable
-from harken.commands.common import EXIT_FAILURE, EXIT_OK, add_common
+from harken.commands.common import EXIT_FAILURE, EXIT_OK, add_common, add_control, control_path
 from harken.errors import ConfigError, HarkenError, ModelError
 
 
@@ -117,12 +117,12 @@ def _swap_parsers(msub: Any) -> None:
                          "across restarts.")
     ms.add_argument("role", choices=("wake", "asr", "llm", "tts"))
     ms.add_argument("model", help="a default model or an installed one (harken models list)")
-    ms.add_argument("--control", metavar="PATH", help="control socket of the running harken (default: as `harken run`)")
+    add_control(ms)
     mb = msub.add_parser("rollback", help="go back to the model a running harken served before its last swap",
                          description="Ask the running harken to make the model it served before the last swap of ROLE "
                          "active again.")
     mb.add_argument("role", choices=("wake", "asr", "llm", "tts"))
-    mb.add_argument("--control", metavar="PATH", help="control socket of the running harken (default: as `harken run`)")
+    add_control(mb)
 
 
 def cmd_models(args: argparse.Namespace, settings: config.Settings) -> int:
@@ -144,9 +144,9 @@ SWAP_TIMEOUT = 600.0
 
 
 def _models_swap(args: argparse.Namespace, settings: config.Settings) -> int:
-    from harken.supervisor.control import default_path, query
+    from harken.supervisor.control import query
 
-    path = Path(args.control) if args.control else default_path()
+    path = control_path(args)
     if args.models_command == "swap":
         print(f"asking harken to swap {args.role} to {args.model} (loading and probing it; this can take a while)…",
               file=sys.stderr, flush=True)

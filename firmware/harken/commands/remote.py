@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from harken import config
-from harken.commands.common import EXIT_FAILURE, EXIT_OK
-
-CONTROL_HELP = "control socket of the running harken (default: as `harken run`)"
+from harken.commands.common import EXIT_FAILURE, EXIT_OK, add_control, control_path
 
 
 def register(sub: Any) -> None:
     st = sub.add_parser("status", help="show a running harken's workers and audio health",
                         description="Ask a running `harken run` (through its control socket) for the state of every "
                         "worker (state, pid, model, restarts, last reason) and of the microphone.")
-    st.add_argument("--control", metavar="PATH", help=CONTROL_HELP)
+    add_control(st)
     st.add_argument("--json", action="store_true", help="print the status as JSON")
     st.set_defaults(handler=cmd_status)
 
@@ -30,7 +27,7 @@ def register(sub: Any) -> None:
         ("unmute", "listen for the wake word again", "Unmute the running harken.", cmd_mute),
     ):
         part = sub.add_parser(name, help=text, description=desc)
-        part.add_argument("--control", metavar="PATH", help=CONTROL_HELP)
+        add_control(part)
         part.set_defaults(handler=handler)
 
 
@@ -46,26 +43,25 @@ LISTEN_OUTCOMES = {
 
 
 def cmd_listen(args: argparse.Namespace, settings: config.Settings) -> int:
-    from harken.supervisor.control import default_path, query
+    from harken.supervisor.control import query
 
-    outcome = query(Path(args.control) if args.control else default_path(), "listen")["outcome"]
+    outcome = query(control_path(args), "listen")["outcome"]
     print(LISTEN_OUTCOMES.get(outcome, outcome))
     return EXIT_OK if outcome in ("listening", "stopped", "already_listening") else EXIT_FAILURE
 
 
 def cmd_mute(args: argparse.Namespace, settings: config.Settings) -> int:
-    from harken.supervisor.control import default_path, query
+    from harken.supervisor.control import query
 
-    answer = query(Path(args.control) if args.control else default_path(), "mute", on=args.command == "mute")
+    answer = query(control_path(args), "mute", on=args.command == "mute")
     print("muted: the wake word is ignored" if answer["muted"] else "unmuted: listening for the wake word")
     return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
-    from harken.supervisor.control import default_path, query
+    from harken.supervisor.control import query
 
-    path = Path(args.control) if args.control else default_path()
-    answer = query(path, "status")
+    answer = query(control_path(args), "status")
     answer.pop("ok", None)
     if args.json:
         print(json.dumps(answer, indent=2))

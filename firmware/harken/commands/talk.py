@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 
 from harken import config
-from harken.commands.common import EXIT_OK, add_common, run_async
+from harken.commands.common import EXIT_OK, add_common, control_path, run_async
 from harken.errors import ConfigError
 from harken.events import EventLog, EventType
 
@@ -131,9 +131,7 @@ def cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
         raise ConfigError(["--output and --fast need --input IN.wav (without --input, harken runs on ALSA devices)"])
     if args.input and args.duration is not None:
         raise ConfigError(["--duration applies to ALSA capture; with --input the file's length is the duration"])
-    from harken.supervisor.control import default_path
-
-    control = Path(args.control) if args.control else default_path()
+    control = control_path(args)
     events = EventLog(Path(args.events) if args.events else None)
     if not args.quiet:
         # Under systemd this output is the journal: what was said stays out of it unless shared on purpose.
