@@ -152,8 +152,11 @@ def load_answers(path: Path = ANSWERS) -> list[Question]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"the answer set {path} cannot be read ({type(exc).__name__}: {exc}); restore it from the repository") from None
     problems = [f"{q.id}: no accepted answers" for q in questions if not any(_words(a) for a in q.accept)]
-    ids = [q.id for q in questions]
-    problems += [f"{q}: the id is used twice" for q in sorted({i for i in ids if ids.count(i) > 1})]
+    seen: set[str] = set()
+    for q in questions:
+        if q.id in seen:
+            problems.append(f"{q.id}: the id is used twice")
+        seen.add(q.id)
     if not questions or problems:
         raise ModelError(f"the answer set {path} is invalid: {'; '.join(problems) or 'no questions'}")
     return questions
