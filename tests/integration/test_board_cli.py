@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from support.paths import REPO
+from support.paths import FIXTURES, REPO
 
-BOARDS = REPO / "tests" / "fixtures" / "boards"
+BOARDS = FIXTURES / "boards"
 CLI_TIMEOUT = 120
 
 

@@ -20,10 +20,9 @@ from harken.config import Settings
 from harken.engines import wake
 from harken.hw import budget
 from harken.models.resolve import resolve
-from support.paths import REPO
+from support.paths import ASSETS, DATA, REPO
 
-ASSETS = REPO / "firmware" / "harken" / "assets"
-GOLDENS = json.loads((REPO / "tests" / "data" / "wake-goldens.json").read_text(encoding="utf-8"))
+GOLDENS = json.loads((DATA / "wake-goldens.json").read_text(encoding="utf-8"))
 TOLERANCE = 1e-4
 
 

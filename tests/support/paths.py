@@ -9,6 +9,8 @@ TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
 FIXTURES = TESTS / "fixtures"
 DATA = TESTS / "data"
-ASSETS = REPO / "firmware" / "harken" / "assets"
+PACKAGE = REPO / "firmware" / "harken"
+"""The harken package's source."""
+ASSETS = PACKAGE / "assets"
 DEMO = ASSETS / "demo.wav"
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")

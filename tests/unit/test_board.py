@@ -14,9 +14,9 @@ import pytest
 from harken import config
 from harken.errors import ConfigError
 from harken.hw import board
-from support.paths import REPO
+from support.paths import FIXTURES
 
-BOARDS = REPO / "tests" / "fixtures" / "boards"
+BOARDS = FIXTURES / "boards"
 
 EXPECTED = {
     # fixture: (profile, the file that decides, words of the reason, a machine the files must win over)

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from harken.events import ErrorCode, EventLog, EventType, Problem
-
-PACKAGE = Path(__file__).resolve().parents[2] / "firmware" / "harken"
+from support.paths import PACKAGE
 
 EVENT_TYPES = {
     "WAKE": "wake", "TRANSCRIPT": "transcript", "REPLY": "reply", "UTTERANCE": "utterance", "BARGE_IN": "barge_in",

@@ -10,7 +10,7 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "firmware" / "harken"
+from support.paths import PACKAGE
 
 FLOORS = [
     {"errors", "events", "durable", "brokerurl"},

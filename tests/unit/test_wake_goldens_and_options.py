@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 
 from harken.engines import wake
-from support.paths import REPO
+from support.paths import DATA
 
-GOLDENS = json.loads((REPO / "tests" / "data" / "wake-goldens.json").read_text(encoding="utf-8"))
+GOLDENS = json.loads((DATA / "wake-goldens.json").read_text(encoding="utf-8"))
 
 
 def test_goldens_were_made_with_our_noise_seed():
