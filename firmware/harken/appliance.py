@@ -1,7 +1,8 @@
 """The running appliance (``harken run``, ``harken demo``): the composition root.
 
 It builds and wires the parts: the supervisor and its workers, the conversation on
-the workers' ports, the control socket, metrics, the fleet link and systemd.
+the workers' ports, the skills (router, skills worker, timers, volume: ``skillhost.py``),
+the control socket, metrics, the fleet link and systemd.
 
 Startup: control socket first (``harken status`` answers while models load),
 then every worker at once; READY=1 once each worker serves or has been given
@@ -32,6 +33,7 @@ from harken.audio.earcons import Earcons
 from harken.audio.echo import EchoCanceller, EchoReference
 from harken.audio.pcm import Audio
 from harken.audio.player import Player
+from harken.audio.volume import Volume, VolumePlayer
 from harken.errors import HarkenError
 from harken.events import ErrorCode, EventLog, EventType, Problem
 from harken.fleet.start import Uplink
@@ -44,9 +46,13 @@ from harken.models.selection import select
 from harken.overrides import FleetConfig
 from harken.pipeline.chat import chat
 from harken.pipeline.conversation import Conversation
-from harken.pipeline.respond import APOLOGY
+from harken.pipeline.respond import APOLOGY, skill_apology
+from harken.pipeline.router import Router
 from harken.provision import notes as provision_notes
 from harken.settings import resolve_settings, with_profile
+from harken.skillhost import TIMERS, SkillHost
+from harken.skills import builtin, inventory
+from harken.skills.timers import TimerBook
 from harken.supervisor import clients
 from harken.supervisor.clients import LlmClient, TtsClient
 from harken.supervisor.control import ControlServer
@@ -70,7 +76,7 @@ HW_ROOT = "HARKEN_HW_ROOT"
 """Environment: read the board's files (/proc, /sys, /etc) under this directory instead of / (bench and tests)."""
 ERROR_LIGHT = 3.0
 """Seconds the light shows ``error`` after a failed answer."""
-ERROR_STAGES = frozenset({"asr", "llm", "tts", "pipeline"})
+ERROR_STAGES = frozenset({"asr", "llm", "tts", "pipeline", "skills"})
 """Error events that a person asking a question just met: the error tone and light follow them."""
 
 
@@ -126,13 +132,25 @@ class Appliance:
         if settings.audio.echo_cancel:
             player = EchoReference(player)
             self.echo = EchoCanceller(player, settings.audio)
+        self.volume = Volume(self.data_dir, settings.audio.playback_device, settings.audio.mixer)
+        """The volume skill's level: on the mixer, or applied by the player (outermost, so the echo canceller hears it)."""
+        if self.volume.problem:
+            self.setting_notes.append(Problem(ErrorCode.SETTING_CONFLICT, self.volume.problem))
+        player = VolumePlayer(player, self.volume)
         self.player = player
         self.fast = fast
         self.started = time.monotonic()
         self.device_id = device_id(settings.device.id)
-        self.sup = Supervisor(settings, events, required=False, persist=self._persist_choice)
+        self.catalog = inventory.load(settings.skills) if settings.skills.enabled else inventory.Inventory()
+        """The skills and their sentences (a plugin or file that cannot be read is reported at start)."""
+        self.router = Router(self.catalog, builtin.accepts())
+        self.sup = Supervisor(settings, events, required=False, persist=self._persist_choice,
+                              services=("skills",) if settings.skills.enabled else ())
         self.conv: Conversation | None = None
         self.engines = clients.engines(self.sup.slots)
+        self.skills = SkillHost(settings, self.catalog, events, self.sup.services.get("skills"),
+                                TimerBook(self.data_dir / TIMERS), self.volume, player, self.engines.voice.render,
+                                idle=self._idle, show_state=self.show_state, timer_tone=lambda: self.earcons.timer)
         self.phase = "starting"
         self.notifier = Notifier()
         self.notices: dict[str, Audio] = {}
@@ -151,8 +169,15 @@ class Appliance:
         """The MQTT link (fleet/link.py); None without a broker."""
         return self.uplink.link
 
+    def _idle(self) -> bool:
+        """Nobody is talking to the device and it says nothing: a timer may ring."""
+        return self.phase == "running" and self.conv is not None and self.conv.state.value == "idle" and not self.player.busy
+
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
+        if kind == EventType.WAKE and time.monotonic() < self.skills.ringer.playing_until:
+            self.player.cancel()  # the ringing stops for the question ("stop", or anything else)
+            self.skills.ringer.playing_until = 0.0
         if kind == EventType.UTTERANCE:
             self.last_heard, self.last_latency = event.get("transcript", ""), event.get("latency", {})
             self.uplink.publish_state()
@@ -174,6 +199,8 @@ class Appliance:
         state = self.conv.state.value
         if state != "idle":
             return state
+        if self.skills.ringer.ringing:
+            return "ringing"
         if self.muted:
             return "muted"
         return "degraded" if down or self.thermal.level is not Level.NORMAL else "idle"
@@ -199,7 +226,9 @@ class Appliance:
 
     def on_gesture(self, gesture: Gesture, held_s: float) -> None:
         """A button gesture (hw/panel.py), on the loop."""
-        if gesture is Gesture.PRESS:
+        if gesture is Gesture.PRESS and self.skills.ringer.stop("button"):
+            action = "stop_timer"
+        elif gesture is Gesture.PRESS:
             action = self.listen("button")
             if action in ("starting", "muted", "deaf"):
                 self.play_earcon(self.earcons.error)
@@ -289,10 +318,20 @@ class Appliance:
             "threads": budget.plan(self.settings).describe(),
             "board": self.board_state(), "thermal": self.thermal.describe(), "muted": self.muted,
             "panel": self.panel_state(), "llm_choice": self.llm_choice_state(),
-            "asr_choice": self.asr_choice_state(),
+            "asr_choice": self.asr_choice_state(), **self.skills_state(),
             "mqtt": None if self.link is None else {"connected": self.link.connected, "buffered": len(self.link.buffer),
                                                    "dropped": self.link.dropped},
         }
+
+    def skills_state(self) -> dict[str, Any]:
+        """Timers, the volume and the skills, for `harken status` and the fleet state."""
+        ringing = [t.id for t in self.skills.ringer.timers]
+        return {"timers": [{**t, "ringing": t["id"] in ringing} for t in self.skills.book.describe()],
+                "ringing": [{"id": t.id, "name": t.name, "seconds": t.seconds} for t in self.skills.ringer.timers],
+                "volume": self.volume.describe(),
+                "skills": {"enabled": [e.skill.name for e in self.catalog.entries if e.enabled],
+                           "disabled": [e.skill.name for e in self.catalog.entries if not e.enabled],
+                           "problems": list(self.catalog.problems)}}
 
     def asr_choice_state(self) -> dict[str, Any] | None:
         return self.asr_choice.describe() if self.asr_choice is not None else None
@@ -323,15 +362,28 @@ class Appliance:
             raise HarkenError("the device is still starting")
         self.conv.announce(audio)
 
-    async def ask(self, text: str, speak: bool = True) -> tuple[str, str | None]:
-        """The LLM's answer to ``text`` (spoken unless ``speak`` is false) and the model that wrote it."""
+    async def ask(self, text: str, speak: bool = True) -> tuple[str, str | None, str | None]:
+        """The answer to ``text`` (spoken unless ``speak`` is false), the model that wrote it and the skill that
+        answered (one of the two is None): the router decides, as for a spoken question."""
+        route = self.router.route(text) if self.settings.skills.enabled else None
+        if route is not None:
+            try:
+                answer = await self.skills.answer(route)
+            except HarkenError as exc:
+                self.events.error(ErrorCode.SKILL_FAILED, "skills", f"{route.skill} ({route.intent}): {exc}")
+                answer = skill_apology(route.skill)
+            if answer and speak:
+                self.speak(await self.engines.voice.render(answer))
+            self.skills.spoken(answer)
+            return answer, None, route.skill
         llm = self.settings.llm
         writer = LlmClient(self.sup.slots["llm"])
         parts = [piece async for piece in writer.generate(chat(llm.system_prompt, text), llm.max_tokens, llm.temperature)]
         answer = "".join(parts).strip()
         if answer and speak:
             self.speak(await self.engines.voice.render(answer))
-        return answer, writer.served_model
+        self.skills.spoken(answer)
+        return answer, writer.served_model, None
 
     # -- models ------------------------------------------------------------------------------------
     async def swap(self, role: str, model: str) -> dict[str, Any]:
@@ -418,6 +470,8 @@ class Appliance:
                                      apology=apology, echo=self.echo)
             self.conv.muted = self.muted
             self.conv.wake_tone = self.earcons.wake
+            self.conv.responder.router, self.conv.responder.skills = self.router, self.skills
+            tasks.append(asyncio.get_running_loop().create_task(self.skills.watch(), name="timers"))
             if self.thermal.level is Level.CRITICAL:
                 self.conv.refusal = self._refusal()
             self.phase = "running"
@@ -432,6 +486,8 @@ class Appliance:
                 self.events.error(note.code, "models", note)
             for note in self.setting_notes:
                 self.events.error(note.code, "config", note)
+            for problem in self.catalog.problems:
+                self.events.error(ErrorCode.SKILLS_INCOMPLETE, "skills", problem)
             tasks.append(asyncio.get_running_loop().create_task(self.sup.restore_standbys(self.selected), name="restore-standbys"))
             self.fleet_config.mark_good()
             self.uplink.publish_state()
@@ -484,11 +540,11 @@ def _health(part: Any) -> dict[str, Any]:
 
 
 async def _stop(sup: Supervisor) -> None:
-    await asyncio.gather(*(slot.stop(WORKER_STOP) for slot in sup.slots.values()), return_exceptions=True)
+    await sup.stop(WORKER_STOP)
 
 
 def _kill_all(sup: Supervisor) -> None:
-    for worker in (w for slot in sup.slots.values() for w in slot.workers):
+    for worker in sup.processes():
         if worker.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, 9)

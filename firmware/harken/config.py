@@ -83,6 +83,8 @@ class AudioSettings:
     capture_rate: int = setting(16000, "Rate the capture device is opened at; resampled to 16 kHz.", _range(8000, 192000))
     playback_rate: int = setting(22050, "Rate of the playback device and of WAV output files.", _range(8000, 192000))
     period_ms: int = setting(80, "ALSA period length in milliseconds.", _range(10, 500))
+    mixer: str = setting("", "ALSA mixer control that the volume skill turns (e.g. 'Master' or 'PCM', on the playback device's card; "
+                         "see `amixer scontrols`). Empty: the device scales its own audio (a software volume).")
     deaf_after: float = setting(2.0, "Seconds without a frame from the capture device after which it is reopened.", _range(0.5, 60.0))
     silence_after: float = setting(
         10.0, "Seconds of digital silence (every sample within silence_level of zero) after which the capture device is reopened.",
@@ -195,6 +197,7 @@ class PrioritySettings:
         3, "Added to the nice value of the language model worker: it yields the CPU first. No worker goes past nice 0 "
         "this way (below other programs at the default priority).", _range(0, 19))
     tts: int = setting(0, "Added to the nice value of the speech synthesis worker.", _range(0, 19))
+    skills: int = setting(5, "Added to the nice value of the skills worker (clock, maths, units and plugins).", _range(0, 19))
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,9 @@ class WorkerSettings:
     llm_deadline: float = setting(10.0, "Longest gap between LLM tokens (the first includes reading the prompt), or before a ping answer (s).",
                                   _range(0.2, 300.0))
     tts_deadline: float = setting(10.0, "Longest gap between TTS audio chunks (one sentence), or before a ping answer (s).", _range(0.2, 300.0))
+    skills_deadline: float = setting(
+        3.0, "Longest a skill may take to answer, or the skills worker to answer a ping (s): past it the person hears a short "
+        "apology and a hung skills worker is restarted.", _range(0.2, 60.0))
     starved_limit: float = setting(
         60.0, "Longest (s) a worker that keeps using CPU, or waiting for it, may go without answering before it is declared "
         "hung anyway. Past its deadline such a worker is slow because other programs keep the cores busy, not stuck, and is "
@@ -278,6 +284,18 @@ def _groups(value: Any) -> str | None:
     return None
 
 
+def _timezone(value: Any) -> str | None:
+    if not value:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "is not a time zone: use a name from /usr/share/zoneinfo such as 'Europe/Paris' or 'America/New_York', or empty (the system's)"
+    return None
+
+
 def _listen_address(value: Any) -> str | None:
     if not value:
         return None
@@ -324,6 +342,8 @@ class DeviceSettings:
                       _device_id)
     groups: tuple[str, ...] = setting((), "Fleet groups this device answers commands for (harken/group/<name>/cmd).", _groups)
     name: str = setting("", "Name people see (Home Assistant, `harken fleet ls`), e.g. 'Kitchen'. Empty: 'Harken <id>'.", _name)
+    timezone: str = setting("", "Time zone the clock skill answers in, e.g. 'Europe/Paris' (a name from /usr/share/zoneinfo). "
+                            "Empty: the system's.", _timezone)
 
 
 @dataclass(frozen=True)
@@ -437,6 +457,7 @@ class SoundSettings:
     wake: str = setting("tone", "Earcon played when the device starts listening: 'tone' (built in), 'off', or a WAV file "
                         "(at most 2 s; mono or stereo, 16-bit).", _sound)
     error: str = setting("tone", "Earcon played on an error or a refused button press: 'tone', 'off', or a WAV file.", _sound)
+    timer: str = setting("tone", "Earcon played before each 'your timer is done' while a timer rings: 'tone', 'off', or a WAV file.", _sound)
     volume: float = setting(0.3, "Loudness of the built-in tones (0..1 of full scale).", _range(0.01, 1.0))
 
 
@@ -459,6 +480,27 @@ class PrivacySettings:
     share_transcripts: bool = setting(
         False, "Let what was heard and answered leave the device: MQTT state and events, Home Assistant, the service's log. "
         "Latencies, counters and errors are shared either way.")
+
+
+_SKILL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def _skill_names(value: Any) -> str | None:
+    bad = [name for name in value if not _SKILL_NAME.fullmatch(name)]
+    return f"{', '.join(map(repr, bad))}: a skill's name is lower case letters, digits, '-' and '_' (see `harken skills list`)" if bad else None
+
+
+@dataclass(frozen=True)
+class SkillSettings:
+    enabled: bool = setting(True, "Answer what a skill knows (time, timers, maths, units, volume, stop) before the language "
+                            "model; off: every question goes to the language model.")
+    disabled: tuple[str, ...] = setting((), "Skills turned off by name (see `harken skills list`), e.g. [\"units\"].", _skill_names)
+    sentences: str = setting("/etc/harken/sentences", "Folder of extra sentence files (*.yaml, hassil's format; read in name "
+                             "order, later files win). A missing folder is fine.")
+    memory_mb: int = setting(200, "Memory (MB) the skills worker may take beyond what it starts with; a skill that wants more "
+                             "fails with an apology instead of starving the device.", _range(16, 4096))
+    ring_for: float = setting(120.0, "Seconds a finished timer rings (earcon and sentence, again and again) unless stopped.",
+                              _range(5.0, 3600.0))
 
 
 @dataclass(frozen=True)
@@ -487,6 +529,7 @@ class Settings:
     board: BoardSettings = field(default_factory=BoardSettings)
     sounds: SoundSettings = field(default_factory=SoundSettings)
     thermal: ThermalSettings = field(default_factory=ThermalSettings)
+    skills: SkillSettings = field(default_factory=SkillSettings)
 
 
 SECTIONS: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in dataclasses.fields(Settings)}

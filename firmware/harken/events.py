@@ -38,10 +38,12 @@ class EventType(enum.StrEnum):
     """What was heard: ``final`` (false for partials while someone speaks), ``text`` (wake-phrase remnants
     removed); a final one also has ``raw`` and ``t`` (end of speech)."""
     REPLY = "reply"
-    """What the device said: ``text`` (the whole reply), ``interrupted`` (true after a barge-in)."""
+    """What the device said: ``text`` (the whole reply), ``interrupted`` (true after a barge-in); when a skill
+    answered (not the language model), ``skill`` and ``intent``."""
     UTTERANCE = "utterance"
     """One question answered, with its timings: ``t``, ``transcript``, ``reply``, ``mode`` (``fast`` or
-    ``realtime``), ``latency`` (seconds per stage, ``speculative``, ``asr_cleaning``)."""
+    ``realtime``), ``latency`` (seconds per stage, ``speculative``, ``asr_cleaning``); when a skill answered,
+    ``skill`` and ``intent``, and ``latency`` has ``route`` (the router's decision) and ``skill_answer``."""
     BARGE_IN = "barge_in"
     """The answer was interrupted (wake word or button while thinking or speaking): ``t``, ``state``
     (what was interrupted), ``by`` (``wake`` or ``button``)."""
@@ -88,6 +90,13 @@ class EventType(enum.StrEnum):
     READY = "ready"
     """The workers have settled and the device listens: the input (``input`` and ``seconds`` for a WAV file,
     or ``capture``/``playback``), ``degraded`` (roles given up), ``threads``."""
+    TIMER = "timer"
+    """A timer changed: ``action`` (``started``, ``cancelled``, ``paused``, ``resumed``, ``changed``, ``done``
+    (it ended and rings), ``stopped`` (the ringing, ``by`` voice, button or the fleet), ``missed`` (it ended
+    while the device was off), ``silenced`` (it rang ``[skills] ring_for`` unanswered)), ``id``, ``name``,
+    ``seconds`` (its length), ``left``."""
+    VOLUME = "volume"
+    """The volume changed: ``level`` (0-100), ``muted``, ``mixer`` (``alsa`` or ``software``)."""
 
 
 class ErrorCode(enum.StrEnum):
@@ -134,6 +143,12 @@ class ErrorCode(enum.StrEnum):
     """Stage ``button``: the button was already held down at start; it is ignored until released."""
     PANEL_UNAVAILABLE = "panel-unavailable"
     """Stage ``panel``: the button or the status light could not be opened; the device runs without it."""
+    SKILL_FAILED = "skill-failed"
+    """Stage ``skills``: a skill raised, ran out of memory or overran ``[workers] skills_deadline`` (the message
+    names it); the person heard a short apology. A skill worker that overran is restarted."""
+    SKILLS_INCOMPLETE = "skills-incomplete"
+    """Stage ``skills``: a plugin or a sentence file could not be loaded, or the timers file was unreadable
+    (set aside); everything else works."""
 
 
 class Problem(str):

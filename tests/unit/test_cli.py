@@ -29,6 +29,7 @@ COMMANDS = {
     ("provision", "--boot", "/boot/firmware"): "cmd_provision",
     ("fleet", "keygen", "--out", "keys"): "run",
     ("fleet", "send", "--key", "operator.key", "dev1", "ping"): "run",
+    ("skills", "list"): "cmd_list",
 }
 WITHOUT_SETTINGS = {"provision", "fleet"}
 

@@ -1,9 +1,10 @@
-"""Earcons: the short sounds that say "I am listening" and "that did not work".
+"""Earcons: the short sounds that say "I am listening", "that did not work" and "your timer is done".
 
 The built-in tones are synthesized at start (no files to ship or lose): the wake
-tone is two rising notes, 0.17 s in all; the error tone two falling ones, 0.3 s.
+tone is two rising notes, 0.17 s in all; the error tone two falling ones, 0.3 s; the timer
+tone three bright repeated notes, 0.6 s, played before each "your timer is done".
 Both have raised-cosine edges, so they start and stop without a click. A WAV file
-can replace either (``[sounds] wake`` / ``error``), or ``off`` silences it.
+can replace any of them (``[sounds] wake`` / ``error`` / ``timer``), or ``off`` silences it.
 
 The wake tone plays while the person starts to speak, so it must neither wake the
 device nor end up in the request's transcript: pure tones carry none of the
@@ -34,10 +35,14 @@ WAKE_NOTES = ((988.0, 0.07), (1319.0, 0.10))
 """B5 then E6: a short rising pair."""
 ERROR_NOTES = ((494.0, 0.14), (370.0, 0.16))
 """B4 then F#4: a falling pair, lower and longer than the wake tone."""
+TIMER_NOTES = ((1568.0, 0.12), (0.0, 0.08), (1568.0, 0.12), (0.0, 0.08), (2093.0, 0.2))
+"""G6, G6, C7 with rests: unlike both other tones, and bright enough to hear across a kitchen."""
 
 
 def _note(freq: float, seconds: float, volume: float) -> np.ndarray:
     n = int(seconds * RATE)
+    if freq <= 0:  # a rest
+        return np.zeros(n)
     t = np.arange(n) / RATE
     wave = np.sin(2 * np.pi * freq * t)
     edge = int(EDGE * RATE)
@@ -83,10 +88,12 @@ def _load(setting: str, notes: tuple[tuple[float, float], ...], volume: float, k
 class Earcons:
     wake: Audio | None
     error: Audio | None
+    timer: Audio | None = None
 
     @classmethod
     def load(cls, sounds: SoundSettings, on_bad: Callable[[AudioError], None] | None = None) -> Earcons:
         """The configured earcons. A replacement WAV that cannot be used raises AudioError (naming the
         setting); with ``on_bad``, it is handed the error instead and the built-in tone is used."""
         return cls(_load(sounds.wake, WAKE_NOTES, sounds.volume, "wake", on_bad),
-                   _load(sounds.error, ERROR_NOTES, sounds.volume, "error", on_bad))
+                   _load(sounds.error, ERROR_NOTES, sounds.volume, "error", on_bad),
+                   _load(sounds.timer, TIMER_NOTES, sounds.volume, "timer", on_bad))

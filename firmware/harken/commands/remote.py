@@ -112,6 +112,20 @@ def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
         if panel["light"]:
             parts.append(f"light {panel['light']} ({panel['light_kind']}) showing {panel['showing']}")
         print("panel: " + ("; ".join(parts) or "nothing usable") + "".join(f"; {p}" for p in panel["problems"]))
+    for t in answer.get("timers") or []:
+        state = "RINGING" if t.get("ringing") else "paused" if t["paused"] else "running"
+        print(f"timer {t['id']}: {t['label']}, {state}, {t['left']:.0f} s left")
+    for t in answer.get("ringing") or []:
+        if not any(x["id"] == t["id"] for x in answer.get("timers") or []):
+            print(f"timer {t['id']}: {t['name'] or 'unnamed'} {t['seconds']:.0f} s timer is done and RINGING (press the button or say stop)")
+    volume = answer.get("volume")
+    if volume:
+        print(f"volume: {volume['level']}%{' (muted)' if volume['muted'] else ''} ({volume['mixer']})"
+              + (f"; {volume['problem']}" if volume.get("problem") else ""))
+    skills = answer.get("skills")
+    if skills:
+        off = f"; off: {', '.join(skills['disabled'])}" if skills["disabled"] else ""
+        print(f"skills: {', '.join(skills['enabled']) or 'none'}{off}" + "".join(f"; {p}" for p in skills["problems"]))
     mqtt = answer.get("mqtt")
     if mqtt is not None:
         print(f"fleet: {answer.get('device')} {'connected' if mqtt['connected'] else 'NOT connected (reconnecting)'}; "

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harken import config
-from harken.commands.common import EXIT_OK, add_common, run_async
+from harken.commands.common import EXIT_FAILURE, EXIT_OK, add_common, add_control, control_path, run_async
 from harken.errors import ConfigError
 from harken.events import EventLog
 
@@ -32,9 +32,13 @@ def register(sub: Any) -> None:
     say.add_argument("--output", "-o", metavar="F.wav", help="write the speech to this WAV file instead of playing it")
     say.set_defaults(handler=cmd_say)
 
-    ask = sub.add_parser("ask", help="ask the language model and speak the answer",
-                         description="Send TEXT to the language model, print the answer as it streams and speak it.")
+    ask = sub.add_parser("ask", help="ask a question and speak the answer (a skill's, or the language model's)",
+                         description="Answer TEXT as a spoken question would be: a skill that knows it (the time, a sum, "
+                         "a conversion) answers at once; anything else goes to the language model, whose answer is "
+                         "printed as it streams. Timers, volume and stop belong to the running device: those questions "
+                         "are sent to it over its control socket. Stderr says who answered.")
     add_common(ask)
+    add_control(ask)
     ask.add_argument("text")
     ask.add_argument("--output", "-o", metavar="F.wav", help="write the speech to this WAV file instead of playing it")
     ask.set_defaults(handler=cmd_ask)
@@ -136,13 +140,28 @@ def cmd_say(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, settings: config.Settings) -> int:
+    import sys
+
     from harken.pipeline.chat import chat
     from harken.pipeline.respond import stream_reply
+    from harken.pipeline.router import Router
+    from harken.skills import builtin, inventory
     from harken.supervisor.clients import LlmClient, TtsClient
     from harken.supervisor.supervisor import Supervisor
 
     if not args.text.strip():
         raise ConfigError(["ask: TEXT is empty; give a question"])
+    route = None
+    if settings.skills.enabled:
+        catalog = inventory.load(settings.skills)
+        for problem in catalog.problems:
+            print(f"harken: {problem}", file=sys.stderr)
+        route = Router(catalog, builtin.accepts()).route(args.text)
+    if route is not None:
+        print(f"harken: the {route.skill} skill answers ({route.intent}, decided in {route.seconds * 1000:.1f} ms)", file=sys.stderr)
+        if route.place == "device":
+            return _ask_device(args, route.skill)
+        return run_async(lambda: _ask_skill(args, settings, route, catalog.responses.get(route.intent)))
 
     async def go() -> int:
         out = _Collector(settings, Path(args.output) if args.output else None)
@@ -154,4 +173,39 @@ def cmd_ask(args: argparse.Namespace, settings: config.Settings) -> int:
         await out.finish()
         return EXIT_OK
 
+    print("harken: the language model answers", file=sys.stderr)
     return run_async(go)
+
+
+async def _ask_skill(args: argparse.Namespace, settings: config.Settings, route: Any, fixed: str | None) -> int:
+    """A skill that only computes: its answer from a skills worker of our own (or a sentence file's fixed answer), spoken."""
+    from harken.supervisor.clients import SkillsClient, TtsClient
+    from harken.supervisor.supervisor import Supervisor
+
+    out = _Collector(settings, Path(args.output) if args.output else None)
+    async with Supervisor(settings, EventLog(), roles=("tts",), services=() if fixed is not None else ("skills",)) as sup:
+        answer = fixed if fixed is not None else await SkillsClient(sup.services["skills"]).answer(
+            route.skill, route.intent, route.slots, route.text, settings.device.timezone)
+        print(answer)
+        if answer:
+            async for audio in TtsClient(sup.slots["tts"]).synthesize(answer):
+                out.add(audio)
+    await out.finish()
+    return EXIT_OK
+
+
+def _ask_device(args: argparse.Namespace, skill: str) -> int:
+    """Timers, volume and stop live in the running device: ask it there."""
+    import sys
+
+    from harken.errors import HarkenError
+    from harken.supervisor.control import query
+
+    try:
+        answer = query(control_path(args), "ask", timeout=30.0, text=args.text, speak=args.output is None)
+    except (HarkenError, OSError) as exc:
+        print(f"harken: the {skill} skill belongs to the running device (`harken run`), which cannot be reached: {exc}. "
+              "Start it, or pass its --control socket.", file=sys.stderr)
+        return EXIT_FAILURE
+    print(answer["answer"])
+    return EXIT_OK

@@ -243,10 +243,10 @@ class DeviceAgent:
     async def ask(self, args: dict[str, Any]) -> dict[str, Any]:
         text = self._text(args)
         try:
-            answer, model = await self.appliance.ask(text)
+            answer, model, skill = await self.appliance.ask(text)
         except HarkenError as exc:
             raise CommandFailed(f"cannot answer: {exc}") from exc
-        return {"question": text, "answer": answer, "model": model}
+        return {"question": text, "answer": answer, "model": model, "skill": skill}
 
     def _role(self, args: dict[str, Any]) -> str:
         role = args.get("role")

@@ -95,7 +95,7 @@ class Gestures:
         return None
 
 
-LIGHT_STATES = ("starting", "idle", "listening", "thinking", "speaking", "muted", "degraded", "error")
+LIGHT_STATES = ("starting", "idle", "listening", "thinking", "speaking", "muted", "degraded", "error", "ringing")
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,7 @@ PATTERNS: dict[str, dict[str, Pattern]] = {
         "muted": Pattern("blink", 0.05, 1.95),
         "degraded": Pattern("blink", 0.3, 2.7),
         "error": Pattern("blink", 0.05, 0.05),
+        "ringing": Pattern("blink", 0.25, 0.25),
     },
     "pwm": {
         "starting": Pattern("pulse", 1.0, 1.0),
@@ -131,6 +132,7 @@ PATTERNS: dict[str, dict[str, Pattern]] = {
         "muted": Pattern("on", value=0.05),
         "degraded": Pattern("blink", 0.3, 2.7),
         "error": Pattern("blink", 0.05, 0.05),
+        "ringing": Pattern("pulse", 0.25, 0.25),
     },
     "rgb": {
         "starting": Pattern("pulse", 1.0, 1.0, color=WHITE),
@@ -141,6 +143,7 @@ PATTERNS: dict[str, dict[str, Pattern]] = {
         "muted": Pattern("on", value=0.3, color=RED),
         "degraded": Pattern("blink", 0.3, 2.7, color=AMBER),
         "error": Pattern("blink", 0.05, 0.05, color=RED),
+        "ringing": Pattern("blink", 0.25, 0.25, color=AMBER),
     },
 }
 """The light's pattern for each state, per kind of light (docs/hardware.md has the same table)."""

@@ -15,6 +15,7 @@ from typing import AsyncIterator, Awaitable
 import numpy as np
 
 from harken.audio.pcm import Audio
+from harken.pipeline.router import Route
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,17 @@ class Voice(abc.ABC):
             pieces.append(audio.pcm)
             rate = audio.rate
         return Audio(np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16), rate)
+
+
+class Skills(abc.ABC):
+    """What carries out a question the router gave to a skill (the skills worker, or the device itself)."""
+
+    @abc.abstractmethod
+    async def answer(self, route: Route) -> str:
+        """The sentence to say ('' for nothing: "stop"); HarkenError (naming the skill) if the skill failed or overran."""
+
+    def spoken(self, text: str) -> None:
+        """A hint: the device said ``text`` (whoever wrote it), for "repeat that"."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,16 @@
-"""Answering one request: final transcript → LLM tokens → clauses → TTS audio → player.
+"""Answering one request: final transcript → router → a skill or the LLM → TTS audio → player.
 
-The LLM and TTS run concurrently in their own workers: the first clause is
-synthesized and playing while the model is still writing the rest. A stage
-that fails ends the answer with a short spoken apology and an error event.
+The router (``router.py``) decides first, in a few milliseconds: a question a
+skill knows (the time, a timer, a sum) is answered by the skill and spoken;
+anything else goes to the LLM as before. The LLM and TTS run concurrently in their
+own workers: the first clause is synthesized and playing while the model is still
+writing the rest. A stage that fails ends the answer with a short spoken apology
+and an error event.
+
+A speculative answer (started at a short pause) may be a skill's too: a skill
+that only computes (``pure``) answers at once and its speech waits at the gate;
+one that acts (a timer, the volume) waits for the gate before it acts, so a
+speculation that is dropped has changed nothing.
 """
 
 from __future__ import annotations
@@ -21,12 +29,17 @@ from harken.config import Settings
 from harken.errors import HarkenError
 from harken.events import ErrorCode, EventLog, EventType
 from harken.pipeline.chat import chat
-from harken.pipeline.ports import Transcriber, Voice, Writer
+from harken.pipeline.ports import Skills, Transcriber, Voice, Writer
+from harken.pipeline.router import Route, Router
 from harken.pipeline.state import Request, Utterance
 from harken.pipeline.text import ClauseSplitter, split_wake_phrase, strip_wake_words
 
 _LOGGER = logging.getLogger(__name__)
 APOLOGY = "Sorry, something went wrong. Please try again."
+
+
+def skill_apology(skill: str) -> str:
+    return f"Sorry, my {skill} skill isn't working right now."
 
 
 class StageFailed(HarkenError, RuntimeError):
@@ -57,6 +70,9 @@ class Responder:
         self.speaking, self.changed, self.origin = speaking, changed, origin
         self._active = 0
         self.history: list[tuple[float, str, str]] = []
+        self.router: Router | None = None
+        """Decides which questions a skill answers (None: every question goes to the LLM)."""
+        self.skills: Skills | None = None
 
     def clean_transcript(self, text: str) -> str:
         return strip_wake_words(text.strip(), self.settings.wake.model)
@@ -128,7 +144,18 @@ class Responder:
         self.history = [h for h in self.history if now - h[0] <= llm.history_ttl][-llm.history_turns :] if llm.history_turns else []
         return chat(llm.system_prompt, text, [(question, answer) for _, question, answer in self.history])
 
+    def route(self, text: str) -> Route | None:
+        """The skill that answers ``text``, or None (the LLM does)."""
+        if self.router is None or self.skills is None or not self.settings.skills.enabled:
+            return None
+        return self.router.route(text)
+
     async def _answer(self, text: str, utt: Utterance, gate: asyncio.Event) -> None:
+        route = self.route(text)
+        utt.marks["routed"] = time.monotonic()
+        if route is not None:
+            await self._skill_answer(route, text, utt, gate)
+            return
         parts: list[str] = []
 
         def on_token(piece: str) -> None:
@@ -151,8 +178,44 @@ class Responder:
         reply = "".join(parts).strip()
         self.events.emit(EventType.REPLY, text=reply, interrupted=False)
         self.history.append((time.monotonic(), text, reply))
+        if self.skills is not None:
+            self.skills.spoken(reply)
         self.events.emit(EventType.UTTERANCE, t=round(utt.speech_end / RATE, 3), transcript=text, reply=reply,
                          mode="fast" if self.origin() is None else "realtime", latency=self._latency(utt))
+
+    async def _skill_answer(self, route: Route, text: str, utt: Utterance, gate: asyncio.Event) -> None:
+        """A skill's answer, spoken; its failure (or overrun) is an apology that names it."""
+        assert self.skills is not None
+        if not route.pure:
+            await gate.wait()  # it acts on the device: not before the person has surely finished
+        try:
+            reply = await self.skills.answer(route)
+        except HarkenError as exc:
+            await gate.wait()
+            _LOGGER.warning("skill %s failed: %s", route.skill, exc)
+            self.events.error(ErrorCode.SKILL_FAILED, "skills", f"{route.skill} ({route.intent}): {exc}")
+            reply = skill_apology(route.skill)
+        utt.marks["first_clause"] = time.monotonic()  # the reply is ready: as the LLM's first clause would be
+        fields = {"skill": route.skill, "intent": route.intent}
+
+        def synthesized() -> None:
+            utt.marks.setdefault("tts_first_audio", time.monotonic())
+        try:
+            if reply:
+                await speak(self.voice, reply, lambda audio: self._play(audio, utt), gate, synthesized)
+            else:
+                await gate.wait()
+        except asyncio.CancelledError:
+            if gate.is_set():
+                self.events.emit(EventType.REPLY, text=reply, interrupted=True, **fields)
+            raise
+        self.events.emit(EventType.REPLY, text=reply, interrupted=False, **fields)
+        if reply:
+            self.skills.spoken(reply)
+        latency = self._latency(utt)
+        latency.update(skill_answer=latency["llm_first_clause"], llm_first_clause=None, route=round(route.seconds, 5))
+        self.events.emit(EventType.UTTERANCE, t=round(utt.speech_end / RATE, 3), transcript=text, reply=reply,
+                         mode="fast" if self.origin() is None else "realtime", latency=latency, **fields)
 
     def _play(self, audio: Audio, utt: Utterance) -> None:
         at = self.player.play(audio.pcm, audio.rate)
@@ -192,6 +255,20 @@ class Responder:
             return
         self.player.play(self.apology.pcm, self.apology.rate)
         self.speaking()
+
+
+async def speak(voice: Voice, text: str, on_audio: Callable[[Audio], None], gate: asyncio.Event | None = None,
+                on_synthesized: Callable[[], None] | None = None) -> None:
+    """Synthesize ``text`` and hand its audio on, once ``gate`` (if any) is open; StageFailed('tts') if it fails."""
+    try:
+        async for audio in voice.synthesize(text):
+            if on_synthesized is not None:
+                on_synthesized()
+            if gate is not None:
+                await gate.wait()
+            on_audio(audio)
+    except HarkenError as exc:
+        raise StageFailed(ErrorCode.TTS_FAILED, "tts", exc) from exc
 
 
 async def stream_reply(

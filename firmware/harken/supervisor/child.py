@@ -145,6 +145,7 @@ class Worker:
             "asr": {m.Transcribe: self.on_transcribe, m.Listen: self.on_listen},
             "llm": {m.Generate: self.on_generate},
             "tts": {m.Synthesize: self.on_synthesize},
+            "skills": {m.Skill: self.on_skill},
         }
         self.handlers = handlers[role]
         self.track: Any = None
@@ -156,7 +157,7 @@ class Worker:
         self.engine = engine.load(self.settings, self.data_dir)
         if self.role.name == "asr":
             self._load_denoiser()
-        return self.role.model(self.settings)
+        return self.role.model(self.settings) if self.role.has_model else str(self.engine.summary)
 
     def _load_denoiser(self) -> None:
         from harken.audio import denoise
@@ -238,6 +239,17 @@ class Worker:
                 break
             self.reply(ident, m.Speech(self.engine.rate, audio.astype("<i2").tobytes()))
         self.reply(ident, m.Done(cancelled=ident in self.ch.cancelled))
+
+    # -- skills: one answer per question -------------------------------------------------------
+    def on_skill(self, ident: int, req: m.Skill) -> None:
+        started = time.monotonic()
+        try:
+            text = self.engine.answer(req.skill, req.intent, req.slots, req.text, req.timezone)
+        except Exception as exc:  # a plugin's bug (MemoryError past [skills] memory_mb included): named, and the worker serves on
+            _LOGGER.warning("skill %s failed on %s: %s: %s", req.skill, req.intent, type(exc).__name__, exc)
+            self.reply(ident, m.Failed(f"skill {req.skill} failed: {type(exc).__name__}: {exc}"))
+            return
+        self.reply(ident, m.Answer(text, time.monotonic() - started))
 
     def serve(self) -> None:
         while (item := self.ch.inbox.get()) is not None:

@@ -12,12 +12,13 @@ through as ``WorkerError``/``WorkerDied``.
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Awaitable
+import asyncio
+from typing import Any, AsyncIterator, Awaitable
 
 import numpy as np
 
 from harken.audio.pcm import Audio
-from harken.errors import WorkerDied
+from harken.errors import WorkerDied, WorkerError
 from harken.pipeline import ports
 from harken.supervisor import messages as m
 from harken.supervisor.process import Ticket, WorkerProcess
@@ -145,6 +146,24 @@ class TtsClient(_Client, ports.Voice):
         async for msg in self._stream(m.Synthesize(text)):
             if isinstance(msg, m.Speech):
                 yield Audio(np.frombuffer(msg.pcm, dtype="<i2"), msg.rate)
+
+
+class SkillsClient(_Client):
+    """Questions for the skills worker (it has no slot: no model to swap)."""
+
+    async def answer(self, skill: str, intent: str, slots: dict[str, Any], text: str, timezone: str = "",
+                     timeout: float | None = None) -> str:
+        """The skill's sentence; WorkerError if it failed or took longer than ``timeout`` (the worker's deadline)."""
+        worker = self.served_by = self.worker
+        limit = worker.deadline if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit):
+                reply = await worker.request(m.Skill(skill, intent, slots, text, timezone), self.probing)
+        except TimeoutError:
+            raise WorkerError("skills", f"skill {skill} gave no answer within {limit:g} s") from None
+        if not isinstance(reply, m.Answer):
+            raise WorkerError("skills", f"the skills worker answered {reply.kind!r}, not an answer")
+        return reply.text
 
 
 def engines(slots: dict[str, Slot]) -> ports.Engines:

@@ -171,6 +171,18 @@ class Synthesize(Wire):
     text: str
 
 
+@dataclass(frozen=True)
+class Skill(Wire):
+    """Answer a question the router gave to a skill (``pipeline/router.py``)."""
+
+    kind = "skill"
+    skill: str
+    intent: str
+    slots: dict[str, Any]
+    text: str
+    timezone: str = ""
+
+
 # -- replies ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Heard(Wire):
@@ -222,6 +234,15 @@ class Done(Wire):
     cancelled: bool = False
     text: str = ""
     threads: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Answer(Wire):
+    """A skill's answer: the sentence to say."""
+
+    kind = "answer"
+    text: str
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)

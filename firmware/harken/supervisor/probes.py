@@ -3,7 +3,7 @@
 Run after every start, on bundled recordings (``assets/probe-*.wav``, made by
 ``tools/make-clips``): the configured wake word fires on its own phrase
 (``probe-wake-<model>.wav``) and stays quiet on a question without it, ASR transcribes a known clip to the known words, the LLM
-writes tokens, TTS produces audio that is not silent. A wake word without a bundled
+writes tokens, TTS produces audio that is not silent, the skills worker answers. A wake word without a bundled
 recording of its phrase is only checked on the negative.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from harken.errors import WorkerError
 from harken.pipeline.chat import chat
-from harken.supervisor.clients import AsrClient, LlmClient, TtsClient, WakeClient
+from harken.supervisor.clients import AsrClient, LlmClient, SkillsClient, TtsClient, WakeClient
 from harken.supervisor.process import WorkerProcess
 
 ASR_WORDS = {"what", "time"}
@@ -107,6 +107,12 @@ async def probe_tts(worker: WorkerProcess) -> None:
     _failed("tts", tts_verdict((await TtsClient(worker, probing=True).render("Ready.")).pcm))
 
 
+async def probe_skills(worker: WorkerProcess) -> None:
+    """The worker loaded every skill and plugin it could and answers (with its summary)."""
+    summary = await SkillsClient(worker, probing=True).answer("", "", {}, "", timeout=worker.settings.workers.start_timeout)
+    _failed("skills", None if summary else "the skills worker answered nothing")
+
+
 PROBES: dict[str, Callable[[WorkerProcess], Awaitable[None]]] = {
-    "wake": probe_wake, "asr": probe_asr, "llm": probe_llm, "tts": probe_tts,
+    "wake": probe_wake, "asr": probe_asr, "llm": probe_llm, "tts": probe_tts, "skills": probe_skills,
 }

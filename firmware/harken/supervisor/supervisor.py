@@ -1,4 +1,5 @@
-"""The supervisor: owns the worker processes, one slot per engine role (``slots.py``)."""
+"""The supervisor: owns the worker processes, one slot per engine role (``slots.py``), and the services
+(the skills worker: a worker without a model, so without a slot)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from harken.supervisor.clients import TtsClient
 from harken.supervisor.health import WorkerState
 from harken.supervisor.probes import PROBES
 from harken.supervisor.process import WorkerProcess
-from harken.supervisor.roles import ROLES
+from harken.supervisor.roles import MODEL_ROLES
 from harken.supervisor.slots import Memory, Persist, Slot, with_model
 
 _LOGGER = logging.getLogger(__name__)
@@ -33,8 +34,9 @@ class Supervisor:
     the others serving: degraded service, reported and spoken.
     """
 
-    def __init__(self, settings: Settings, events: EventLog, roles: Iterable[str] = tuple(ROLES),
-                 data_dir: Path | None = None, required: bool = True, persist: Persist | None = None) -> None:
+    def __init__(self, settings: Settings, events: EventLog, roles: Iterable[str] = MODEL_ROLES,
+                 data_dir: Path | None = None, required: bool = True, persist: Persist | None = None,
+                 services: Iterable[str] = ()) -> None:
         self.settings = settings
         self.events = events
         self.required = required
@@ -42,22 +44,28 @@ class Supervisor:
         self.memory = Memory(settings.models.memory_budget_mb, self.pids,
                              sizes=lambda role, model: size_of(role, model, self.data_dir))
         self.slots = {role: Slot(role, settings, self.make_worker, events, self.memory, persist) for role in roles}
+        self.services = {name: WorkerProcess(name, settings, self.data_dir, events, probe=PROBES[name]) for name in services}
 
     def make_worker(self, role: str, model: str) -> WorkerProcess:
         return WorkerProcess(role, with_model(self.settings, role, model), self.data_dir, self.events, probe=PROBES[role])
 
     @property
     def workers(self) -> dict[str, WorkerProcess]:
-        """Each role's active worker."""
-        return {role: slot.active for role, slot in self.slots.items()}
+        """Each role's active worker, then the services."""
+        return {**{role: slot.active for role, slot in self.slots.items()}, **self.services}
+
+    def processes(self) -> list[WorkerProcess]:
+        """Every worker process: actives, standbys and services."""
+        return [*(w for slot in self.slots.values() for w in slot.workers), *self.services.values()]
 
     def pids(self) -> list[int]:
         """Harken's processes: this one and every worker's."""
-        return [os.getpid(), *(w.pid for slot in self.slots.values() for w in slot.workers if w.pid is not None)]
+        return [os.getpid(), *(w.pid for w in self.processes() if w.pid is not None)]
 
     async def start(self) -> None:
         """Start every worker at once; return when each serves or has been given up."""
-        results = await asyncio.gather(*(s.start() for s in self.slots.values()), return_exceptions=True)
+        parts: list[Slot | WorkerProcess] = [*self.slots.values(), *self.services.values()]
+        results = await asyncio.gather(*(s.start() for s in parts), return_exceptions=True)
         crashed = [r for r in results if isinstance(r, BaseException)]
         if crashed:
             await self.stop()
@@ -72,8 +80,9 @@ class Supervisor:
     def down(self) -> list[WorkerProcess]:
         return [w for w in self.workers.values() if w.health.state is WorkerState.FATAL]
 
-    async def stop(self) -> None:
-        await asyncio.gather(*(s.stop() for s in self.slots.values()), return_exceptions=True)
+    async def stop(self, timeout: float = 5.0) -> None:
+        parts: list[Slot | WorkerProcess] = [*self.slots.values(), *self.services.values()]
+        await asyncio.gather(*(s.stop(timeout) for s in parts), return_exceptions=True)
 
     async def __aenter__(self) -> Supervisor:
         await self.start()
