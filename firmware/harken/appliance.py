@@ -144,6 +144,7 @@ class Appliance:
         self.catalog = inventory.load(settings.skills) if settings.skills.enabled else inventory.Inventory()
         """The skills and their sentences (a plugin or file that cannot be read is reported at start)."""
         self.router = Router(self.catalog, builtin.accepts())
+        self.router.warm()
         self.sup = Supervisor(settings, events, required=False, persist=self._persist_choice,
                               services=("skills",) if settings.skills.enabled else ())
         self.conv: Conversation | None = None

@@ -161,6 +161,14 @@ class SkillHost(ports.Skills):
             return self._device(route)
         if self.worker is None:
             raise WorkerError("skills", "the skills worker is not running")
+        if self._restarting is not None and not self._restarting.done():  # a stuck skill's worker is being replaced
+            try:
+                async with asyncio.timeout(self.settings.workers.start_timeout):
+                    await asyncio.shield(self._restarting)
+            except TimeoutError:
+                raise WorkerError("skills", "the skills worker is still restarting") from None
+            except HarkenError:  # it did not come back: asking it below says how it is
+                pass
         try:
             return await SkillsClient(self.worker).answer(route.skill, route.intent, route.slots, route.text,
                                                           self.settings.device.timezone)
@@ -175,7 +183,7 @@ class SkillHost(ports.Skills):
         if worker is None or (self._restarting is not None and not self._restarting.done()):
             return
         _LOGGER.warning("restarting the skills worker: %s", why)
-        self._restarting = asyncio.get_running_loop().create_task(worker.restart(), name="skills-restart")
+        self._restarting = asyncio.get_running_loop().create_task(worker.restart(grace=0.0), name="skills-restart")
 
     def _device(self, route: Route) -> str:
         handler = DEVICE_INTENTS.get(route.intent)
@@ -298,7 +306,7 @@ class SkillHost(ports.Skills):
         things = self.catalog.abilities()
         if not things:
             return "All my skills are turned off: I pass every question to my language model."
-        listed = "; ".join(things[:-1]) + f"; and {things[-1]}" if len(things) > 1 else things[0]
+        listed = ", ".join(things[:-1]) + f" and {things[-1]}" if len(things) > 1 else things[0]
         return f"I can {listed}. Anything else, I'll try to answer with my language model."
 
 

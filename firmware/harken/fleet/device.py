@@ -92,7 +92,7 @@ class DeviceAgent:
         state = {
             "version": __version__, "device": svc.device_id, "name": display_name(svc.settings.device.name, svc.device_id),
             "board": svc.board_state(), "groups": list(svc.settings.device.groups),
-            "models": {w["role"]: w["model"] for w in svc.sup.describe()}, "health": svc.sup.summary(),
+            "models": {w["role"]: w["model"] for w in svc.sup.describe() if w["role"] in svc.sup.slots}, "health": svc.sup.summary(),
             "slots": svc.sup.describe_slots(),
             "workers": svc.sup.describe(), "audio": svc.audio_health(), "playback": svc.playback_health(), "muted": svc.muted,
             "thermal": svc.thermal.describe(), "panel": svc.panel_state(), "llm_choice": svc.llm_choice_state(),
@@ -100,6 +100,7 @@ class DeviceAgent:
             "last_latency": svc.last_latency, "config_problems": [str(n) for n in (*svc.provision_notes, *fleet.notes, *svc.setting_notes)],
             "storage": {"root_read_only": root_read_only(), "data_free_mb": free_mb(svc.data_dir)},
             "config_trial": (fleet.on_trial or {}).get("change"),
+            **svc.skills_state(),
         }
         if svc.settings.privacy.share_transcripts:
             state["last_heard"] = svc.last_heard

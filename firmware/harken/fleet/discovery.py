@@ -6,7 +6,10 @@ Availability follows ``harken/<id>/status``. With ``[mqtt] ha_commands`` (off by
 default) the device also offers a restart button and a text box whose text it
 speaks; those two arrive unsigned on ``harken/<id>/ha/...``, are guarded only by
 the broker's ACLs, and are rate-limited on the device. The "Last heard" sensor
-exists only with ``[privacy] share_transcripts``.
+exists only with ``[privacy] share_transcripts``. Timers: an event entity fed by
+``harken/<id>/timer`` (one message per ``timer`` event, ``event_type`` = its action,
+so an automation can flash the lights when a timer is done) and a sensor with the
+number of timers running (their list as attributes).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from harken.fleet import protocol
+
+TIMER_ACTIONS = ("started", "cancelled", "paused", "resumed", "changed", "done", "stopped", "missed", "silenced")
+"""The timer event entity's event types: the ``action`` of the device's ``timer`` events."""
 
 
 def display_name(name: str, device_id: str) -> str:
@@ -38,6 +44,11 @@ def payload(device_id: str, version: str, board: str, ha_commands: bool, share_t
                        "value_template": "{{ value_json.models.llm }}", "json_attributes_topic": state,
                        "json_attributes_template": "{{ (value_json.llm_choice or {}) | tojson }}", "icon": "mdi:brain",
                        "entity_category": "diagnostic"},
+        f"{uid}_timer": {"p": "event", "name": "Timer", "unique_id": f"{uid}_timer", "state_topic": protocol.topic(device_id, "timer"),
+                         "event_types": list(TIMER_ACTIONS), "icon": "mdi:timer-sand"},
+        f"{uid}_timers": {"p": "sensor", "name": "Timers running", "unique_id": f"{uid}_timers", "state_topic": state,
+                          "value_template": "{{ value_json.timers | default([]) | length }}", "json_attributes_topic": state,
+                          "json_attributes_template": "{{ {'timers': value_json.timers | default([])} | tojson }}", "icon": "mdi:timer-outline"},
     }
     if share_transcripts:  # what was said in the room is shown only if the operator opted in
         components[f"{uid}_heard"] = {"p": "sensor", "name": "Last heard", "unique_id": f"{uid}_heard", "state_topic": state,

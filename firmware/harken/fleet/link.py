@@ -261,6 +261,8 @@ class DeviceLink:
         payload = json.dumps(shared, default=str).encode()
         if self.connected and self._client is not None:
             self._client.publish(self.topic("events"), payload, qos=1)
+            if shared["type"] == EventType.TIMER:  # Home Assistant's timer event entity reads its own topic
+                self._client.publish(self.topic("timer"), json.dumps({"event_type": shared["action"], **shared}, default=str), qos=1)
             return
         limit = self.settings.mqtt.buffer_events
         if limit == 0:

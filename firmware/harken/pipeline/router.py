@@ -25,7 +25,8 @@ LEADING = re.compile(r"^(?:(?:hey|hi|okay|ok|so|well|oh|now|alright|all right|ri
                      r"|harken|jarvis|alexa|mycroft|rhasspy|computer)\s+)+")
 TRAILING = re.compile(r"(?:\s+(?:please|thanks|thank you|thank you very much|then|now please))+$")
 SHORT_UNITS = [(re.compile(rf"\b{short}\b"), long) for short, long in (
-    (r"mins?", "minutes"), (r"secs?", "seconds"), (r"hrs?", "hours"), (r"minuets?", "minutes"),
+    (r"mins?", "minutes"), (r"secs?", "seconds"), (r"hrs?", "hours"), (r"minuets?", "minutes"), (r"per cent", "percent"),
+    (r"^turned", "turn"),
 )]
 A_UNIT = re.compile(r"\b(for|in|add|after|another|of|by|take|remove) an? (hour|minute|second)\b")
 """"for a minute": Home Assistant's templates want a number ("for 1 minute")."""

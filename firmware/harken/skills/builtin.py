@@ -89,17 +89,17 @@ def _say(text: str) -> Callable[[Call], str]:
 
 
 BUILTIN: tuple[Skill, ...] = (
-    Skill("clock", "tell the time, the date and the day of the week", _sentences("clock"),
+    Skill("clock", "tell the time and the date", _sentences("clock"),
           {"HassGetCurrentTime": _clock("time"), "HassGetCurrentDate": _clock("date"),
            "HarkenGetWeekday": _clock("weekday"), "HarkenGetDayDate": _clock("date")}, pure=True),
-    Skill("timers", "set kitchen timers, several at once and by name, pause them, add time and say what's left",
+    Skill("timers", "set timers",
           _sentences("timers")),
-    Skill("maths", "do sums, percentages, powers and square roots", _sentences("maths"), {"HarkenMaths": _maths}, pure=True),
-    Skill("units", "convert units of length, weight, volume, temperature, speed, time and data", _sentences("units"),
+    Skill("maths", "do sums", _sentences("maths"), {"HarkenMaths": _maths}, pure=True),
+    Skill("units", "convert units", _sentences("units"),
           {"HarkenConvert": _convert}, pure=True),
-    Skill("volume", "turn my voice up or down, set it to a percentage, mute and unmute", _sentences("volume")),
-    Skill("control", "stop, repeat what I said, and tell you what I can do", _sentences("control")),
-    Skill("limits", "say truthfully what I can't do: control devices, play music, weather and news",
+    Skill("volume", "change my volume", _sentences("volume")),
+    Skill("control", "stop or repeat myself", _sentences("control")),
+    Skill("limits", "say what I can't do (devices, music, weather, news)",
           _sentences("limits"), {"HarkenControlDevice": _say(NO_LINK), "HarkenPlayMedia": _say(NO_MEDIA),
                                  "HarkenOnline": _say(OFFLINE)}, pure=True),
 )

@@ -63,7 +63,7 @@ class Entry:
 @dataclass
 class Inventory:
     entries: list[Entry] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=lambda: {"language": "en", "intents": {}})
     """The merged sentence data (hassil's ``Intents.from_dict`` input) of the enabled skills."""
     owner: dict[str, str] = field(default_factory=dict)
     """Intent → the name of the skill that answers it."""
@@ -161,7 +161,7 @@ def load(settings: SkillSettings, with_plugins: bool = True, with_sentences: boo
             except Exception as exc:  # a plugin's import can fail any way: it is skipped and reported
                 catalog.problems.append(f"skill plugin {point.name} ({source}) cannot be loaded: {type(exc).__name__}: {exc}")
                 continue
-            if any(skill.name == s.name for s, _, _ in skills):
+            if skill.name == "sentences" or any(skill.name == s.name for s, _, _ in skills):
                 catalog.problems.append(f"skill plugin {point.name} ({source}) is called {skill.name!r}, a name already taken: skipped")
                 continue
             skills.append((skill, source, "worker"))

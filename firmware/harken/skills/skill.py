@@ -53,7 +53,7 @@ class Skill:
     name: str
     """Lower case, as ``[skills] disabled`` and ``harken skills list`` name it."""
     description: str
-    """What it does, in a few words: "what can you do" is made of these."""
+    """What it does, in two or three words after "I can" ("set timers"): "what can you do" is made of these."""
     sentences: str
     """A sentence file (YAML, hassil's format) with the skill's intents."""
     handlers: dict[str, Handler] = field(default_factory=dict)

@@ -124,7 +124,7 @@ def parse_quantity(text: str) -> tuple[float, str] | None:
 
 def _amount(words: list[str]) -> float | None:
     """"a", "an", "five", "1.5", "half a", "a quarter of a"."""
-    if words in (["a"], ["an"]):
+    if words in (["a"], ["an"], ["the"], ["one"]):  # "how many feet are in the mile", as a recogniser may hear "a"
         return 1.0
     if words[-1] in ("a", "an"):  # "half a cup", "a third of a cup"
         words = words[:-2] if words[-2:-1] == ["of"] else words[:-1]
@@ -137,6 +137,20 @@ _QUESTIONS = (
 )
 
 
+MISHEARD = 0.7
+"""How alike (difflib's ratio) a word must be to a unit's name to be taken for it: a recogniser writes "grants" for
+"grams". Only the unit asked for, in a question whose other unit was heard right, is read this way."""
+
+
+def _misheard(phrase: str) -> str | None:
+    import difflib
+
+    if " " in phrase or len(phrase) < 4:
+        return None
+    close = difflib.get_close_matches(phrase, [word for word in UNITS if len(word) >= 4], n=1, cutoff=MISHEARD)
+    return UNITS[close[0]] if close else None
+
+
 def question(text: str) -> tuple[float, str, str] | None:
     """(amount, source unit, target unit) of a whole conversion question ("how many grams in a pound",
     "convert 5 pounds to grams", "what's 100 fahrenheit in celsius"), else None."""
@@ -144,8 +158,8 @@ def question(text: str) -> tuple[float, str, str] | None:
     for pattern in _QUESTIONS:
         if not (match := pattern.fullmatch(text)):
             continue
-        target = UNITS.get(match["target"])
         source = parse_quantity(match["source"]) or ((1.0, unit) if (unit := UNITS.get(match["source"])) else None)
+        target = UNITS.get(match["target"]) or (_misheard(match["target"]) if source is not None else None)
         if target is not None and source is not None:
             return source[0], source[1], target
     return None

@@ -467,9 +467,10 @@ class WorkerProcess:
         await self._bury()
         self.health.fire("stopped")
 
-    async def restart(self) -> None:
-        """An operator's restart: stop (the request in flight fails), start again, and wait until it serves."""
-        await self.stop()
+    async def restart(self, grace: float = 5.0) -> None:
+        """An operator's restart: stop (the request in flight fails), start again, and wait until it serves.
+        ``grace``: how long it may take to exit by itself (0 for a worker known to be stuck: it is killed at once)."""
+        await self.stop(grace)
         await self.start()
 
     # -- requests ------------------------------------------------------------------------------
