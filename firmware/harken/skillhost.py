@@ -42,8 +42,9 @@ TIMERS = "timers.json"
 """The timer book, in the data directory."""
 RING_GAP = 2.0
 """Seconds of quiet between two rings of a timer that is done."""
-LOOK_EVERY = 1.0
-"""Longest the watcher sleeps: a timer set meanwhile is seen within this."""
+LOOK_EVERY = 30.0
+"""Longest the watcher sleeps (a change to the timers wakes it at once): timers are on the wall clock, which NTP
+may move while it sleeps on the monotonic one."""
 
 
 class Ringer:

@@ -20,9 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable
 
 from harken import config
 from harken.errors import ConfigError, HarkenError, ModelError, ProtocolError
@@ -31,6 +29,9 @@ from harken.hw.load import OthersLoad
 from harken.supervisor import messages as m
 from harken.supervisor.frames import read_message
 from harken.supervisor.roles import ROLES
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _LOGGER = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -125,6 +126,8 @@ def _yield_cpu(increment: int) -> int:
 
 
 def _pcm(data: bytes) -> np.ndarray:
+    import numpy as np  # here, not at the top: the skills worker handles no audio and does without numpy (14 MB)
+
     return np.frombuffer(data, dtype=np.int16)  # even length: checked by messages.decode
 
 
