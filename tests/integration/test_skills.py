@@ -220,3 +220,28 @@ def test_harken_ask_sends_a_timer_to_the_running_device_and_says_so_when_there_i
     assert proc.returncode == 1
     assert "the timers skill belongs to the running device" in proc.stderr and "none.sock" in proc.stderr
     assert not (data_dir / "timers.json").exists()  # nothing was set behind anybody's back
+
+
+def test_a_skill_answer_started_at_a_short_pause_is_dropped_unheard_and_a_timer_is_not_set_twice(voices, make_clip, run_harken, tmp_path):
+    # 0.3 s inside each question: long enough for a speculative answer, too short to end the question (the endpoint
+    # is set to wait 0.9 s: these halves sound complete, and the end-of-turn model would rightly let them end). "What
+    # time is it" is the clock's (pure: worked out at the pause) until "in London" follows; "set a timer for five
+    # minutes" is the timers' (it acts: it waits for the endpoint) until "and ten seconds" follows.
+    clip = make_clip("skill-midpause", silence(1.0), voices.piper("Hey Jarvis."), silence(0.7), voices.piper("What time is it"),
+                     silence(0.3), voices.piper("in London?"), silence(3.0), voices.piper("Hey Jarvis."), silence(0.7),
+                     voices.piper("Set a timer for five minutes"), silence(0.3), voices.piper("and ten seconds."), silence(3.0))
+    patient = tmp_path / "patient.toml"
+    patient.write_text("[listen]\nendpoint_silence = 0.9\n")
+    run = run_harken(clip, "--data-dir", str(tmp_path / "data"), "--config", str(patient))
+    assert run.code == 0, run.stderr
+    finals = run.of("transcript", final=True)
+    assert len(finals) == 2 and len(finals[0]["text"].split()) > 4 and "seconds" in finals[1]["text"].lower(), finals
+    dropped = run.of("speculation", outcome="dropped")
+    assert any(d["t"] < finals[0]["t"] for d in dropped) and any(finals[0]["t"] < d["t"] < finals[1]["t"] for d in dropped), dropped
+    first, second = run.of("reply")
+    assert "skill" not in first  # the question as a whole is the language model's
+    assert second["skill"] == "timers" and second["text"] == "Timer set for 5 minutes and 10 seconds."
+    assert [(e["action"], e["seconds"]) for e in run.of("timer")] == [("started", 310.0)]  # once, for what was asked
+    pcm, rate = run.output_audio()
+    woke = run.of("wake")[0]["t"]  # nothing said between the wake tone and the end of the first question
+    assert rms(pcm[int((woke + 0.25) * rate): int(finals[0]["t"] * rate)]) == 0
