@@ -76,12 +76,15 @@ def test_status_state_and_discovery_are_retained(device):
     assert by_topic["harken/dev1/status"].payload == b"online"
     state = json.loads(by_topic["harken/dev1/state"].payload)
     assert state["device"] == DEVICE and state["groups"] == ["kitchen"] and state["version"]
-    assert set(state["models"]) == {"wake", "asr", "llm", "tts"} and "4/4 workers serving" in state["health"]
+    assert set(state["models"]) == {"wake", "asr", "llm", "tts"} and "5/5 workers serving" in state["health"]  # and skills
+    assert state["timers"] == [] and state["volume"]["mixer"] == "software" and "timers" in state["skills"]["enabled"]
     disco = json.loads(by_topic["homeassistant/device/harken_dev1/config"].payload)
     assert disco["dev"]["ids"] == ["harken_dev1"] and disco["o"]["name"] == "harken"
     assert disco["avty_t"] == "harken/dev1/status"
     platforms = {c["p"] for c in disco["cmps"].values()}
-    assert platforms == {"sensor"}  # Home Assistant's unsigned button and text box are off by default
+    assert platforms == {"sensor", "event"}  # Home Assistant's unsigned button and text box are off by default
+    [timer] = [c for c in disco["cmps"].values() if c["p"] == "event"]
+    assert timer["state_topic"] == "harken/dev1/timer" and {"started", "done", "stopped"} <= set(timer["event_types"])
     assert not [c for c in disco["cmps"].values() if "heard" in c["unique_id"]]  # and what was said stays private
     assert all("unique_id" in c for c in disco["cmps"].values())
     assert "last_heard" not in state
@@ -124,7 +127,18 @@ def test_every_command_round_trip(device, keys):
     said = send(device, signer, "say", text="Hello from the fleet.")
     assert said["ok"] and said["result"]["seconds"] > 0.3
     asked = send(device, signer, "ask", text="What is the capital of France?")
-    assert asked["ok"] and asked["result"]["answer"].strip()
+    assert asked["ok"] and asked["result"]["answer"].strip() and asked["result"]["skill"] is None
+    # A question a skill knows is the skill's, from the fleet too; a timer shows in the state and in Home Assistant.
+    with Subscriber(device["broker"], ["harken/dev1/timer"]) as sub:
+        timer = send(device, signer, "ask", text="Set a pasta timer for 10 minutes.")["result"]
+        assert timer == {"question": "Set a pasta timer for 10 minutes.", "answer": "Pasta timer set for 10 minutes.",
+                         "model": None, "skill": "timers"}
+        (event,) = sub.wait_for(lambda ms: ms)
+    assert json.loads(event.payload)["event_type"] == "started" and json.loads(event.payload)["name"] == "pasta"
+    [pasta] = send(device, signer, "get_state")["result"]["timers"]
+    assert pasta["label"] == "10 minute pasta timer" and 590 < pasta["left"] <= 600
+    assert send(device, signer, "ask", text="cancel the pasta timer")["result"]["answer"] == "Your 10 minute pasta timer is cancelled."
+    assert send(device, signer, "get_state")["result"]["timers"] == []
     old = {w["role"]: w["pid"] for w in state["workers"]}
     restarted = send(device, signer, "restart_worker", role="asr")["result"]["restarted"]["asr"]
     assert restarted["old_pid"] == old["asr"] and restarted["pid"] != old["asr"] and restarted["state"] in ("ready", "busy")

@@ -186,10 +186,14 @@ def summary(history: Iterable[dict[str, Any]], out_dir: Path) -> str:
     rows = [("endpoint delay (VAD silence)", "endpoint_delay"), ("endpoint → final transcript", "endpoint_to_transcript"),
             ("transcript → LLM first token", "llm_first_token"), ("transcript → first clause", "llm_first_clause"),
             ("clause → TTS first audio", "tts_first_audio"), ("END OF SPEECH → FIRST AUDIO OUT", "speech_end_to_first_audio")]
+    skill_rows = [("endpoint delay (VAD silence)", "endpoint_delay"), ("endpoint → final transcript", "endpoint_to_transcript"),
+                  ("router's decision", "route"), ("transcript → skill's answer", "skill_answer"),
+                  ("answer → TTS first audio", "tts_first_audio"), ("END OF SPEECH → FIRST AUDIO OUT", "speech_end_to_first_audio")]
     for u in (e for e in history if e["type"] == EventType.UTTERANCE):
         how = "answer started at a short pause, confirmed by the endpoint" if u["latency"].get("speculative") else "answer started at the endpoint"
-        lines += ["", f"latency ({u['mode']}; {how})", f"  {'':<36}{'seconds':>8}"]
-        for label, key in rows:
+        who = f"answered by the {u['skill']} skill" if u.get("skill") else "answered by the language model"
+        lines += ["", f"latency ({u['mode']}; {who}; {how})", f"  {'':<36}{'seconds':>8}"]
+        for label, key in skill_rows if u.get("skill") else rows:
             value = u["latency"].get(key)
             lines.append(f"  {label:<36}{value:8.3f}" if value is not None else f"  {label:<36}{'-':>8}")
     lines += ["", f"files      : {out_dir / 'reply.wav'} (what it said), {out_dir / 'events.jsonl'} (events)"]
