@@ -326,8 +326,7 @@ class Appliance:
 
     def skills_state(self) -> dict[str, Any]:
         """Timers, the volume and the skills, for `harken status` and the fleet state."""
-        ringing = [t.id for t in self.skills.ringer.timers]
-        return {"timers": [{**t, "ringing": t["id"] in ringing} for t in self.skills.book.describe()],
+        return {"timers": self.skills.book.describe(),
                 "ringing": [{"id": t.id, "name": t.name, "seconds": t.seconds} for t in self.skills.ringer.timers],
                 "volume": self.volume.describe(),
                 "skills": {"enabled": [e.skill.name for e in self.catalog.entries if e.enabled],
@@ -363,13 +362,13 @@ class Appliance:
             raise HarkenError("the device is still starting")
         self.conv.announce(audio)
 
-    async def ask(self, text: str, speak: bool = True) -> tuple[str, str | None, str | None]:
+    async def ask(self, text: str, speak: bool = True, by: str = "control") -> tuple[str, str | None, str | None]:
         """The answer to ``text`` (spoken unless ``speak`` is false), the model that wrote it and the skill that
-        answered (one of the two is None): the router decides, as for a spoken question."""
+        answered (one of the two is None): the router decides, as for a spoken question. ``by``: who asked."""
         route = self.router.route(text) if self.settings.skills.enabled else None
         if route is not None:
             try:
-                answer = await self.skills.answer(route)
+                answer = await self.skills.answer(route, by)
             except HarkenError as exc:
                 self.events.error(ErrorCode.SKILL_FAILED, "skills", f"{route.skill} ({route.intent}): {exc}")
                 answer = skill_apology(route.skill)
@@ -472,7 +471,8 @@ class Appliance:
             self.conv.muted = self.muted
             self.conv.wake_tone = self.earcons.wake
             self.conv.responder.router, self.conv.responder.skills = self.router, self.skills
-            tasks.append(asyncio.get_running_loop().create_task(self.skills.watch(), name="timers"))
+            if self.settings.skills.enabled:  # off: timers can be neither set nor stopped by voice, so none ring
+                tasks.append(asyncio.get_running_loop().create_task(self.skills.watch(), name="timers"))
             if self.thermal.level is Level.CRITICAL:
                 self.conv.refusal = self._refusal()
             self.phase = "running"

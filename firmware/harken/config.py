@@ -197,7 +197,8 @@ class PrioritySettings:
         3, "Added to the nice value of the language model worker: it yields the CPU first. No worker goes past nice 0 "
         "this way (below other programs at the default priority).", _range(0, 19))
     tts: int = setting(0, "Added to the nice value of the speech synthesis worker.", _range(0, 19))
-    skills: int = setting(5, "Added to the nice value of the skills worker (clock, maths, units and plugins).", _range(0, 19))
+    skills: int = setting(5, "Added to the nice value of the skills worker (clock, maths, units, limits and plugins).",
+                         _range(0, 19))
 
 
 @dataclass(frozen=True)

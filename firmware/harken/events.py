@@ -51,8 +51,8 @@ class EventType(enum.StrEnum):
     """Listening ended with no question: ``t``, ``reason`` (no speech after the wake word, input ended)."""
     ERROR = "error"
     """Something failed or could not be applied: ``code`` (an :class:`ErrorCode`), ``stage`` (``asr``,
-    ``llm``, ``tts``, ``pipeline``, ``config``, ``models``, ``provisioning``, ``button``, ``panel``, or a
-    worker role), ``message`` (free text for humans)."""
+    ``llm``, ``tts``, ``pipeline``, ``skills``, ``config``, ``models``, ``provisioning``, ``button``, ``panel``,
+    or a worker role), ``message`` (free text for humans)."""
     CONFIG = "config"
     """A configuration trial was confirmed over the new link: ``change`` (e.g. ``mqtt.url``), ``outcome``
     (``confirmed``)."""
@@ -92,7 +92,7 @@ class EventType(enum.StrEnum):
     or ``capture``/``playback``), ``degraded`` (roles given up), ``threads``."""
     TIMER = "timer"
     """A timer changed: ``action`` (``started``, ``cancelled``, ``paused``, ``resumed``, ``changed``, ``done``
-    (it ended and rings), ``stopped`` (the ringing, ``by`` voice, button or the fleet), ``missed`` (it ended
+    (it ended and rings), ``stopped`` (the ringing, ``by`` ``voice``, ``button``, ``control`` or ``fleet``), ``missed`` (it ended
     while the device was off), ``silenced`` (it rang ``[skills] ring_for`` unanswered)), ``id``, ``name``,
     ``seconds`` (its length), ``left``."""
     VOLUME = "volume"
@@ -111,7 +111,7 @@ class ErrorCode(enum.StrEnum):
     PIPELINE_FAILED = "pipeline-failed"
     """Stage ``pipeline``: an unexpected error while handling audio or answering (a bug); the device goes on."""
     WORKER_DOWN = "worker-down"
-    """Stage: the worker's role (``wake``, ``asr``, ``llm``, ``tts``): a worker failed too often and was given
+    """Stage: the worker's role (``wake``, ``asr``, ``llm``, ``tts``, ``skills``): a worker failed too often and was given
     up (FATAL); the role stays down until restarted."""
     MODEL_MISSING = "model-missing"
     """Stage ``models``: the model chosen on the device (a swap) is no longer installed; the configured

@@ -56,6 +56,8 @@ class Ringer:
         self._task: asyncio.Task[None] | None = None
         self.playing_until = 0.0
         """Monotonic time the ring now queued ends (a wake word cuts it short)."""
+        self.since = 0.0
+        """When the latest timer began to ring."""
 
     @property
     def ringing(self) -> bool:
@@ -63,6 +65,7 @@ class Ringer:
 
     def ring(self, done: list[Timer]) -> None:
         self.timers.extend(done)
+        self.since = time.monotonic()  # a timer that ends while another rings gets its own [skills] ring_for
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._ring(), name="timer-ring")
         self.host.show_state()
@@ -83,9 +86,8 @@ class Ringer:
         return True
 
     async def _ring(self) -> None:
-        started = time.monotonic()
         said: tuple[str, Audio | None] = ("", None)
-        while self.timers and time.monotonic() - started < self.host.settings.skills.ring_for:
+        while self.timers and time.monotonic() - self.since < self.host.settings.skills.ring_for:
             if self.host.idle() and time.monotonic() >= self.playing_until:
                 text = " ".join(timers.done(t) for t in self.timers)
                 if said[0] != text:
@@ -140,6 +142,9 @@ class SkillHost(ports.Skills):
         self._render, self.idle, self.show_state, self.tone = render, idle, show_state, timer_tone
         self.ringer = Ringer(self)
         self.last_said = ""
+        self.asked_by = "voice"
+        """Who asked the question being carried out (``voice``, ``control``, ``fleet``): who stopped a ringing timer."""
+        self._reported: set[str] = set()
         self._changed = asyncio.Event()
         self._restarting: asyncio.Task[None] | None = None
 
@@ -152,13 +157,15 @@ class SkillHost(ports.Skills):
             return None
 
     def spoken(self, text: str) -> None:
-        self.last_said = text
+        if text:
+            self.last_said = text
 
     # -- answering -------------------------------------------------------------------------------
-    async def answer(self, route: Route) -> str:
+    async def answer(self, route: Route, by: str = "voice") -> str:
         if route.place == "response":
             return self.catalog.responses[route.intent]
         if route.place == "device":
+            self.asked_by = by
             return self._device(route)
         if self.worker is None:
             raise WorkerError("skills", "the skills worker is not running")
@@ -201,8 +208,7 @@ class SkillHost(ports.Skills):
         for t in self.book.load():
             self.events.emit(EventType.TIMER, action="missed", **_fields(t))
             self._missed(t)
-        for problem in self.book.problems:
-            self.events.error(ErrorCode.SKILLS_INCOMPLETE, "skills", problem)
+        self.report_problems()
         while True:
             done = self.book.due()
             for t in done:
@@ -230,6 +236,14 @@ class SkillHost(ports.Skills):
     def _timer_changed(self, action: str, t: Timer) -> None:
         self.events.emit(EventType.TIMER, action=action, **_fields(t, self.book.remaining(t)))
         self._changed.set()
+        self.report_problems()
+
+    def report_problems(self) -> None:
+        """What went wrong with the timer book (unreadable, or cannot be saved), each once, as an error event."""
+        for problem in self.book.problems:
+            if problem not in self._reported:
+                self._reported.add(problem)
+                self.events.error(ErrorCode.SKILLS_INCOMPLETE, "skills", problem)
 
     def start_timer(self, slots: dict[str, Any]) -> str:
         seconds = _duration(slots) or 0.0
@@ -240,14 +254,14 @@ class SkillHost(ports.Skills):
     def cancel_timer(self, slots: dict[str, Any]) -> str:
         name, length = slots.get("name"), _duration(slots, "start_")
         if self.ringer.ringing and (not self.book.find() or (name is None and length is None)):
-            self.ringer.stop("voice")
+            self.ringer.stop(self.asked_by)
             return ""
         (t,) = self.book.cancel(None if name is None else str(name), length)
         self._timer_changed("cancelled", t)
         return f"Your {timers.label(t)} is cancelled."
 
     def cancel_all(self, slots: dict[str, Any]) -> str:
-        stopped = self.ringer.stop("voice")
+        stopped = self.ringer.stop(self.asked_by)
         cancelled = self.book.cancel_all()
         for t in cancelled:
             self._timer_changed("cancelled", t)
@@ -297,16 +311,14 @@ class SkillHost(ports.Skills):
 
     # -- control --------------------------------------------------------------------------------
     def stop(self) -> str:
-        self.ringer.stop("voice")
+        self.ringer.stop(self.asked_by)
         return ""
 
     def repeat(self) -> str:
         return self.last_said or "I haven't said anything yet."
 
     def abilities(self) -> str:
-        things = self.catalog.abilities()
-        if not things:
-            return "All my skills are turned off: I pass every question to my language model."
+        things = self.catalog.abilities()  # never empty: this answer is the control skill's own
         listed = ", ".join(things[:-1]) + f" and {things[-1]}" if len(things) > 1 else things[0]
         return f"I can {listed}. Anything else, I'll try to answer with my language model."
 

@@ -253,7 +253,7 @@ def test_systemd_ready_watchdog_only_while_the_loop_runs_and_stopping(tmp_path, 
     statuses = [m for _, m in fake.messages if m.startswith("STATUS=")]
     assert statuses and statuses[0].startswith("STATUS=starting")
     assert len(fake.times("READY=1")) == 1
-    assert any("4/4 workers serving" in s for s in statuses)
+    assert any("5/5 workers serving" in s for s in statuses)  # the four engines and the skills worker
     # while loading, more start time is asked for (a slow board is not killed by TimeoutStartSec); never after
     extends = [t for t, m in fake.messages if m.startswith("EXTEND_TIMEOUT_USEC=")]
     assert extends and max(extends) < fake.times("READY=1")[0]

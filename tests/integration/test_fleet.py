@@ -134,9 +134,10 @@ def test_every_command_round_trip(device, keys):
         assert timer == {"question": "Set a pasta timer for 10 minutes.", "answer": "Pasta timer set for 10 minutes.",
                          "model": None, "skill": "timers"}
         (event,) = sub.wait_for(lambda ms: ms)
-    assert json.loads(event.payload)["event_type"] == "started" and json.loads(event.payload)["name"] == "pasta"
+    started = json.loads(event.payload)
+    assert started["event_type"] == "started" and started["seconds"] == 600 and "name" not in started  # the person's words
     [pasta] = send(device, signer, "get_state")["result"]["timers"]
-    assert pasta["label"] == "10 minute pasta timer" and 590 < pasta["left"] <= 600
+    assert pasta["seconds"] == 600 and 590 < pasta["left"] <= 600 and "name" not in pasta and "label" not in pasta
     assert send(device, signer, "ask", text="cancel the pasta timer")["result"]["answer"] == "Your 10 minute pasta timer is cancelled."
     assert send(device, signer, "get_state")["result"]["timers"] == []
     old = {w["role"]: w["pid"] for w in state["workers"]}

@@ -60,6 +60,7 @@ def test_every_state_has_its_own_pattern_on_the_pins(kind):
     assert seen["listening"][1] == 1.0 and len(seen["listening"][0]) <= 1  # steady on
     for state in ("thinking", "error"):  # fast patterns change many times a second
         assert len(seen[state][0]) >= 8, (state, seen[state])
+    assert len(seen["ringing"][0]) >= 4, seen["ringing"]  # a timer that is done: a blink four times a second
     if kind == "pwm":
         assert seen["speaking"][1] == pytest.approx(0.4) and seen["muted"][1] == pytest.approx(0.05)
         assert any(0.0 < v < 1.0 for v in seen["starting"][0])  # a pulse passes through levels in between

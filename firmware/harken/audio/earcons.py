@@ -3,7 +3,7 @@
 The built-in tones are synthesized at start (no files to ship or lose): the wake
 tone is two rising notes, 0.17 s in all; the error tone two falling ones, 0.3 s; the timer
 tone three bright repeated notes, 0.6 s, played before each "your timer is done".
-Both have raised-cosine edges, so they start and stop without a click. A WAV file
+All have raised-cosine edges, so they start and stop without a click. A WAV file
 can replace any of them (``[sounds] wake`` / ``error`` / ``timer``), or ``off`` silences it.
 
 The wake tone plays while the person starts to speak, so it must neither wake the

@@ -195,7 +195,7 @@ async def _ask_skill(args: argparse.Namespace, settings: config.Settings, route:
 
 
 def _ask_device(args: argparse.Namespace, skill: str) -> int:
-    """Timers, volume and stop live in the running device: ask it there."""
+    """Timers, volume and stop live in the running device: ask it there (it speaks unless --output is given)."""
     import sys
 
     from harken.errors import HarkenError
@@ -208,4 +208,7 @@ def _ask_device(args: argparse.Namespace, skill: str) -> int:
               "Start it, or pass its --control socket.", file=sys.stderr)
         return EXIT_FAILURE
     print(answer["answer"])
+    if args.output is not None:
+        print(f"harken: {args.output} was not written: the running device answered this itself (drop --output to hear "
+              "it speak)", file=sys.stderr)
     return EXIT_OK

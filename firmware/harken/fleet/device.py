@@ -102,6 +102,9 @@ class DeviceAgent:
             "config_trial": (fleet.on_trial or {}).get("change"),
             **svc.skills_state(),
         }
+        if not svc.settings.privacy.share_transcripts:  # a timer's name is the person's own words
+            state["timers"] = [{k: v for k, v in t.items() if k not in ("name", "label")} for t in state["timers"]]
+            state["ringing"] = [{k: v for k, v in t.items() if k != "name"} for t in state["ringing"]]
         if svc.settings.privacy.share_transcripts:
             state["last_heard"] = svc.last_heard
         return state
@@ -244,7 +247,7 @@ class DeviceAgent:
     async def ask(self, args: dict[str, Any]) -> dict[str, Any]:
         text = self._text(args)
         try:
-            answer, model, skill = await self.appliance.ask(text)
+            answer, model, skill = await self.appliance.ask(text, by="fleet")
         except HarkenError as exc:
             raise CommandFailed(f"cannot answer: {exc}") from exc
         return {"question": text, "answer": answer, "model": model, "skill": skill}

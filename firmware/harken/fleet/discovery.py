@@ -9,7 +9,8 @@ the broker's ACLs, and are rate-limited on the device. The "Last heard" sensor
 exists only with ``[privacy] share_transcripts``. Timers: an event entity fed by
 ``harken/<id>/timer`` (one message per ``timer`` event, ``event_type`` = its action,
 so an automation can flash the lights when a timer is done) and a sensor with the
-number of timers running (their list as attributes).
+number of timers set, running or paused (their list as attributes). A timer's name is
+the person's own words: it leaves the device only with ``[privacy] share_transcripts``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def payload(device_id: str, version: str, board: str, ha_commands: bool, share_t
                        "entity_category": "diagnostic"},
         f"{uid}_timer": {"p": "event", "name": "Timer", "unique_id": f"{uid}_timer", "state_topic": protocol.topic(device_id, "timer"),
                          "event_types": list(TIMER_ACTIONS), "icon": "mdi:timer-sand"},
-        f"{uid}_timers": {"p": "sensor", "name": "Timers running", "unique_id": f"{uid}_timers", "state_topic": state,
+        f"{uid}_timers": {"p": "sensor", "name": "Timers", "unique_id": f"{uid}_timers", "state_topic": state,
                           "value_template": "{{ value_json.timers | default([]) | length }}", "json_attributes_topic": state,
                           "json_attributes_template": "{{ {'timers': value_json.timers | default([])} | tojson }}", "icon": "mdi:timer-outline"},
     }

@@ -95,7 +95,8 @@ class TokenBucket:
 
 PACKET_MARGIN = 4096
 """Room for the topic and properties on top of [fleet] max_command_bytes in the Maximum Packet Size."""
-PRIVATE = {EventType.TRANSCRIPT: ("text", "raw"), EventType.REPLY: ("text",), EventType.UTTERANCE: ("transcript", "reply")}
+PRIVATE = {EventType.TRANSCRIPT: ("text", "raw"), EventType.REPLY: ("text",), EventType.UTTERANCE: ("transcript", "reply"),
+           EventType.TIMER: ("name",)}
 """Fields of events that hold what was heard or said."""
 
 

@@ -132,7 +132,7 @@ PATTERNS: dict[str, dict[str, Pattern]] = {
         "muted": Pattern("on", value=0.05),
         "degraded": Pattern("blink", 0.3, 2.7),
         "error": Pattern("blink", 0.05, 0.05),
-        "ringing": Pattern("pulse", 0.25, 0.25),
+        "ringing": Pattern("blink", 0.25, 0.25),
     },
     "rgb": {
         "starting": Pattern("pulse", 1.0, 1.0, color=WHITE),

@@ -104,8 +104,9 @@ class Skills(abc.ABC):
     """What carries out a question the router gave to a skill (the skills worker, or the device itself)."""
 
     @abc.abstractmethod
-    async def answer(self, route: Route) -> str:
-        """The sentence to say ('' for nothing: "stop"); HarkenError (naming the skill) if the skill failed or overran."""
+    async def answer(self, route: Route, by: str = "voice") -> str:
+        """The sentence to say ('' for nothing: "stop"); HarkenError (naming the skill) if the skill failed or overran.
+        ``by``: who asked (``voice``, or ``control``/``fleet`` for a typed question)."""
 
     def spoken(self, text: str) -> None:
         """A hint: the device said ``text`` (whoever wrote it), for "repeat that"."""

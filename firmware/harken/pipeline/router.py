@@ -28,19 +28,21 @@ SHORT_UNITS = [(re.compile(rf"\b{short}\b"), long) for short, long in (
     (r"mins?", "minutes"), (r"secs?", "seconds"), (r"hrs?", "hours"), (r"minuets?", "minutes"), (r"per cent", "percent"),
     (r"^turned", "turn"),
 )]
-A_UNIT = re.compile(r"\b(for|in|add|after|another|of|by|take|remove) an? (hour|minute|second)\b")
+A_UNIT = re.compile(r"\b(for|in|add|after|another|by|take|remove) an? (hour|minute|second)\b")
 """"for a minute": Home Assistant's templates want a number ("for 1 minute")."""
-PUNCTUATION = re.compile(r"[^\w\s'%/.+*^×÷=-]|(?<!\d)[.](?!\d)|(?<=\s)-(?=\s)")
+PUNCTUATION = re.compile(r"[^\w\s'%°/.+*^×÷=-]|(?<!\d)[.](?!\d)|(?<=\s)-(?=\s)")
 
 
-def normalize(text: str) -> str:
-    """The question as the templates expect it: lower case, no sentence punctuation, fillers and politeness dropped.
-    Digits, decimal points, '%' and arithmetic signs stay (the maths skill reads them)."""
+def normalize(text: str, leading: bool = True) -> str:
+    """The question as the templates expect it: lower case, no sentence punctuation, fillers and politeness dropped
+    (``leading``: also the words people start with, "okay", "so", "sorry"). Digits, decimal points, '%', '°' and
+    arithmetic signs stay (the maths and units skills read them)."""
     text = text.lower().replace("’", "'").replace("‘", "'")
     text = PUNCTUATION.sub(" ", text)
     text = FILLERS.sub(" ", text)
     text = " ".join(text.split())
-    text = LEADING.sub("", text)
+    if leading:
+        text = LEADING.sub("", text)
     text = TRAILING.sub("", text)
     for pattern, long in SHORT_UNITS:
         text = pattern.sub(long, text)
@@ -80,19 +82,20 @@ class Router:
         from hassil import recognize_all
 
         started = time.perf_counter()
-        clean = normalize(text)
-        if not clean or not self.catalog.owner:
+        if not self.catalog.owner:
             return None
-        candidates = sorted(recognize_all(clean, self.intents, slot_lists=self.slot_lists),
-                            key=lambda r: (-r.text_chunks_matched, sum(e.is_wildcard for e in r.entities_list)))
-        for result in candidates:
-            name = result.intent.name
-            slots = {key: (entity.text.strip() if entity.is_wildcard else entity.value) for key, entity in result.entities.items()}
-            check = self.accepts.get(name)
-            if check is not None and not check(clean, slots):
-                continue
-            return Route(self.catalog.owner[name], name, slots, clean, self.catalog.place(name), self.catalog.pure(name),
-                         time.perf_counter() - started)
+        # Without the leading words first; then as said ("sorry, what?" is a question of its own).
+        for clean in dict.fromkeys(t for t in (normalize(text), normalize(text, leading=False)) if t):
+            candidates = sorted(recognize_all(clean, self.intents, slot_lists=self.slot_lists),
+                                key=lambda r: (-r.text_chunks_matched, sum(e.is_wildcard for e in r.entities_list)))
+            for result in candidates:
+                name = result.intent.name
+                slots = {key: (entity.text.strip() if entity.is_wildcard else entity.value) for key, entity in result.entities.items()}
+                check = self.accepts.get(name)
+                if check is not None and not check(clean, slots):
+                    continue
+                return Route(self.catalog.owner[name], name, slots, clean, self.catalog.place(name), self.catalog.pure(name),
+                             time.perf_counter() - started)
         return None
 
     def warm(self) -> None:

@@ -29,6 +29,7 @@ cannot be read is skipped and reported in ``Inventory.problems``.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -43,6 +44,8 @@ from harken.skills.skill import Skill
 _LOGGER = logging.getLogger(__name__)
 
 ENTRY_POINTS = "harken.skills"
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+"""A skill's name: what ``[skills] disabled`` accepts (config.py checks the same)."""
 UNMATCHABLE = ("{area}", "{name}", "{floor}", "{timer_command")
 """Home Assistant templates naming these lists need a home's areas and devices, or run a command later: left out."""
 
@@ -114,11 +117,8 @@ def _parse(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def _home_assistant(intents: tuple[str, ...]) -> dict[str, Any]:
-    """Home Assistant's English data for ``intents``, without what this device cannot match (``UNMATCHABLE``)."""
-    import home_assistant_intents
-
-    whole = home_assistant_intents.get_intents("en") or {}
+def _home_assistant(intents: tuple[str, ...], whole: dict[str, Any]) -> dict[str, Any]:
+    """Home Assistant's English templates for ``intents``, without what this device cannot match (``UNMATCHABLE``)."""
     kept: dict[str, Any] = {}
     for name in intents:
         data = []
@@ -127,8 +127,17 @@ def _home_assistant(intents: tuple[str, ...]) -> dict[str, Any]:
             if sentences and not entry.get("requires_context"):
                 data.append({"sentences": sentences})
         kept[name] = {"data": data}
-    return {"intents": kept, "lists": dict(whole.get("lists", {})), "expansion_rules": dict(whole.get("expansion_rules", {})),
-            "skip_words": list(whole.get("skip_words", []))}
+    return {"intents": kept}
+
+
+def _home_assistant_lists() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Home Assistant's English data, and its lists, expansion rules and skip words (merged first, once: a skill's
+    own file may then change a list, e.g. a longer range)."""
+    import home_assistant_intents
+
+    whole = home_assistant_intents.get_intents("en") or {}
+    return whole, {"lists": dict(whole.get("lists", {})), "expansion_rules": dict(whole.get("expansion_rules", {})),
+                   "skip_words": list(whole.get("skip_words", []))}
 
 
 def _merge(base: dict[str, Any], new: dict[str, Any]) -> None:
@@ -151,6 +160,10 @@ def load(settings: SkillSettings, with_plugins: bool = True, with_sentences: boo
     (the skills worker, which only runs handlers) no sentence data is merged and no user file is read."""
     catalog = Inventory()
     data: dict[str, Any] = {"language": "en", "intents": {}, "lists": {}, "expansion_rules": {}, "skip_words": []}
+    whole: dict[str, Any] = {}
+    if with_sentences:
+        whole, shared = _home_assistant_lists()
+        _merge(data, shared)
     skills: list[tuple[Skill, str, str]] = [(s, "built-in", "device" if s.name in builtin.DEVICE else "worker") for s in builtin.BUILTIN]
     if with_plugins:
         for point, source in plugins():
@@ -160,6 +173,10 @@ def load(settings: SkillSettings, with_plugins: bool = True, with_sentences: boo
                     raise TypeError(f"names a {type(skill).__name__}, not a harken.skills.skill.Skill")
             except Exception as exc:  # a plugin's import can fail any way: it is skipped and reported
                 catalog.problems.append(f"skill plugin {point.name} ({source}) cannot be loaded: {type(exc).__name__}: {exc}")
+                continue
+            if not NAME.fullmatch(skill.name):
+                catalog.problems.append(f"skill plugin {point.name} ({source}) is called {skill.name!r}: a skill's name is "
+                                        "lower case letters, digits, '-' and '_' (so that [skills] disabled can name it): skipped")
                 continue
             if skill.name == "sentences" or any(skill.name == s.name for s, _, _ in skills):
                 catalog.problems.append(f"skill plugin {point.name} ({source}) is called {skill.name!r}, a name already taken: skipped")
@@ -190,10 +207,14 @@ def load(settings: SkillSettings, with_plugins: bool = True, with_sentences: boo
             catalog.owner[intent] = skill.name
         if with_sentences:
             if ha:
-                _merge(data, _home_assistant(ha))
+                _merge(data, _home_assistant(ha, whole))
             _merge(data, own)
     if with_sentences:
         _user_files(catalog, data, Path(settings.sentences))
+    unknown = sorted(set(settings.disabled) - {e.skill.name for e in catalog.entries})
+    if unknown:
+        catalog.problems.append(f"[skills] disabled names {', '.join(map(repr, unknown))}, but no skill is called that "
+                                "(see `harken skills list`): nothing was turned off for it")
     catalog.data = data
     return catalog
 
