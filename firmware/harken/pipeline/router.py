@@ -5,8 +5,10 @@ Every question (spoken, ``harken ask``, the control socket's and the fleet's
 writes it (case, punctuation, "um", "mins"), then matched against the sentence
 templates of every enabled skill with hassil, the matcher Home Assistant uses.
 A template that ends in a wildcard (maths, units, a day) only counts if the
-skill's quick check can read what the wildcard caught. No match: the question
-goes to the language model exactly as before.
+skill's quick check can read what the wildcard caught. No template: a looser
+reading (``skills/loose.py``) looks for what a skill needs in the words (a length
+and a verb for a timer, a sum framed by nothing else). Nothing: the question goes
+to the language model exactly as before.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from harken.skills import loose
 from harken.skills.inventory import Inventory
 
 Accepts = Callable[[str, dict[str, Any]], bool]
@@ -96,6 +99,11 @@ class Router:
                     continue
                 return Route(self.catalog.owner[name], name, slots, clean, self.catalog.place(name), self.catalog.pure(name),
                              time.perf_counter() - started)
+        clean = normalize(text)
+        found = loose.read(clean) if clean else None  # no template: what a skill can still read in the words
+        if found is not None and self.catalog.owner.get(found[1]) == found[0]:  # that skill is on
+            skill, intent, slots = found
+            return Route(skill, intent, slots, clean, self.catalog.place(intent), self.catalog.pure(intent), time.perf_counter() - started)
         return None
 
     def warm(self) -> None:

@@ -68,7 +68,8 @@ def _maths(call: Call) -> str:
 def _convert(call: Call) -> str:
     from harken.skills import units
 
-    found = units.question(call.text)
+    slots = call.slots
+    found = (float(slots["amount"]), str(slots["source"]), str(slots["target"])) if "target" in slots else units.question(call.text)
     if found is None:  # the router checked it; a user's sentence may still hand over something else
         return "I didn't catch which units you meant."
     try:

@@ -77,6 +77,10 @@ _PERCENT_OF: _Phrases = {("percent", "of"): "percent of", ("per", "cent", "of"):
 _PREFIX: _Phrases = {
     ("square", "root", "of"): "square root", ("the", "square", "root", "of"): "square root",
     ("cube", "root", "of"): "cube root", ("the", "cube", "root", "of"): "cube root", ("half", "of"): "half",
+    ("a", "half", "of"): "half", ("one", "half", "of"): "half", ("a", "third", "of"): "third", ("one", "third", "of"): "third",
+    ("third", "of"): "third", ("a", "quarter", "of"): "quarter", ("one", "quarter", "of"): "quarter", ("quarter", "of"): "quarter",
+    ("a", "fifth", "of"): "fifth", ("a", "tenth", "of"): "tenth", ("two", "thirds", "of"): "two thirds",
+    ("three", "quarters", "of"): "three quarters", ("double",): "double", ("twice",): "double", ("triple",): "triple",
 }
 _SPLIT_FORMS: dict[tuple[str, ...], tuple[frozenset[str], str, bool]] = {
     # lead words: (the word between the two operands, the operation, whether the operands are swapped)
@@ -116,8 +120,26 @@ def parse(expression: str) -> Expr:
     return expr
 
 
+_ORDINALS = {"second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10,
+             "eleventh": 11, "twelfth": 12}
+_ORDINAL_POWER = re.compile(r"\bto the (" + "|".join(_ORDINALS) + r"|\d+(?:st|nd|rd|th)) power\b")
+_TAKE_AWAY = re.compile(r"^(?:take|subtract) (.+?) (?:away )?from (.+)$|^(.+?) (?:subtracted|taken away|taken) from (.+)$")
+
+
+def _rewrite(text: str) -> str:
+    """Word orders the grammar does not follow, said its way: "to the eighth power" (to the power of 8), "take 19 away
+    from 60" and "19 subtracted from 60" (60 minus 19)."""
+    text = _ORDINAL_POWER.sub(lambda m: f"to the power of {_ORDINALS.get(m[1]) or m[1][:-2]}", text)
+    taken = _TAKE_AWAY.match(text)
+    if taken:
+        amount, whole = (taken[1], taken[2]) if taken[1] else (taken[3], taken[4])
+        text = f"{whole} minus {amount}"
+    return text
+
+
 def _tokens(expression: str) -> list[str]:
     text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", re.sub(r"what['\u2019]s", "what is", expression.lower()))  # twenty-five
+    text = _rewrite(" ".join(text.split()))
     raw: list[str] = []
     for lexeme in _LEXEME.finditer(text):
         number, word, symbol, _space, other = lexeme.groups()
@@ -285,6 +307,14 @@ _UNARY: dict[str, tuple[Callable[[float], float], str]] = {
     "square root": (_square_root, "the square root of {}"),
     "cube root": (math.cbrt, "the cube root of {}"),
     "half": (lambda x: x / 2, "half of {}"),
+    "third": (lambda x: x / 3, "a third of {}"),
+    "quarter": (lambda x: x / 4, "a quarter of {}"),
+    "fifth": (lambda x: x / 5, "a fifth of {}"),
+    "tenth": (lambda x: x / 10, "a tenth of {}"),
+    "two thirds": (lambda x: x * 2 / 3, "two thirds of {}"),
+    "three quarters": (lambda x: x * 3 / 4, "three quarters of {}"),
+    "double": (lambda x: x * 2, "double {}"),
+    "triple": (lambda x: x * 3, "triple {}"),
 }
 _BINARY: dict[str, tuple[Callable[[float, float], float], str]] = {
     "plus": (lambda a, b: a + b, "{} plus {}"),
