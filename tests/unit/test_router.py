@@ -27,6 +27,8 @@ def router() -> Router:
     ("Set a timer for a minute.", "set a timer for 1 minute"),
     ("Set the volume to thirty per cent.", "set the volume to thirty percent"),
     ("Turned the volume down.", "turn the volume down"),
+    ("What's the date to-morrow?", "what's the date tomorrow"),
+    ("Cancel the pasta-timer.", "cancel the pasta timer"),
 ])
 def test_a_question_is_normalised_as_the_templates_expect(heard, clean):
     assert normalize(heard) == clean
