@@ -41,7 +41,9 @@ def normalize(text: str, leading: bool = True) -> str:
     (``leading``: also the words people start with, "okay", "so", "sorry"). Digits, decimal points, '%', '°' and
     arithmetic signs stay (the maths and units skills read them)."""
     text = text.lower().replace("’", "'").replace("‘", "'")
-    text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", text).replace("to morrow", "tomorrow").replace("to day", "today")  # pasta-timer
+    for hyphenated in ("to-morrow", "to-day", "to-night"):  # as some recognisers write them
+        text = text.replace(hyphenated, hyphenated.replace("-", ""))
+    text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", text)  # "pasta-timer", "twenty-five"
     text = PUNCTUATION.sub(" ", text)
     text = FILLERS.sub(" ", text)
     text = " ".join(text.split())
