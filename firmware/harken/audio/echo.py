@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from harken.audio import RATE
-from harken.audio.player import Player
+from harken.audio.player import PassThrough, Player
 from harken.audio.resample import resample
 from harken.config import AudioSettings
 from harken.errors import AudioError
@@ -164,20 +164,15 @@ class SpeexEcho:
         self.close()
 
 
-class EchoReference(Player):
+class EchoReference(PassThrough):
     """A player that remembers what it played, on the input clock, for the echo canceller.
 
     Every call goes to ``inner``; anything else (``health``) is looked up there too.
     """
 
     def __init__(self, inner: Player) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._segments: list[tuple[int, np.ndarray]] = []  # (input position, 16 kHz audio), in order
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":  # not set yet (a half-made copy): do not recurse
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def play(self, pcm: np.ndarray, rate: int) -> int:
         start = self.inner.play(pcm, rate)
@@ -190,26 +185,6 @@ class EchoReference(Player):
         self.inner.cancel()
         cut = self.inner.horizon  # where the player stopped: nothing after it will sound
         self._segments = [(start, audio[: cut - start]) for start, audio in self._segments if start < cut]
-
-    def advance(self, position: int) -> None:
-        self.inner.advance(position)
-
-    @property
-    def busy(self) -> bool:
-        return self.inner.busy
-
-    @property
-    def horizon(self) -> int:
-        return self.inner.horizon
-
-    async def drain(self) -> None:
-        await self.inner.drain()
-
-    def end_of_input(self) -> None:
-        self.inner.end_of_input()
-
-    def close(self) -> None:
-        self.inner.close()
 
     def far(self, start: int, n: int) -> np.ndarray | None:
         """What was played over input samples ``start`` to ``start + n``; None if nothing was.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -42,3 +44,42 @@ class Player:
 
     def close(self) -> None:
         """Release the output (flushes what is left)."""
+
+
+class PassThrough(Player):
+    """A player in front of another (``inner``): every call and attribute (``health``) goes on to it; a subclass
+    changes what it needs (the echo canceller's reference keeps a copy, the volume scales the audio)."""
+
+    def __init__(self, inner: Player) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (a half-made copy): do not recurse
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def play(self, pcm: np.ndarray, rate: int) -> int:
+        return self.inner.play(pcm, rate)
+
+    def cancel(self) -> None:
+        self.inner.cancel()
+
+    def advance(self, position: int) -> None:
+        self.inner.advance(position)
+
+    @property
+    def busy(self) -> bool:
+        return self.inner.busy
+
+    @property
+    def horizon(self) -> int:
+        return self.inner.horizon
+
+    async def drain(self) -> None:
+        await self.inner.drain()
+
+    def end_of_input(self) -> None:
+        self.inner.end_of_input()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from harken import durable
-from harken.audio.player import Player
+from harken.audio.player import PassThrough, Player
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -110,42 +110,15 @@ def _open_mixer(control: str, device: str) -> Any:
         return f"[audio] mixer = {control!r} cannot be opened on {device!r} ({exc}); the device scales its audio itself"
 
 
-class VolumePlayer(Player):
+class VolumePlayer(PassThrough):
     """A player that applies the software volume before passing the audio on."""
 
     def __init__(self, inner: Player, volume: Volume) -> None:
-        self.inner, self.volume = inner, volume
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("inner", "volume"):
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+        super().__init__(inner)
+        self.volume = volume
 
     def play(self, pcm: np.ndarray, rate: int) -> int:
         factor = self.volume.gain
         if factor != 1.0:
             pcm = np.clip(np.asarray(pcm, dtype=np.float32) * factor, -32768, 32767).astype(np.int16)
         return self.inner.play(pcm, rate)
-
-    def cancel(self) -> None:
-        self.inner.cancel()
-
-    def advance(self, position: int) -> None:
-        self.inner.advance(position)
-
-    @property
-    def busy(self) -> bool:
-        return self.inner.busy
-
-    @property
-    def horizon(self) -> int:
-        return self.inner.horizon
-
-    async def drain(self) -> None:
-        await self.inner.drain()
-
-    def end_of_input(self) -> None:
-        self.inner.end_of_input()
-
-    def close(self) -> None:
-        self.inner.close()

@@ -312,23 +312,19 @@ async def stream_reply(
             hand_over(splitter.flush())
             clauses.put_nowait(None)
 
-    async def speak() -> None:
+    def synthesized() -> None:
+        writer.resume()
+        if on_synthesized is not None:
+            on_synthesized()
+
+    async def speak_clauses() -> None:
         while (piece := await clauses.get()) is not None:
-            try:
-                async for audio in voice.synthesize(piece):
-                    writer.resume()
-                    if on_synthesized is not None:
-                        on_synthesized()
-                    if gate is not None:
-                        await gate.wait()
-                    on_audio(audio)
-            except HarkenError as exc:
-                raise StageFailed(ErrorCode.TTS_FAILED, "tts", exc) from exc
+            await speak(voice, piece, on_audio, gate, synthesized)
 
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(generate(), name="llm-generate")
-            tg.create_task(speak(), name="tts-speak")
+            tg.create_task(speak_clauses(), name="tts-speak")
     except BaseExceptionGroup as group:
         failed = [e for e in group.exceptions if isinstance(e, StageFailed)]
         if failed:
