@@ -143,8 +143,6 @@ class Appliance:
         self.device_id = device_id(settings.device.id)
         self.catalog = inventory.load(settings.skills) if settings.skills.enabled else inventory.Inventory()
         """The skills and their sentences (a plugin or file that cannot be read is reported at start)."""
-        self.router = Router(self.catalog, builtin.accepts())
-        self.router.warm()
         self.sup = Supervisor(settings, events, required=False, persist=self._persist_choice,
                               services=("skills",) if settings.skills.enabled else ())
         self.conv: Conversation | None = None
@@ -152,6 +150,8 @@ class Appliance:
         self.skills = SkillHost(settings, self.catalog, events, self.sup.services.get("skills"),
                                 TimerBook(self.data_dir / TIMERS), self.volume, player, self.engines.voice.render,
                                 idle=self._idle, show_state=self.show_state, timer_tone=lambda: self.earcons.timer)
+        self.router = Router(self.catalog, builtin.accepts(), timers=lambda: [t.name for t in self.skills.book.find() if t.name])
+        self.router.warm()
         self.phase = "starting"
         self.notifier = Notifier()
         self.notices: dict[str, Audio] = {}

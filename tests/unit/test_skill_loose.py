@@ -64,3 +64,31 @@ def test_a_question_for_the_language_model_is_left_to_it(heard):
 def test_a_length_is_read_in_words_and_digits(words, seconds):
     found = loose.duration(words.split())
     assert found is not None and found[0] == seconds
+
+
+@pytest.mark.parametrize("heard, reading", [
+    ("how much longer on the rice", ("timers", "HassTimerStatus", {"name": "rice"})),
+    ("pause the laundry", ("timers", "HassPauseTimer", {"name": "laundry"})),
+    ("put five more minutes on the pizza", ("timers", "HassIncreaseTimer", {"name": "pizza", "seconds": 300.0})),
+])
+def test_a_timer_set_now_is_known_by_its_name_alone(heard, reading):
+    assert loose.read(heard, TODAY, timers=["rice", "laundry", "pizza"]) == reading
+    assert loose.read(heard, TODAY) is None  # with no such timer it is not a timer question
+
+
+@pytest.mark.parametrize("heard", ["how long does it take to boil an egg", "what goes well with rice", "i had rice for dinner"])
+def test_a_timers_name_in_another_question_is_not_taken_for_it(heard):
+    assert loose.read(heard, TODAY, timers=["egg", "rice"]) is None
+
+
+@pytest.mark.parametrize("heard, intent", [
+    ("it's too loud turn it down", "HarkenVolumeDown"), ("can you be a bit louder", "HarkenVolumeUp"),
+    ("i can't hear you", "HarkenVolumeUp"),
+])
+def test_a_volume_direction_framed_by_nothing_else(heard, intent):
+    assert loose.read(heard, TODAY) == ("volume", intent, {})
+
+
+@pytest.mark.parametrize("heard", ["why is my tv too loud", "how do i turn it up on my phone", "louder than a bomb is a film"])
+def test_a_volume_word_in_another_question_is_not_taken_for_it(heard):
+    assert loose.read(heard, TODAY) is None

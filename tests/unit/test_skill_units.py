@@ -132,3 +132,9 @@ def test_pint_is_imported_without_numpy_where_nothing_else_needs_it():
               "print('numpy' in sys.modules)\nimport numpy\nprint(numpy.zeros(2).sum())")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True).stdout.split("\n")
     assert out[:3] == ["1 pound is about 453.6 grams.", "False", "0.0"]  # and numpy still works for whoever imports it after
+
+
+@pytest.mark.parametrize("heard, unit", [("us cups", "cup"), ("a us cup", None), ("british pint", "imperial_pint"),
+                                         ("mls", "milliliter"), ("imperial gallons", "imperial_gallon")])
+def test_us_and_british_measures_and_short_plurals_are_named(heard, unit):
+    assert units.parse_unit(heard) == unit

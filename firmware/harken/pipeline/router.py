@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from harken.skills import loose
 from harken.skills.inventory import Inventory
@@ -74,11 +74,14 @@ class Route:
 
 
 class Router:
-    def __init__(self, catalog: Inventory, accepts: dict[str, Accepts] | None = None) -> None:
+    def __init__(self, catalog: Inventory, accepts: dict[str, Accepts] | None = None,
+                 timers: Callable[[], Iterable[str]] = tuple) -> None:
+        """``timers``: the names of the timers set now (the looser reading takes "pause the rice" for the rice timer)."""
         from hassil import Intents, SlotList, TextSlotList
 
         self.catalog = catalog
         self.accepts = accepts or {}
+        self.timers = timers
         self.intents = Intents.from_dict(catalog.data)
         self.slot_lists: dict[str, SlotList] = {name: TextSlotList.from_strings([]) for name in ("area", "name", "floor")}
         """Home Assistant's lists of a home's areas and devices: this device has none."""
@@ -103,7 +106,7 @@ class Router:
                 return Route(self.catalog.owner[name], name, slots, clean, self.catalog.place(name), self.catalog.pure(name),
                              time.perf_counter() - started)
         clean = normalize(text)
-        found = loose.read(clean) if clean else None  # no template: what a skill can still read in the words
+        found = loose.read(clean, timers=self.timers()) if clean else None  # no template: what a skill can read in the words
         if found is not None and self.catalog.owner.get(found[1]) == found[0]:  # that skill is on
             skill, intent, slots = found
             return Route(skill, intent, slots, clean, self.catalog.place(intent), self.catalog.pure(intent), time.perf_counter() - started)

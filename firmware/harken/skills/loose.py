@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any
+from typing import Any, Iterable
 
 from harken.skills import clock, maths, units
 from harken.skills.numbers import parse_number
@@ -29,7 +29,8 @@ Reading = tuple[str, str, dict[str, Any]]
 
 UNIT_SECONDS = {"hour": 3600, "hours": 3600, "hr": 3600, "hrs": 3600, "minute": 60, "minutes": 60, "min": 60, "mins": 60,
                 "second": 1, "seconds": 1, "sec": 1, "secs": 1}
-ADVICE = re.compile(r"\b(should|why|recipe|how do|how to|how does|what does|what is a|what's a|best|ought)\b")
+ADVICE = re.compile(r"\b(should|why|recipe|how do|how to|how does|what does|what is a|what's a|best|ought|does it take|take to"
+                    r"|how long to)\b")
 TIMER = re.compile(r"\b(timers?|countdown)\b")
 CANCEL = re.compile(r"\b(cancel|stop|delete|remove|get rid of|kill|clear|end|turn off|switch off|scrap|drop|dismiss|forget)\b")
 STATUS = re.compile(r"\b(left|remaining|remain|how long|how much time|how much longer|how many (minutes|seconds|hours)|status|check"
@@ -50,7 +51,8 @@ FRAMING = frozenset(
 STOP_WORDS = frozenset("never mind nevermind forget it about stop cancel that this okay ok thanks thank you quiet enough "
                        "nothing no sorry please shush hush all right fine done be now that's thats it's i'm im".split())
 HELP = re.compile(r"\bwhat (?:\w+ ){0,3}(?:can|could) you (?:do|help(?: me)?(?: with)?)(?: for me)?$"
-                  r"|\bwhat (?:are you|you are) (?:able|capable)(?: of| to do)?$|\bhow (?:can|could) you help(?: me)?$"
+                  r"|\bwhat (?:are you|you are) (?:able|capable)(?: of| to do| to help(?: me)?(?: with)?)?$"
+                  r"|\bhow (?:can|could) you help(?: me)?$|\bwhat (?:kind of |sort of )?(?:things |stuff )?(?:can|could|should) i ask(?: you)?$"
                   r"|\bwhat are your (?:skills|abilities|features|capabilities)$|\bwhat (?:do|can) you know how to do$")
 REPEAT = re.compile(r"^(?:can you |could you |please )?(?:repeat|say) (?:that|it|what you said|the last (?:thing|answer|bit))"
                     r"(?: again)?$|\bwhat did you (?:just )?say$|^(?:pardon|come again|say again|say that again)$")
@@ -60,13 +62,14 @@ RELATIVE = re.compile(r"\b(today|tonight|tomorrow|yesterday|ago|from now|from to
 comes after monday") is left to the language model."""
 
 
-def read(text: str, today: date | None = None) -> Reading | None:
-    """What a skill can read in ``text`` (normalised by the router), or None."""
-    for reader in (_control, _maths, _units, _timers):
+def read(text: str, today: date | None = None, timers: Iterable[str] = ()) -> Reading | None:
+    """What a skill can read in ``text`` (normalised by the router), or None. ``timers``: the names of the timers set
+    now ("pause the rice" is about the rice timer when there is one)."""
+    for reader in (_control, _volume, _maths, _units):
         found = reader(text)
         if found is not None:
             return found
-    return _clock(text, today or date.today())
+    return _timers(text, frozenset(timers)) or _clock(text, today or date.today())
 
 
 # -- timers -------------------------------------------------------------------------------------------
@@ -108,8 +111,13 @@ def _amount_before(words: list[str], i: int) -> tuple[float | None, int]:
     return None, i
 
 
-def _name(text: str) -> str | None:
-    """The timer's name: "the tea timer", "my pasta timer", "timer for the eggs", "timer called pasta"."""
+def _name(text: str, known: frozenset[str] = frozenset()) -> str | None:
+    """The timer's name: "the tea timer", "my pasta timer", "timer for the eggs", "timer called pasta", or the name of
+    a timer set now said alone ("the rice")."""
+    words = re.findall(r"[a-z]+", text)
+    for before, word in zip(words, words[1:]):  # "the rice", "my laundry": not "boil an egg"
+        if word in known and before in ("the", "my", "our"):
+            return word
     for pattern in (r"\b(?:the|my|a|an|your|that)\s+([a-z]+)\s+timer\b", r"\btimer (?:for|called|named) (?:the |my )?([a-z]+)$"):
         m = re.search(pattern, text)
         if m and m[1] not in NOT_A_NAME and parse_number(m[1]) is None:
@@ -117,12 +125,12 @@ def _name(text: str) -> str | None:
     return None
 
 
-def _timers(text: str) -> Reading | None:
-    if not TIMER.search(text) or ADVICE.search(text):
+def _timers(text: str, known: frozenset[str] = frozenset()) -> Reading | None:
+    name = _name(text, known)
+    if not (TIMER.search(text) or (name and name in known)) or ADVICE.search(text):
         return None
     words = text.split()
     said = duration(words)
-    name = _name(text)
     slots: dict[str, Any] = {"name": name} if name else {}
     if said is not None and re.search(r"\b(?:minute|second|hour)s? timer\b", text) and not START.search(" ".join(words[:said[1]])):
         # "the 5 minute timer": which timer, not a length to set
@@ -201,6 +209,22 @@ def _units(text: str) -> Reading | None:
         return None
     ((amount, source),) = found
     return "units", "HarkenConvert", {"amount": amount, "source": source, "target": target}
+
+
+# -- volume ----------------------------------------------------------------------------------------------
+LOUDER = re.compile(r"\b(louder|turn it up|turn up the (?:volume|sound)|volume up|speak up|can't hear you|cannot hear you|too quiet|too soft)\b")
+QUIETER = re.compile(r"\b(quieter|softer|turn it down|turn down the (?:volume|sound)|volume down|too loud|so loud)\b")
+VOLUME_FRAMING = frozenset("can could would you be a bit little lot please it's its it is too turn the volume sound make speak talk more "
+                           "much so that's thats i is way slightly just up down hey okay ok that".split())
+
+
+def _volume(text: str) -> Reading | None:
+    """"it's too loud, turn it down", "can you be a bit louder": a direction, and nothing but framing words besides."""
+    for pattern, intent in ((LOUDER, "HarkenVolumeUp"), (QUIETER, "HarkenVolumeDown")):
+        m = pattern.search(text)
+        if m and all(w in VOLUME_FRAMING for w in (text[:m.start()] + " " + text[m.end():]).split()):
+            return "volume", intent, {}
+    return None
 
 
 # -- control and the clock ----------------------------------------------------------------------------------

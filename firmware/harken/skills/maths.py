@@ -122,7 +122,7 @@ def parse(expression: str) -> Expr:
 
 _ORDINALS = {"second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10,
              "eleventh": 11, "twelfth": 12}
-_ORDINAL_POWER = re.compile(r"\bto the (" + "|".join(_ORDINALS) + r"|\d+(?:st|nd|rd|th)) power\b")
+_ORDINAL_POWER = re.compile(r"\bto the (" + "|".join(_ORDINALS) + r"|\d+(?:st|nd|rd|th))(?: power)?\b")
 _TAKE_AWAY = re.compile(r"^(?:take|subtract) (.+?) (?:away )?from (.+)$|^(.+?) (?:subtracted|taken away|taken) from (.+)$")
 
 

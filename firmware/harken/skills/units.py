@@ -71,8 +71,14 @@ _KINDS = (("meter", "a length"), ("gram", "a mass"), ("liter", "a volume"), ("ke
           ("second", "a time"), ("byte", "an amount of data"))
 
 
+_US = ("cup", "pint", "quart", "gallon", "fluid ounce", "tablespoon", "teaspoon")
+"""Measures pint takes as the US ones, which a person may also call so ("a US cup")."""
+_BRITISH = {"pint": "imperial_pint", "gallon": "imperial_gallon"}
+
+
 def _vocabulary() -> dict[str, str]:
-    """Spoken names, their American spellings and "an hour"/"a second" forms of speeds, then the aliases."""
+    """Spoken names, their American spellings and "an hour"/"a second" forms of speeds, then the aliases, plurals of
+    the short forms ("mls", "kgs") and the US and British measures named as such."""
     words: dict[str, str] = {}
     for unit, names in _SPOKEN.items():
         for name in names:
@@ -80,7 +86,17 @@ def _vocabulary() -> dict[str, str]:
             for spelling in {name, name.replace("metre", "meter").replace("litre", "liter")}:
                 words[spelling] = unit
                 words[spelling.replace(" per hour", " an hour").replace(" per second", " a second")] = unit
-    return words | _ALIASES
+    words |= _ALIASES
+    words |= {f"{short}s": unit for short, unit in _ALIASES.items() if len(short) <= 3 and f"{short}s" not in words}
+    for name in _US:
+        for form in (name, f"{name}s"):
+            if form in words:
+                words[f"us {form}"] = words[form]
+    for name, unit in _BRITISH.items():
+        for form in (name, f"{name}s"):
+            for country in ("british", "imperial", "english"):
+                words[f"{country} {form}"] = unit
+    return words
 
 
 UNITS: dict[str, str] = _vocabulary()
