@@ -92,3 +92,11 @@ def test_a_volume_direction_framed_by_nothing_else(heard, intent):
 @pytest.mark.parametrize("heard", ["why is my tv too loud", "how do i turn it up on my phone", "louder than a bomb is a film"])
 def test_a_volume_word_in_another_question_is_not_taken_for_it(heard):
     assert loose.read(heard, TODAY) is None
+
+
+@pytest.mark.parametrize("heard, reading", [
+    ("what's thirty centimeters and inches", ("units", "HarkenConvert", {"amount": 30.0, "source": "centimeter", "target": "inch"})),
+    ("what's three hundred fifty f and c", ("units", "HarkenConvert", {"amount": 350.0, "source": "degF", "target": "degC"})),
+])
+def test_a_conversion_survives_in_heard_as_and(heard, reading):
+    assert loose.read(heard, TODAY) == reading

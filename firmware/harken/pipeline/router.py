@@ -29,7 +29,7 @@ LEADING = re.compile(r"^(?:(?:hey|hi|okay|ok|so|well|oh|now|alright|all right|ri
 TRAILING = re.compile(r"(?:\s+(?:please|thanks|thank you|thank you very much|then|now please))+$")
 SHORT_UNITS = [(re.compile(rf"\b{short}\b"), long) for short, long in (
     (r"mins?", "minutes"), (r"secs?", "seconds"), (r"hrs?", "hours"), (r"minuets?", "minutes"), (r"per cent", "percent"),
-    (r"^turned", "turn"),
+    (r"^turned", "turn"), (r"^cancell?ed", "cancel"), (r"^paused", "pause"), (r"^stopped", "stop"),
 )]
 A_UNIT = re.compile(r"\b(for|in|add|after|another|by|take|remove) an? (hour|minute|second)\b")
 """"for a minute": Home Assistant's templates want a number ("for 1 minute")."""

@@ -178,15 +178,28 @@ def _maths(text: str) -> Reading | None:
 
 
 # -- units ----------------------------------------------------------------------------------------------
-TARGET = re.compile(r"\b(?:in|to|into|as)\s+(?P<target>[a-z°/ ]+?)(?:\s+(?:is that|please|then))?$"
+TARGET = re.compile(r"\b(?:in|to|into|as|and)\s+(?P<target>[a-z°/ ]+?)(?:\s+(?:is that|please|then))?$"
                     r"|\bhow (?:many|much)\s+(?P<target2>[a-z°/ ]+?)\s+(?:is|are|would|will|does|makes?)\s+(?:that|it|this)(?:\s+be)?$")
 SHORT_DEGREES = [(re.compile(r"\b(\d+(?:\.\d+)?)\s?f\b"), r"\1 fahrenheit"), (re.compile(r"\b(\d+(?:\.\d+)?)\s?c\b"), r"\1 celsius"),
-                 (re.compile(r"\b(in|to|into) c$"), r"\1 celsius"), (re.compile(r"\b(in|to|into) f$"), r"\1 fahrenheit")]
+                 (re.compile(r"\b(in|to|into|and) c$"), r"\1 celsius"), (re.compile(r"\b(in|to|into|and) f$"), r"\1 fahrenheit")]
+"""A recogniser may write "in" as "and" ("thirty centimeters and inches"): a quantity, "and", then a unit alone at the end
+can only be a conversion."""
+
+
+def _degrees(text: str) -> str:
+    """"350 F in C", "three hundred fifty f and c": a lone f or c after a number, or after the "in" that ends the
+    question, can only be degrees."""
+    for pattern, long in SHORT_DEGREES:
+        text = pattern.sub(long, text)
+    words = text.split()
+    for i, word in enumerate(words):
+        if word in ("f", "c") and i > 0 and parse_number(words[i - 1]) is not None:
+            words[i] = "fahrenheit" if word == "f" else "celsius"
+    return " ".join(words)
 
 
 def _units(text: str) -> Reading | None:
-    for pattern, long in SHORT_DEGREES:  # "350 F in C": letters that are only degrees beside a number or after "in"
-        text = pattern.sub(long, text)
+    text = _degrees(text)
     m = TARGET.search(text)
     if m is None:
         return None
