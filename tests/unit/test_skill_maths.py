@@ -113,3 +113,8 @@ def test_a_sum_without_an_answer_is_refused_with_a_sentence(asked, said):
 def test_the_longest_sum_and_number_allowed_are_answered():
     assert maths.answer("calculate " + " plus ".join(["1"] * 20)).endswith(" is 20.")  # 40 tokens
     assert maths.answer("1" * 30 + " plus 1").endswith(" is about 1.11 times 10 to the power of 29.")
+
+
+def test_a_result_with_two_decimals_is_said_whole_and_a_longer_one_rounded():
+    assert maths.answer("99 divided by 4") == "99 divided by 4 is 24.75."
+    assert maths.answer("10 divided by 3") == "10 divided by 3 is about 3.33."

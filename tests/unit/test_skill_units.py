@@ -138,3 +138,9 @@ def test_pint_is_imported_without_numpy_where_nothing_else_needs_it():
                                          ("mls", "milliliter"), ("imperial gallons", "imperial_gallon")])
 def test_us_and_british_measures_and_short_plurals_are_named(heard, unit):
     assert units.parse_unit(heard) == unit
+
+
+@pytest.mark.parametrize("heard, quantity", [("six foot two", (74.0, "inch")), ("5 feet 10 inches", (70.0, "inch")),
+                                             ("11 stone 4", (158.0, "pound"))])
+def test_a_height_or_weight_in_two_units_is_one_quantity(heard, quantity):
+    assert units.parse_quantity(heard) == quantity

@@ -271,8 +271,8 @@ def answer(expression: str) -> str:
     expr = parse(expression)
     value = evaluate(expr)
     question = say(expr)
-    verb = "is about" if approximately(value) else "is"
-    return f"{question[:1].upper()}{question[1:]} {verb} {say_number(value)}."
+    verb = "is about" if approximately(value, exact=True) else "is"
+    return f"{question[:1].upper()}{question[1:]} {verb} {say_number(value, exact=True)}."
 
 
 def _divide(a: float, b: float) -> float:

@@ -141,16 +141,24 @@ def _below_hundred(words: list[str], i: int) -> tuple[float | None, int]:
     return None, i
 
 
-def say_number(x: float) -> str:
+def say_number(x: float, exact: bool = False) -> str:
     """How a person says ``x`` to a voice that reads digits: "51", "3.33", "453.6", "0.0283", "minus 4.5",
-    "1.2 billion". Whether that was rounded is :func:`approximately`."""
-    return _spoken(x)[0]
+    "1.2 billion". Whether that was rounded is :func:`approximately`. ``exact``: a result with at most two decimals
+    is said whole ("99 divided by 4 is 24.75", where a measurement would be "about 24.8")."""
+    return _spoken_exactly(x)[0] if exact else _spoken(x)[0]
 
 
-def approximately(x: float) -> bool:
+def approximately(x: float, exact: bool = False) -> bool:
     """Whether :func:`say_number` rounded ``x`` (so the caller says "about")."""
-    said = _spoken(x)[1]
+    said = (_spoken_exactly(x) if exact else _spoken(x))[1]
     return not math.isclose(said, x, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _spoken_exactly(x: float) -> tuple[str, float]:
+    two = round(x, 2)
+    if 0.01 <= abs(x) < 1e9 and math.isclose(two, x, rel_tol=1e-12, abs_tol=1e-9):
+        return ("minus " if two < 0 else "") + _plain(abs(two)), two
+    return _spoken(x)
 
 
 def _spoken(x: float) -> tuple[str, float]:

@@ -140,8 +140,20 @@ def parse_unit(text: str) -> str | None:
     return UNITS.get(_normalise(text))
 
 
+COMPOUND = re.compile(r"^(?P<big>.+?) (?:foot|feet|ft) (?P<small>.+?)(?: inch| inches| in)?$"
+                      r"|^(?P<stone>.+?) stones? (?P<pounds>.+?)(?: pounds?| lbs?)?$")
+"""A height or a weight said in two units, as people say theirs: "six foot two", "5 feet 10 inches", "11 stone 4"."""
+
+
 def parse_quantity(text: str) -> tuple[float, str] | None:
-    """The amount and pint unit of "a pound", "5 lbs", "one and a half cups", "half a litre", "100°F"; else None."""
+    """The amount and pint unit of "a pound", "5 lbs", "one and a half cups", "half a litre", "100°F", "six foot two"
+    (in inches), "11 stone 4" (in pounds); else None."""
+    compound = COMPOUND.match(_normalise(text))
+    if compound:
+        big, small = (compound["big"], compound["small"]) if compound["big"] else (compound["stone"], compound["pounds"])
+        whole, part = parse_number(big), parse_number(small)
+        if whole is not None and part is not None:
+            return (whole * 12 + part, "inch") if compound["big"] else (whole * 14 + part, "pound")
     words = _normalise(text).split()
     for k in range(1, len(words)):
         unit = UNITS.get(" ".join(words[k:]))
