@@ -214,12 +214,13 @@ def test_harken_ask_answers_with_the_skill_and_says_which(question, skill, answe
     assert rms(pcm) > 300  # and it was spoken
 
 
-def test_harken_ask_sends_a_timer_to_the_running_device_and_says_so_when_there_is_none(data_dir, tmp_path):
-    proc = subprocess.run(harken_cmd("ask", "set a timer for 5 minutes", "--data-dir", str(data_dir),
+def test_harken_ask_sends_a_timer_to_the_running_device_and_says_so_when_there_is_none(tmp_path):
+    data = tmp_path / "data"
+    proc = subprocess.run(harken_cmd("ask", "set a timer for 5 minutes", "--data-dir", str(data),
                                      "--control", str(tmp_path / "none.sock")), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "the timers skill belongs to the running device" in proc.stderr and "none.sock" in proc.stderr
-    assert not (data_dir / "timers.json").exists()  # nothing was set behind anybody's back
+    assert not (data / "timers.json").exists()  # nothing was set behind anybody's back
 
 
 def test_a_skill_answer_started_at_a_short_pause_is_dropped_unheard_and_a_timer_is_not_set_twice(voices, make_clip, run_harken, tmp_path):
