@@ -33,7 +33,7 @@ from harken.pipeline.router import Route
 from harken.skills import timers
 from harken.skills.inventory import Inventory
 from harken.skills.timers import Timer, TimerBook, TimerError
-from harken.supervisor.clients import SkillsClient
+from harken.supervisor.clients import SkillOverran, SkillsClient
 from harken.supervisor.process import WorkerProcess
 
 _LOGGER = logging.getLogger(__name__)
@@ -180,9 +180,8 @@ class SkillHost(ports.Skills):
         try:
             return await SkillsClient(self.worker).answer(route.skill, route.intent, route.slots, route.text,
                                                           self.settings.device.timezone)
-        except WorkerError as exc:
-            if "gave no answer" in str(exc):
-                self._restart_worker(str(exc))
+        except SkillOverran as exc:
+            self._restart_worker(str(exc))
             raise
 
     def _restart_worker(self, why: str) -> None:

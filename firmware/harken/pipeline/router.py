@@ -94,7 +94,8 @@ class Router:
         if not self.catalog.owner:
             return None
         # Without the leading words first; then as said ("sorry, what?" is a question of its own).
-        for clean in dict.fromkeys(t for t in (normalize(text), normalize(text, leading=False)) if t):
+        shortest = normalize(text)
+        for clean in dict.fromkeys(t for t in (shortest, normalize(text, leading=False)) if t):
             candidates = sorted(recognize_all(clean, self.intents, slot_lists=self.slot_lists),
                                 key=lambda r: (-r.text_chunks_matched, sum(e.is_wildcard for e in r.entities_list)))
             for result in candidates:
@@ -105,11 +106,11 @@ class Router:
                     continue
                 return Route(self.catalog.owner[name], name, slots, clean, self.catalog.place(name), self.catalog.pure(name),
                              time.perf_counter() - started)
-        clean = normalize(text)
-        found = loose.read(clean, timers=self.timers()) if clean else None  # no template: what a skill can read in the words
+        found = loose.read(shortest, timers=self.timers()) if shortest else None  # no template: what a skill can read in the words
         if found is not None and self.catalog.owner.get(found[1]) == found[0]:  # that skill is on
             skill, intent, slots = found
-            return Route(skill, intent, slots, clean, self.catalog.place(intent), self.catalog.pure(intent), time.perf_counter() - started)
+            return Route(skill, intent, slots, shortest, self.catalog.place(intent), self.catalog.pure(intent),
+                         time.perf_counter() - started)
         return None
 
     def warm(self) -> None:

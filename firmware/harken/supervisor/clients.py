@@ -148,6 +148,10 @@ class TtsClient(_Client, ports.Voice):
                 yield Audio(np.frombuffer(msg.pcm, dtype="<i2"), msg.rate)
 
 
+class SkillOverran(WorkerError):
+    """A skill gave no answer within its deadline: its worker may be stuck in it."""
+
+
 class SkillsClient(_Client):
     """Questions for the skills worker (it has no slot: no model to swap)."""
 
@@ -160,7 +164,7 @@ class SkillsClient(_Client):
             async with asyncio.timeout(limit):
                 reply = await worker.request(m.Skill(skill, intent, slots, text, timezone), self.probing)
         except TimeoutError:
-            raise WorkerError("skills", f"skill {skill} gave no answer within {limit:g} s") from None
+            raise SkillOverran("skills", f"skill {skill} gave no answer within {limit:g} s") from None
         if not isinstance(reply, m.Answer):
             raise WorkerError("skills", f"the skills worker answered {reply.kind!r}, not an answer")
         return reply.text
