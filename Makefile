@@ -14,7 +14,7 @@ BOOT_TEST_PACKAGES := qemu-system-x86 qemu-utils netcat-openbsd
 ARM64_PACKAGES := qemu-user-static binfmt-support gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
 BOARD ?= qemu-amd64
 # The tools written in Python (no .py suffix: they are commands), for the linter.
-TOOLS_PY := $(shell grep -l '^\#!/usr/bin/env python' tools/*)
+TOOLS_PY := $(shell grep -ls '^\#!/usr/bin/env python' tools/*)
 
 .PHONY: install system-deps test-deps image-deps test-models demo test lint check image clean bench bench-faults bench-swap bench-abuse bench-listen
 

@@ -42,11 +42,13 @@ from harken.hw import budget
 from harken.hw.identity import device_id
 from harken.hw.panel import Gesture, Panel, PanelSpec
 from harken.hw.thermal import REFUSAL, Level, ThermalGuard
+from harken.knowledge import ground
+from harken.knowledge.retriever import PackRetriever
 from harken.models.selection import select
 from harken.overrides import FleetConfig
 from harken.pipeline.chat import chat
 from harken.pipeline.conversation import Conversation
-from harken.pipeline.respond import APOLOGY, skill_apology
+from harken.pipeline.respond import APOLOGY, lookup, skill_apology
 from harken.pipeline.router import Router
 from harken.provision import notes as provision_notes
 from harken.settings import resolve_settings, with_profile
@@ -152,6 +154,9 @@ class Appliance:
                                 idle=self._idle, show_state=self.show_state, timer_tone=lambda: self.earcons.timer)
         self.router = Router(self.catalog, builtin.accepts(), timers=lambda: [t.name for t in self.skills.book.find() if t.name])
         self.router.warm()
+        self.knowledge = PackRetriever(self.data_dir)
+        """The knowledge packs in the data directory (picked up as they are installed or removed)."""
+        self.last_knowledge: dict[str, Any] | None = None
         self.phase = "starting"
         self.notifier = Notifier()
         self.notices: dict[str, Audio] = {}
@@ -181,6 +186,7 @@ class Appliance:
             self.skills.ringer.playing_until = 0.0
         if kind == EventType.UTTERANCE:
             self.last_heard, self.last_latency = event.get("transcript", ""), event.get("latency", {})
+            self.last_knowledge = event.get("knowledge")
             self.uplink.publish_state()
         elif kind == EventType.ERROR and event.get("stage") in ERROR_STAGES and self.phase == "running":
             self.play_earcon(self.earcons.error)
@@ -319,7 +325,7 @@ class Appliance:
             "threads": budget.plan(self.settings).describe(),
             "board": self.board_state(), "thermal": self.thermal.describe(), "muted": self.muted,
             "panel": self.panel_state(), "llm_choice": self.llm_choice_state(),
-            "asr_choice": self.asr_choice_state(), **self.skills_state(),
+            "asr_choice": self.asr_choice_state(), **self.skills_state(), "knowledge": self.knowledge_state(),
             "mqtt": None if self.link is None else {"connected": self.link.connected, "buffered": len(self.link.buffer),
                                                    "dropped": self.link.dropped},
         }
@@ -332,6 +338,12 @@ class Appliance:
                 "skills": {"enabled": [e.skill.name for e in self.catalog.entries if e.enabled],
                            "disabled": [e.skill.name for e in self.catalog.entries if not e.enabled],
                            "problems": list(self.catalog.problems)}}
+
+    def knowledge_state(self) -> dict[str, Any]:
+        """The packs, any that cannot be read, and which pack and passage answered last (for status and the fleet)."""
+        packs = self.knowledge.packs
+        return {"enabled": self.settings.knowledge.enabled, "packs": [p.summary() for p in packs],
+                "problems": list(self.knowledge.problems), "last": self.last_knowledge}
 
     def asr_choice_state(self) -> dict[str, Any] | None:
         return self.asr_choice.describe() if self.asr_choice is not None else None
@@ -362,9 +374,10 @@ class Appliance:
             raise HarkenError("the device is still starting")
         self.conv.announce(audio)
 
-    async def ask(self, text: str, speak: bool = True, by: str = "control") -> tuple[str, str | None, str | None]:
-        """The answer to ``text`` (spoken unless ``speak`` is false), the model that wrote it and the skill that
-        answered (one of the two is None): the router decides, as for a spoken question. ``by``: who asked."""
+    async def ask(self, text: str, speak: bool = True, by: str = "control") -> dict[str, Any]:
+        """The answer to ``text`` (spoken unless ``speak`` is false): ``answer``, and who gave it: ``skill``, ``knowledge``
+        (the pack and passage) or ``model`` (the language model that wrote it; also with a pack's passages). The router
+        and the packs decide, as for a spoken question. ``by``: who asked."""
         route = self.router.route(text) if self.settings.skills.enabled else None
         if route is not None:
             try:
@@ -375,15 +388,26 @@ class Appliance:
             if answer and speak:
                 self.speak(await self.engines.voice.render(answer))
             self.skills.spoken(answer)
-            return answer, None, route.skill
+            return {"answer": answer, "model": None, "skill": route.skill, "knowledge": None}
         llm = self.settings.llm
+        found = lookup(self.knowledge, self.settings, self.events, text)
+        if found is not None:
+            self.last_knowledge = found.event(self.settings.privacy.share_transcripts)
+            if found.kind == "decline" or self.settings.knowledge.answer == "extract":
+                answer = ground.extract(found, text)
+                if speak:
+                    self.speak(await self.engines.voice.render(answer))
+                self.skills.spoken(answer)
+                return {"answer": answer, "model": None, "skill": None, "knowledge": self.last_knowledge}
+        messages = ground.messages(found, text) if found is not None else chat(llm.system_prompt, text)
         writer = LlmClient(self.sup.slots["llm"])
-        parts = [piece async for piece in writer.generate(chat(llm.system_prompt, text), llm.max_tokens, llm.temperature)]
+        parts = [piece async for piece in writer.generate(messages, llm.max_tokens, llm.temperature)]
         answer = "".join(parts).strip()
         if answer and speak:
             self.speak(await self.engines.voice.render(answer))
         self.skills.spoken(answer)
-        return answer, writer.served_model, None
+        return {"answer": answer, "model": writer.served_model, "skill": None,
+                "knowledge": self.last_knowledge if found is not None else None}
 
     # -- models ------------------------------------------------------------------------------------
     async def swap(self, role: str, model: str) -> dict[str, Any]:
@@ -471,6 +495,7 @@ class Appliance:
             self.conv.muted = self.muted
             self.conv.wake_tone = self.earcons.wake
             self.conv.responder.router, self.conv.responder.skills = self.router, self.skills
+            self.conv.responder.knowledge = self.knowledge
             if self.settings.skills.enabled:  # off: timers can be neither set nor stopped by voice, so none ring
                 tasks.append(asyncio.get_running_loop().create_task(self.skills.watch(), name="timers"))
             if self.thermal.level is Level.CRITICAL:

@@ -505,6 +505,18 @@ class SkillSettings:
 
 
 @dataclass(frozen=True)
+class KnowledgeSettings:
+    enabled: bool = setting(True, "Look a question no skill answers up in the knowledge packs (`harken knowledge`) before the "
+                            "language model; off: the packs are kept but not used.")
+    answer: str = setting("extract", "How an answer from a pack is said: \"extract\" (the passage's own best sentence, exactly as "
+                          "written, at once) or \"model\" (the language model writes it from the passages).", _one_of("extract", "model"))
+    passages: int = setting(3, "Passages looked up per question (and given to the language model with \"model\").", _range(1, 8))
+    min_coverage: float = setting(0.6, "Share of a question (its words weighted by how rare they are in the pack) the best passage "
+                                  "must hold to be answered from; below it the device declines or asks the language model.",
+                                  _range(0.1, 1.0))
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     listen: str = setting("127.0.0.1:9105", "Prometheus exporter address (HOST:PORT); empty: off.", _listen_address)
 
@@ -531,6 +543,7 @@ class Settings:
     sounds: SoundSettings = field(default_factory=SoundSettings)
     thermal: ThermalSettings = field(default_factory=ThermalSettings)
     skills: SkillSettings = field(default_factory=SkillSettings)
+    knowledge: KnowledgeSettings = field(default_factory=KnowledgeSettings)
 
 
 SECTIONS: dict[str, type] = {f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in dataclasses.fields(Settings)}

@@ -24,6 +24,10 @@ class ModelError(HarkenError, RuntimeError):
     """A model is missing, corrupt or cannot be loaded."""
 
 
+class KnowledgeError(HarkenError, ValueError):
+    """A knowledge pack or one of its documents cannot be read, installed or searched."""
+
+
 class AudioError(HarkenError, RuntimeError):
     """Audio input or output failed (bad file, missing device, wrong format)."""
 

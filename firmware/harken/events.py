@@ -59,6 +59,9 @@ class EventType(enum.StrEnum):
     WORKER = "worker"
     """A worker changed state: ``role``, ``state``, ``reason``, ``pid``; ``retry_in`` with ``backoff``;
     ``model``, ``nice``, ``load_s``, ``probe_s``, ``restarts`` when it becomes ready after its probe."""
+    KNOWLEDGE = "knowledge"
+    """A knowledge pack was installed or removed, or failed to be: ``action`` (``install``, ``remove``), ``pack``, ``ok``;
+    ``reason`` when not ok; ``documents`` and ``passages`` for an install."""
     MODEL = "model"
     """A role's model changed or failed to: ``role``, ``action`` (``swap``, ``failover``, ``standby``,
     ``install``, ...), ``model``, ``ok``; ``reason`` when not ok (or why a failover); ``pid``, and for a swap
@@ -143,6 +146,9 @@ class ErrorCode(enum.StrEnum):
     """Stage ``button``: the button was already held down at start; it is ignored until released."""
     PANEL_UNAVAILABLE = "panel-unavailable"
     """Stage ``panel``: the button or the status light could not be opened; the device runs without it."""
+    KNOWLEDGE_FAILED = "knowledge-failed"
+    """Stage ``knowledge``: a knowledge pack could not be searched (a damaged index: the message says which); the
+    question went to the language model."""
     SKILL_FAILED = "skill-failed"
     """Stage ``skills``: a skill raised, ran out of memory or overran ``[workers] skills_deadline`` (the message
     names it); the person heard a short apology. A skill worker that overran is restarted."""

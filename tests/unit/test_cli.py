@@ -30,6 +30,10 @@ COMMANDS = {
     ("fleet", "keygen", "--out", "keys"): "run",
     ("fleet", "send", "--key", "operator.key", "dev1", "ping"): "run",
     ("skills", "list"): "cmd_list",
+    ("knowledge", "add", "x.md"): "cmd_add",
+    ("knowledge", "list"): "cmd_list",
+    ("knowledge", "remove", "x"): "cmd_remove",
+    ("knowledge", "search", "x"): "cmd_search",
 }
 WITHOUT_SETTINGS = {"provision", "fleet"}
 

@@ -21,7 +21,7 @@ EVENT_TYPES = {
     "TIMEOUT": "timeout", "ERROR": "error", "CONFIG": "config", "WORKER": "worker", "MODEL": "model", "AUDIO": "audio",
     "STATE": "state", "SPECULATION": "speculation", "TURN": "turn", "MUTED": "muted", "UNMUTED": "unmuted",
     "BUTTON": "button", "LISTEN": "listen", "REFUSED": "refused", "THERMAL": "thermal", "READY": "ready",
-    "TIMER": "timer", "VOLUME": "volume",
+    "TIMER": "timer", "VOLUME": "volume", "KNOWLEDGE": "knowledge",
 }
 """Frozen: every event kind on the wire. Renaming or dropping one breaks every consumer of the events."""
 
@@ -33,7 +33,7 @@ ERROR_CODES = {
     "CONFIG_ROLLBACK_FAILED": "config-rollback-failed", "SETTING_CONFLICT": "setting-conflict",
     "SOUND_UNUSABLE": "sound-unusable", "PROVISIONING_INCOMPLETE": "provisioning-incomplete",
     "BUTTON_STUCK": "button-stuck", "PANEL_UNAVAILABLE": "panel-unavailable",
-    "SKILL_FAILED": "skill-failed", "SKILLS_INCOMPLETE": "skills-incomplete",
+    "SKILL_FAILED": "skill-failed", "SKILLS_INCOMPLETE": "skills-incomplete", "KNOWLEDGE_FAILED": "knowledge-failed",
 }
 """Frozen: every ``code`` an error event can carry. Automations match on these: a code never changes."""
 

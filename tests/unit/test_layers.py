@@ -18,7 +18,7 @@ FLOORS = [
     {"overrides", "provision", "audio"},
     {"models"},
     {"hw"},
-    {"skills"},
+    {"skills", "knowledge"},
     {"pipeline"},
     {"engines"},
     {"supervisor"},

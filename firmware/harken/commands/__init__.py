@@ -7,7 +7,7 @@ Importing a family must stay cheap (no numpy, no engine): ``harken --help`` and 
 import them all. What a command needs beyond that it imports when it runs.
 """
 
-from harken.commands import firstboot, fleet, hardware, models, remote, skills, speech, talk
+from harken.commands import firstboot, fleet, hardware, knowledge, models, remote, skills, speech, talk
 
-FAMILIES = (talk, remote, speech, skills, firstboot, hardware, fleet, models)
+FAMILIES = (talk, remote, speech, skills, knowledge, firstboot, hardware, fleet, models)
 """In the order ``harken --help`` lists them."""

@@ -142,8 +142,10 @@ def cmd_say(args: argparse.Namespace, settings: config.Settings) -> int:
 def cmd_ask(args: argparse.Namespace, settings: config.Settings) -> int:
     import sys
 
+    from harken.knowledge import ground
+    from harken.knowledge.retriever import PackRetriever
     from harken.pipeline.chat import chat
-    from harken.pipeline.respond import stream_reply
+    from harken.pipeline.respond import lookup, stream_reply
     from harken.pipeline.router import Router
     from harken.skills import builtin, inventory
     from harken.supervisor.clients import LlmClient, TtsClient
@@ -162,23 +164,34 @@ def cmd_ask(args: argparse.Namespace, settings: config.Settings) -> int:
         if route.place == "device":
             return _ask_device(args, route.skill)
         return run_async(lambda: _ask_skill(args, settings, route, catalog.responses.get(route.intent)))
+    messages = chat(settings.llm.system_prompt, args.text)
+    found = lookup(PackRetriever(settings.paths.data), settings, EventLog(), args.text)
+    if found is not None:
+        where = f" ({found.best.where}, coverage {found.best.coverage:.2f})" if found.best is not None else ""
+        print(f"harken: the knowledge pack {found.pack} {'answers' if found.kind == 'answer' else 'has no answer: declined'}{where}",
+              file=sys.stderr)
+        if found.kind == "decline" or settings.knowledge.answer == "extract":
+            return run_async(lambda: _ask_skill(args, settings, None, ground.extract(found, args.text)))
+        messages = ground.messages(found, args.text)
 
     async def go() -> int:
         out = _Collector(settings, Path(args.output) if args.output else None)
         async with Supervisor(settings, EventLog(), roles=("llm", "tts")) as sup:
             await stream_reply(LlmClient(sup.slots["llm"]), TtsClient(sup.slots["tts"]), settings,
-                               chat(settings.llm.system_prompt, args.text), lambda t: print(t, end="", flush=True),
+                               messages, lambda t: print(t, end="", flush=True),
                                lambda c: None, out.add)
         print()
         await out.finish()
         return EXIT_OK
 
-    print("harken: the language model answers", file=sys.stderr)
+    if found is None:
+        print("harken: the language model answers", file=sys.stderr)
     return run_async(go)
 
 
 async def _ask_skill(args: argparse.Namespace, settings: config.Settings, route: Any, fixed: str | None) -> int:
-    """A skill that only computes: its answer from a skills worker of our own (or a sentence file's fixed answer), spoken."""
+    """A skill that only computes: its answer from a skills worker of our own (or a fixed answer: a sentence file's, a
+    knowledge pack's), spoken."""
     from harken.supervisor.clients import SkillsClient, TtsClient
     from harken.supervisor.supervisor import Supervisor
 

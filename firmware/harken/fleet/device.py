@@ -5,7 +5,8 @@ Commands (``args`` in brackets): ``ping``; ``get_state``; ``get_metrics``;
 ``get_logs`` [lines]; ``set_config`` [section, key, value, confirm];
 ``confirm_config``; ``restart_worker`` [role]; ``say`` [text]; ``ask`` [text];
 ``mute``; ``unmute``; ``listen`` (push-to-talk, or stop an answer); ``install_model`` [role, name, url + sha256 or package,
-chat_template, quantize, licence]; ``swap_model`` [role, model]; ``rollback_model`` [role].
+chat_template, quantize, licence]; ``swap_model`` [role, model]; ``rollback_model`` [role];
+``install_knowledge`` [name, url + sha256 or package, general]; ``remove_knowledge`` [name].
 Bad arguments are refused (``bad_args``) before anything changes. Home Assistant's unsigned button and text box come through
 :meth:`DeviceAgent.home_assistant`, rate-limited and bounded.
 """
@@ -67,6 +68,7 @@ class DeviceAgent:
             "set_config": self.set_config, "confirm_config": self.confirm_config, "restart_worker": self.restart_worker,
             "say": self.say, "ask": self.ask, "mute": self.mute, "unmute": self.unmute, "listen": self.listen,
             "install_model": self.install_model, "swap_model": self.swap_model, "rollback_model": self.rollback_model,
+            "install_knowledge": self.install_knowledge, "remove_knowledge": self.remove_knowledge,
         }
         self._installing: str | None = None
         """The model being installed (one at a time), or None."""
@@ -100,7 +102,7 @@ class DeviceAgent:
             "last_latency": svc.last_latency, "config_problems": [str(n) for n in (*svc.provision_notes, *fleet.notes, *svc.setting_notes)],
             "storage": {"root_read_only": root_read_only(), "data_free_mb": free_mb(svc.data_dir)},
             "config_trial": (fleet.on_trial or {}).get("change"),
-            **svc.skills_state(),
+            **svc.skills_state(), "knowledge": svc.knowledge_state(),
         }
         if not svc.settings.privacy.share_transcripts:  # a timer's name is the person's own words
             state["timers"] = [{k: v for k, v in t.items() if k not in ("name", "label")} for t in state["timers"]]
@@ -247,10 +249,10 @@ class DeviceAgent:
     async def ask(self, args: dict[str, Any]) -> dict[str, Any]:
         text = self._text(args)
         try:
-            answer, model, skill = await self.appliance.ask(text, by="fleet")
+            answered = await self.appliance.ask(text, by="fleet")
         except HarkenError as exc:
             raise CommandFailed(f"cannot answer: {exc}") from exc
-        return {"question": text, "answer": answer, "model": model, "skill": skill}
+        return {"question": text, **answered}
 
     def _role(self, args: dict[str, Any]) -> str:
         role = args.get("role")
@@ -300,6 +302,71 @@ class DeviceAgent:
             svc.events.emit(EventType.MODEL, role=request.role, action="install", model=request.name, ok=False, reason=str(exc))
         finally:
             self._installing = None
+
+    def install_knowledge(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Install a knowledge pack from a URL (with its sha256: a document or an archive of them) or an installed
+        package's documents, in the background: the reply says it started; a ``knowledge`` event says how it ended."""
+        from harken.knowledge import packs
+
+        name, url, package, sha256, general = (args.get(k) for k in ("name", "url", "package", "sha256", "general"))
+        texts = (name, url, package, sha256)
+        if any(v is not None and (not isinstance(v, str) or len(v) > 2000) for v in texts) or not name:
+            raise CommandFailed("install_knowledge needs name and url + sha256 (or package); every value text", "bad_args")
+        if general not in (None, True, False, "true", "false"):
+            raise CommandFailed("general is true or false", "bad_args")
+        try:
+            packs.check_name(name)
+        except HarkenError as exc:
+            raise CommandFailed(str(exc), "bad_args") from None
+        if (url is None) == (package is None):
+            raise CommandFailed("give url (with sha256) or package; a file on the device cannot be named from the fleet", "bad_args")
+        if url is not None and (not url.startswith(("https://", "http://")) or not isinstance(sha256, str)
+                                or len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256)):
+            raise CommandFailed("url must be http(s) and sha256 the file's 64 lower-case hex digits", "bad_args")
+        if self._installing is not None:
+            raise CommandFailed(f"{self._installing} is being installed; wait for its event", "busy")
+        self._installing = f"knowledge {name}"
+        self._own(self._install_knowledge(name, url, sha256, package, general in (True, "true")), "install-knowledge")
+        return {"installing": name, "from": url or package, "outcome": "a knowledge event (action install) says when it is "
+                "installed, or why not"}
+
+    async def _install_knowledge(self, name: str, url: str | None, sha256: str | None, package: str | None, general: bool) -> None:
+        from harken.knowledge import intake, packs
+
+        svc = self.appliance
+
+        def work() -> packs.Pack:
+            with packs.scratch(svc.data_dir) as scratch:
+                got = intake.download(url, sha256 or "", scratch) if url is not None else intake.from_package(package or "", scratch)
+                return packs.install(svc.data_dir, name, intake.expand([got], scratch), source=url or f"package {package}",
+                                     declines=not general)
+        try:
+            pack = await asyncio.to_thread(work)
+            summary = pack.summary()
+            svc.events.emit(EventType.KNOWLEDGE, action="install", pack=name, ok=True, documents=summary["documents"],
+                            passages=summary["passages"])
+        except (HarkenError, OSError) as exc:
+            svc.events.emit(EventType.KNOWLEDGE, action="install", pack=name, ok=False, reason=str(exc))
+        finally:
+            self._installing = None
+            self.appliance.uplink.publish_state()
+
+    def remove_knowledge(self, args: dict[str, Any]) -> dict[str, Any]:
+        from harken.knowledge import packs
+
+        name = args.get("name")
+        if not isinstance(name, str) or not name:
+            raise CommandFailed("remove_knowledge needs name (see the state's knowledge packs)", "bad_args")
+        have = [p.name for p in packs.installed(self.appliance.data_dir)[0]]
+        if name not in have:
+            raise CommandFailed(f"no knowledge pack named {name[:80]!r} (installed: {', '.join(have) or 'none'})", "bad_args")
+        try:
+            packs.remove(self.appliance.data_dir, name)
+        except HarkenError as exc:
+            raise CommandFailed(str(exc)) from None
+        self.appliance.events.emit(EventType.KNOWLEDGE, action="remove", pack=name, ok=True)
+        self.appliance.uplink.publish_state()
+        return {"removed": name}
 
     async def swap_model(self, args: dict[str, Any]) -> dict[str, Any]:
         """Start ``model`` beside the active one, probe it, switch; the reply comes once it serves.

@@ -1,8 +1,11 @@
-"""Answering one request: final transcript → router → a skill or the LLM → TTS audio → player.
+"""Answering one request: final transcript → router → a skill, a knowledge pack or the LLM → TTS audio → player.
 
 The router (``router.py``) decides first, in a few milliseconds: a question a
-skill knows (the time, a timer, a sum) is answered by the skill and spoken;
-anything else goes to the LLM as before. The LLM and TTS run concurrently in their
+skill knows (the time, a timer, a sum) is answered by the skill and spoken.
+Next the knowledge packs (``knowledge/ground.py``): a question a pack answers is
+answered with what the pack says (its own sentence, or the LLM given the
+passages); one about a pack's subject that the pack cannot answer is declined.
+Anything else goes to the LLM as before. The LLM and TTS run concurrently in their
 own workers: the first clause is synthesized and playing while the model is still
 writing the rest. A stage that fails ends the answer with a short spoken apology
 and an error event.
@@ -28,6 +31,8 @@ from harken.audio.player import Player
 from harken.config import Settings
 from harken.errors import HarkenError
 from harken.events import ErrorCode, EventLog, EventType
+from harken.knowledge import ground
+from harken.knowledge.retriever import Retriever
 from harken.pipeline.chat import chat
 from harken.pipeline.ports import Skills, Transcriber, Voice, Writer
 from harken.pipeline.router import Route, Router
@@ -73,6 +78,8 @@ class Responder:
         self.router: Router | None = None
         """Decides which questions a skill answers (None: every question goes to the LLM)."""
         self.skills: Skills | None = None
+        self.knowledge: Retriever | None = None
+        """The knowledge packs (None: none are looked up)."""
 
     def clean_transcript(self, text: str) -> str:
         return strip_wake_words(text.strip(), self.settings.wake.model)
@@ -150,12 +157,28 @@ class Responder:
             return None
         return self.router.route(text)
 
+    def ground(self, text: str) -> ground.Grounding | None:
+        """What the knowledge packs make of ``text``: answer, decline, or None (the LLM answers)."""
+        return lookup(self.knowledge, self.settings, self.events, text)
+
     async def _answer(self, text: str, utt: Utterance, gate: asyncio.Event) -> None:
         route = self.route(text)
         utt.marks["routed"] = time.monotonic()
         if route is not None:
             await self._skill_answer(route, text, utt, gate)
             return
+        found = self.ground(text)
+        utt.marks["retrieved"] = time.monotonic()
+        fields: dict[str, Any] = {}
+        messages = self._messages(text)
+        if found is not None:
+            fields["knowledge"] = found.event(self.settings.privacy.share_transcripts)
+            if found.kind == "decline" or self.settings.knowledge.answer == "extract":
+                reply = ground.extract(found, text)
+                await self._say(reply, text, utt, gate, fields, "knowledge_answer",
+                                retrieve=round(utt.marks["retrieved"] - utt.marks["routed"], 5))
+                return
+            messages = ground.messages(found, text)
         parts: list[str] = []
 
         def on_token(piece: str) -> None:
@@ -169,19 +192,22 @@ class Responder:
             utt.marks.setdefault("tts_first_audio", time.monotonic())
 
         try:
-            await stream_reply(self.writer, self.voice, self.settings, self._messages(text), on_token, on_clause,
+            await stream_reply(self.writer, self.voice, self.settings, messages, on_token, on_clause,
                                lambda audio: self._play(audio, utt), gate=gate, on_synthesized=on_synthesized)
         except asyncio.CancelledError:
             if gate.is_set():  # a barge-in; a speculation that was never confirmed said nothing
-                self.events.emit(EventType.REPLY, text="".join(parts).strip(), interrupted=True)
+                self.events.emit(EventType.REPLY, text="".join(parts).strip(), interrupted=True, **fields)
             raise
         reply = "".join(parts).strip()
-        self.events.emit(EventType.REPLY, text=reply, interrupted=False)
+        self.events.emit(EventType.REPLY, text=reply, interrupted=False, **fields)
         self.history.append((time.monotonic(), text, reply))
         if self.skills is not None:
             self.skills.spoken(reply)
+        latency = self._latency(utt)
+        if found is not None:
+            latency["retrieve"] = round(utt.marks["retrieved"] - utt.marks["routed"], 5)
         self.events.emit(EventType.UTTERANCE, t=round(utt.speech_end / RATE, 3), transcript=text, reply=reply,
-                         mode="fast" if self.origin() is None else "realtime", latency=self._latency(utt))
+                         mode="fast" if self.origin() is None else "realtime", latency=latency, **fields)
 
     async def _skill_answer(self, route: Route, text: str, utt: Utterance, gate: asyncio.Event) -> None:
         """A skill's answer, spoken; its failure (or overrun) is an apology that names it."""
@@ -195,8 +221,14 @@ class Responder:
             _LOGGER.warning("skill %s failed: %s", route.skill, exc)
             self.events.error(ErrorCode.SKILL_FAILED, "skills", f"{route.skill} ({route.intent}): {exc}")
             reply = skill_apology(route.skill)
+        await self._say(reply, text, utt, gate, {"skill": route.skill, "intent": route.intent}, "skill_answer",
+                        route=round(route.seconds, 5))
+
+    async def _say(self, reply: str, text: str, utt: Utterance, gate: asyncio.Event, fields: dict[str, Any], ready: str,
+                   **timing: float) -> None:
+        """Speak an answer that is ready at once (a skill's, a pack's): events as for the LLM's, with ``fields`` (who
+        answered), the latency ``ready`` (from transcript to answer) and ``timing`` (how long deciding took) added."""
         utt.marks["first_clause"] = time.monotonic()  # the reply is ready: as the LLM's first clause would be
-        fields = {"skill": route.skill, "intent": route.intent}
 
         def synthesized() -> None:
             utt.marks.setdefault("tts_first_audio", time.monotonic())
@@ -210,10 +242,10 @@ class Responder:
                 self.events.emit(EventType.REPLY, text=reply, interrupted=True, **fields)
             raise
         self.events.emit(EventType.REPLY, text=reply, interrupted=False, **fields)
-        if reply:
+        if reply and self.skills is not None:
             self.skills.spoken(reply)
         latency = self._latency(utt)
-        latency.update(skill_answer=latency["llm_first_clause"], llm_first_clause=None, route=round(route.seconds, 5))
+        latency.update({ready: latency["llm_first_clause"], "llm_first_clause": None}, **timing)
         self.events.emit(EventType.UTTERANCE, t=round(utt.speech_end / RATE, 3), transcript=text, reply=reply,
                          mode="fast" if self.origin() is None else "realtime", latency=latency, **fields)
 
@@ -255,6 +287,20 @@ class Responder:
             return
         self.player.play(self.apology.pcm, self.apology.rate)
         self.speaking()
+
+
+def lookup(retriever: Retriever | None, settings: Settings, events: EventLog, text: str) -> ground.Grounding | None:
+    """The knowledge packs' decision on ``text`` (None: no pack, knowledge off, or a pack that cannot be searched:
+    reported, and the LLM answers)."""
+    if retriever is None or not settings.knowledge.enabled:
+        return None
+    k = settings.knowledge
+    try:
+        return ground.decide(retriever, text, k.passages, k.min_coverage)
+    except HarkenError as exc:
+        _LOGGER.warning("knowledge lookup failed: %s", exc)
+        events.error(ErrorCode.KNOWLEDGE_FAILED, "knowledge", str(exc))
+        return None
 
 
 async def speak(voice: Voice, text: str, on_audio: Callable[[Audio], None], gate: asyncio.Event | None = None,

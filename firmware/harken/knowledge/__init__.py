@@ -1,0 +1,1 @@
+"""Knowledge packs: an operator's documents, indexed on the device and answered from (see docs/knowledge.md)."""

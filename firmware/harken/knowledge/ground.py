@@ -1,0 +1,104 @@
+"""Grounded answers: what the device says when a question meets the knowledge packs.
+
+After the skills, before the language model, the router's next step asks the
+retriever. Three outcomes:
+
+- **answer**: the best passage holds most of what was asked (its *coverage*,
+  the question's content words weighted by their rarity in the pack, reaches
+  ``MIN_COVERAGE``). The answer is the passage's own best sentence (``extract``,
+  the default: numbers, names and times exactly as written, at once) or the
+  language model's, given the passages in its prompt (``model``);
+- **decline**: the question is about a pack's subject (a word of it is in the
+  pack's headings) but no passage answers it: "Sorry, I don't have that
+  information." rather than a guess;
+- nothing: the question goes on to the language model as before.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from harken.knowledge.index import Passage, content_words, words
+from harken.knowledge.retriever import Retriever
+
+MIN_COVERAGE = 0.6
+"""Share of a question (weighted by rarity) the best passage must hold to answer it (set on the bench's tuning half)."""
+DECLINE = "Sorry, I don't have that information."
+MODEL_PROMPT = ("You answer a spoken question from the passages below. Answer in one short sentence, with the "
+                "passages' own numbers, names and times exactly as written. If the passages do not answer the question, "
+                "say: I don't know.")
+_ASKS_NUMBER = re.compile(r"\b(when|time|times|hours?|open|close|how (much|many|long|far|old|big)|number|price|cost|code|password|pin)\b")
+
+
+@dataclass(frozen=True)
+class Grounding:
+    kind: str
+    """``answer`` or ``decline``."""
+    pack: str
+    passages: tuple[Passage, ...] = ()
+
+    @property
+    def best(self) -> Passage | None:
+        return self.passages[0] if self.passages else None
+
+    def event(self, share_text: bool) -> dict[str, object]:
+        """What the reply and utterance events say of it (the passage's text only if transcripts may be shared)."""
+        found: dict[str, object] = {"pack": self.pack, "kind": self.kind}
+        if self.best is not None:
+            found["passage"] = self.best.as_json(text=share_text)
+        return found
+
+
+def decide(retriever: Retriever, question: str, k: int = 3, min_coverage: float = MIN_COVERAGE) -> Grounding | None:
+    """Answer from a pack, decline, or None (the language model answers)."""
+    hits = retriever.search(question, k)
+    if hits and hits[0].coverage >= min_coverage:
+        return Grounding("answer", hits[0].pack, tuple(hits))
+    pack = retriever.subject(question)
+    if pack is not None:
+        return Grounding("decline", pack, tuple(h for h in hits if h.pack == pack))
+    return None
+
+
+def _stem(word: str) -> str:
+    word = word.lower().removesuffix("'s")
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for line in text.split("\n") for s in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])", line) if s.strip()]
+
+
+def extract(grounding: Grounding, question: str) -> str:
+    """The sentence of the best passage that says most of what was asked (with its heading if it needs one)."""
+    best = grounding.best
+    if grounding.kind != "answer" or best is None:
+        return DECLINE
+    asked = {_stem(w) for w in content_words(question)}
+    wants_number = bool(_ASKS_NUMBER.search(question.lower()))
+    candidates = sentences(best.text)
+
+    def score(sentence: str) -> float:
+        said = {_stem(w) for w in words(sentence)}
+        hit = len(asked & said) + sum(0.5 for a in asked for s in said if a != s and len(a) >= 5 and (s.startswith(a[:5])))
+        number = 0.5 if wants_number and re.search(r"\d", sentence) else 0.0
+        return hit + number - 0.01 * len(sentence.split()) / 10
+
+    chosen = max(candidates, key=score) if candidates else best.text
+    heading = best.headings.rpartition(" › ")[2]
+    heading_words = {_stem(w) for w in content_words(heading)}
+    if heading and len(chosen.split()) < 8 and not heading_words & {_stem(w) for w in words(chosen)}:
+        chosen = f"{heading}: {chosen}"
+    if not re.search(r"[.!?]$", chosen):
+        chosen += "."
+    return chosen
+
+
+def messages(grounding: Grounding, question: str) -> list[dict[str, str]]:
+    """The language model's prompt for a grounded answer: the passages, then the question."""
+    context = "\n\n".join(f"[{p.headings or p.doc}]\n{p.text}" for p in grounding.passages)
+    return [{"role": "system", "content": f"{MODEL_PROMPT}\n\n{context}"}, {"role": "user", "content": question}]
