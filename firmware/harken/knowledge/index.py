@@ -44,8 +44,15 @@ thing things way much many okay ok hey yes yeah um uh will shall may might must 
 _WORD = re.compile(r"[^\W_]+(?:['’.][^\W_]+)*", re.UNICODE)
 
 
+SPOKEN = [(re.compile(r"\b(?:wi[- ]fi|wife i|why fi|wifey)\b"), "wifi"), (re.compile(r"\be[- ]mail\b"), "email")]
+"""How a recogniser writes words it does not know as one (piper's "wifi" comes back as "wife I")."""
+
+
 def words(text: str) -> list[str]:
-    return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+    text = text.lower().replace("’", "'")
+    for pattern, word in SPOKEN:
+        text = pattern.sub(word, text)
+    return _WORD.findall(text)
 
 
 def content_words(text: str) -> list[str]:
@@ -174,6 +181,14 @@ class Index:
     def idf(self, word: str) -> float:
         """Rarity of ``word`` in the pack; a word the pack never uses counts as rarest."""
         return math.log((self.size + 1) / (self.df(word) + 0.5))
+
+    def joined(self, question: str, terms: list[str]) -> list[str]:
+        """``terms`` with two words the pack writes as one joined ("pass word" → "password", "check out" → "checkout")."""
+        said = words(question)
+        for a, b in zip(said, said[1:]):
+            if a + b not in terms and self.df(a + b) and (a in terms or b in terms):
+                terms = [t for t in terms if t not in (a, b)] + [a + b]
+        return terms
 
     def search(self, terms: list[str], k: int = 3) -> list[Passage]:
         """The ``k`` passages that best match any of ``terms`` (content words), best first."""

@@ -72,7 +72,7 @@ class PackRetriever:
         terms = content_words(question)
         with self._lock:
             self._refresh()
-            hits = [hit for _, idx in self._indexes for hit in idx.search(terms, k)]
+            hits = [hit for _, idx in self._indexes for hit in idx.search(idx.joined(question, terms), k)]
         return sorted(hits, key=lambda p: (p.coverage, p.score), reverse=True)[:k]
 
     def subject(self, question: str) -> str | None:
