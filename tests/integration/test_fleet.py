@@ -132,7 +132,7 @@ def test_every_command_round_trip(device, keys):
     with Subscriber(device["broker"], ["harken/dev1/timer"]) as sub:
         timer = send(device, signer, "ask", text="Set a pasta timer for 10 minutes.")["result"]
         assert timer == {"question": "Set a pasta timer for 10 minutes.", "answer": "Pasta timer set for 10 minutes.",
-                         "model": None, "skill": "timers"}
+                         "model": None, "skill": "timers", "knowledge": None}
         (event,) = sub.wait_for(lambda ms: ms)
     started = json.loads(event.payload)
     assert started["event_type"] == "started" and started["seconds"] == 600 and "name" not in started  # the person's words
@@ -187,6 +187,61 @@ def test_a_model_is_installed_swapped_and_rolled_back_from_the_fleet(device, key
     assert send(device, signer, "ask", text="Say hi.")["result"]["model"] == "smollm2-135m-instruct"
     bad = send(device, signer, "swap_model", role="llm", model="no-such-model")
     assert not bad["ok"] and "not swapped" in bad["error"] and "smollm2-135m-instruct serves on" in bad["error"]
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving ``tmp_path``."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_knowledge_pack_is_installed_over_mqtt_used_by_the_next_question_and_removed(device, keys, served):
+    import hashlib
+    import zipfile
+
+    signer = keys["signer"]
+    folder, url = served
+    with zipfile.ZipFile(folder / "guide.zip", "w") as zf:
+        zf.writestr("guide/wifi.md", "# Guest guide\n\n## Wifi\n\nThe network is Lakeside and its password is Otter2931.\n")
+    (folder / "evil.zip").write_bytes((folder / "guide.zip").read_bytes().replace(b"guide/wifi.md", b"../../wifi.md"))
+    sha = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in ("guide.zip", "evil.zip")}
+    no_sha = send(device, signer, "install_knowledge", name="guide", url=f"{url}/guide.zip")
+    assert not no_sha["ok"] and no_sha["code"] == "bad_args" and "sha256" in no_sha["error"]
+    bad_name = send(device, signer, "install_knowledge", name="../etc", url=f"{url}/guide.zip", sha256=sha["guide.zip"])
+    assert not bad_name["ok"] and bad_name["code"] == "bad_args" and "not a pack name" in bad_name["error"]
+    local = send(device, signer, "install_knowledge", name="guide", url="file:///etc/passwd", sha256=sha["guide.zip"])
+    assert not local["ok"] and local["code"] == "bad_args"
+    hostile = send(device, signer, "install_knowledge", name="evil", url=f"{url}/evil.zip", sha256=sha["evil.zip"])
+    assert hostile["ok"]
+    [refused] = wait_for(device["events"], lambda ev: [e for e in ev if e["type"] == "knowledge" and e["pack"] == "evil"], device["proc"])
+    assert refused["ok"] is False and "outside the archive" in refused["reason"]
+    started = send(device, signer, "install_knowledge", name="guide", url=f"{url}/guide.zip", sha256=sha["guide.zip"])
+    assert started["ok"] and started["result"]["installing"] == "guide"
+    [installed] = wait_for(device["events"], lambda ev: [e for e in ev if e["type"] == "knowledge" and e["pack"] == "guide"],
+                           device["proc"])
+    assert installed["ok"] and installed["action"] == "install" and installed["documents"] == 1
+    asked = send(device, signer, "ask", text="What's the wifi password?")["result"]
+    assert "Otter2931" in asked["answer"] and asked["knowledge"]["pack"] == "guide" and asked["model"] is None
+    state = send(device, signer, "get_state")["result"]
+    assert [p["name"] for p in state["knowledge"]["packs"]] == ["guide"]
+    assert "text" not in state["knowledge"]["last"]["passage"]  # what the pack said stays on the device
+    assert send(device, signer, "remove_knowledge", name="guide")["result"] == {"removed": "guide"}
+    gone = send(device, signer, "remove_knowledge", name="guide")
+    assert not gone["ok"] and gone["code"] == "bad_args" and "no knowledge pack named 'guide'" in gone["error"]
+    after = send(device, signer, "ask", text="What's the wifi password?")["result"]
+    assert after["knowledge"] is None and "Otter2931" not in after["answer"]
+    assert send(device, signer, "get_state")["result"]["knowledge"]["packs"] == []
 
 
 def raw_command(device, payload: bytes, correlation=b"c1", wait: float = 20.0):
