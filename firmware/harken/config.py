@@ -511,7 +511,7 @@ class KnowledgeSettings:
     answer: str = setting("extract", "How an answer from a pack is said: \"extract\" (the passage's own best sentence, exactly as "
                           "written, at once) or \"model\" (the language model writes it from the passages).", _one_of("extract", "model"))
     passages: int = setting(3, "Passages looked up per question (and given to the language model with \"model\").", _range(1, 8))
-    min_coverage: float = setting(0.6, "Share of a question (its words weighted by how rare they are in the pack) the best passage "
+    min_coverage: float = setting(0.5, "Share of a question (its words weighted by how rare they are in the pack) the best passage "
                                   "must hold to be answered from; below it the device declines or asks the language model.",
                                   _range(0.1, 1.0))
 

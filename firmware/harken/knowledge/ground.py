@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from harken.knowledge.index import Passage, content_words, words
 from harken.knowledge.retriever import Retriever
 
-MIN_COVERAGE = 0.6
-"""Share of a question (weighted by rarity) the best passage must hold to answer it (set on the bench's tuning half)."""
+MIN_COVERAGE = 0.5
+"""Share of a question (weighted by rarity) the best passage must hold to answer it (chosen on tools/bench-knowledge)."""
 DECLINE = "Sorry, I don't have that information."
 MODEL_PROMPT = ("You answer a spoken question from the passages below. Answer in one short sentence, with the "
                 "passages' own numbers, names and times exactly as written. If the passages do not answer the question, "
@@ -37,6 +37,8 @@ class Grounding:
     """``answer`` or ``decline``."""
     pack: str
     passages: tuple[Passage, ...] = ()
+    sentence: str = ""
+    """For an answer: the sentence of the first passage that answers it."""
 
     @property
     def best(self) -> Passage | None:
@@ -54,7 +56,10 @@ def decide(retriever: Retriever, question: str, k: int = 3, min_coverage: float 
     """Answer from a pack, decline, or None (the language model answers)."""
     hits = retriever.search(question, k)
     if hits and hits[0].coverage >= min_coverage:
-        return Grounding("answer", hits[0].pack, tuple(hits))
+        best = pick([h for h in hits if h.coverage >= min_coverage], question)
+        assert best is not None
+        ranked = (best.passage, *(h for h in hits if h is not best.passage))
+        return Grounding("answer", best.passage.pack, ranked, best.sentence)
     pack = retriever.subject(question)
     if pack is not None:
         return Grounding("decline", pack, tuple(h for h in hits if h.pack == pack))
@@ -73,25 +78,42 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for line in text.split("\n") for s in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])", line) if s.strip()]
 
 
-def extract(grounding: Grounding, question: str) -> str:
-    """The sentence of the best passage that says most of what was asked (with its heading if it needs one)."""
-    best = grounding.best
-    if grounding.kind != "answer" or best is None:
-        return DECLINE
-    asked = {_stem(w) for w in content_words(question)}
+@dataclass(frozen=True)
+class Choice:
+    passage: Passage
+    sentence: str
+    coverage: float
+    """The share of the question (weighted by rarity) the sentence and its headings hold."""
+
+
+def pick(hits: list[Passage] | tuple[Passage, ...], question: str) -> Choice | None:
+    """The sentence of the found passages that says most of what was asked: the question's words in it count fully,
+    those only in its headings half (they say what it is about, not the answer); a number where one is asked for
+    and a better-ranked passage break ties."""
     wants_number = bool(_ASKS_NUMBER.search(question.lower()))
-    candidates = sentences(best.text)
+    best: tuple[float, Choice] | None = None
+    for rank, passage in enumerate(hits):
+        weights = {_stem(t): w for t, w in passage.weights}
+        total = sum(weights.values()) or 1.0
+        heading = {_stem(w) for w in words(passage.headings)}
+        for sentence in sentences(passage.text):
+            said = {_stem(w) for w in words(sentence)}
+            got = sum(w for t, w in weights.items() if t in said) + 0.5 * sum(
+                w for t, w in weights.items() if t in heading and t not in said)
+            coverage = got / total
+            score = coverage + (0.08 if wants_number and re.search(r"\d", sentence) else 0.0) - 0.03 * rank
+            if best is None or score > best[0]:
+                best = (score, Choice(passage, sentence, coverage))
+    return best[1] if best else None
 
-    def score(sentence: str) -> float:
-        said = {_stem(w) for w in words(sentence)}
-        hit = len(asked & said) + sum(0.5 for a in asked for s in said if a != s and len(a) >= 5 and (s.startswith(a[:5])))
-        number = 0.5 if wants_number and re.search(r"\d", sentence) else 0.0
-        return hit + number - 0.01 * len(sentence.split()) / 10
 
-    chosen = max(candidates, key=score) if candidates else best.text
-    heading = best.headings.rpartition(" › ")[2]
-    heading_words = {_stem(w) for w in content_words(heading)}
-    if heading and len(chosen.split()) < 8 and not heading_words & {_stem(w) for w in words(chosen)}:
+def extract(grounding: Grounding, question: str) -> str:
+    """What the device says: the chosen sentence (with its heading when it is a bare line), or the refusal."""
+    if grounding.kind != "answer" or grounding.best is None:
+        return DECLINE
+    chosen = grounding.sentence or grounding.best.text
+    heading = grounding.best.headings.rpartition(" › ")[2]
+    if heading and len(chosen.split()) < 8 and not {_stem(w) for w in content_words(heading)} & {_stem(w) for w in words(chosen)}:
         chosen = f"{heading}: {chosen}"
     if not re.search(r"[.!?]$", chosen):
         chosen += "."

@@ -104,6 +104,8 @@ class Passage:
     """The question's content words this passage holds."""
     coverage: float = 0.0
     """The share of the question's content words (weighted by rarity in the pack) this passage holds."""
+    weights: tuple[tuple[str, float], ...] = ()
+    """The question's content words with their rarity in the pack (what coverage is counted with)."""
 
     @property
     def where(self) -> str:
@@ -211,5 +213,5 @@ class Index:
                 "SELECT 1 FROM fts WHERE fts MATCH ? AND rowid = ?", (_quoted(t), rowid)).fetchone())
             doc, headings, body = self.db.execute("SELECT doc, headings, body FROM passages WHERE id = ?", (rowid,)).fetchone()
             coverage = sum(weights[t] for t in matched) / total
-            found.append(Passage(self.pack, doc, headings, body, float(score), matched, coverage))
+            found.append(Passage(self.pack, doc, headings, body, float(score), matched, coverage, tuple(weights.items())))
         return found
