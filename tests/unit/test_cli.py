@@ -32,6 +32,7 @@ COMMANDS = {
     ("skills", "list"): "cmd_list",
     ("knowledge", "add", "x.md"): "cmd_add",
     ("knowledge", "list"): "cmd_list",
+    ("knowledge", "add-general"): "cmd_add_general",
     ("knowledge", "remove", "x"): "cmd_remove",
     ("knowledge", "search", "x"): "cmd_search",
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 from harken import config
 from harken.commands.common import EXIT_OK, add_common
+from harken.errors import KnowledgeError
 
 
 def register(sub: Any) -> None:
@@ -32,6 +34,16 @@ def register(sub: Any) -> None:
                      "'I don't have that information'")
     add_common(add)
     add.set_defaults(handler=cmd_add)
+    gen = verbs.add_parser("add-general", help="build the general knowledge pack from the packages' data",
+                           description="Build the pack 'general' from data that installed packages carry (countries, "
+                           "capitals, currencies and languages from GeoNames; elements; word meanings from WordNet; dates; "
+                           "physical constants), every fact with its source and licence (docs/knowledge.md). A general pack "
+                           "never declines: what it does not hold goes to the language model. A source whose package is "
+                           "missing is left out and named.")
+    gen.add_argument("--if-changed", action="store_true", help="do nothing if the pack was built by this version of the "
+                     "builder from the same packages (what `make demo` runs)")
+    add_common(gen)
+    gen.set_defaults(handler=cmd_add_general)
     ls = verbs.add_parser("list", help="the installed packs", description="List the installed packs with their documents, "
                           "passages and sizes, and any pack directory that cannot be read.")
     ls.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -64,6 +76,32 @@ def cmd_add(args: argparse.Namespace, settings: config.Settings) -> int:
     s = pack.summary()
     print(f"added {pack.name}: {s['documents']} documents, {s['passages']} passages, index {s['index_bytes'] / 1e6:.1f} MB "
           f"in {time.monotonic() - started:.1f} s")
+    return EXIT_OK
+
+
+def cmd_add_general(args: argparse.Namespace, settings: config.Settings) -> int:
+    from harken.knowledge import general, packs
+
+    started = time.monotonic()
+    fingerprint = general.fingerprint()
+    if args.if_changed:
+        with contextlib.suppress(KnowledgeError):
+            if packs.get(settings.paths.data, "general").meta.get("fingerprint") == fingerprint:
+                print("general pack: up to date")
+                return EXIT_OK
+    missing = [s for s in general.SOURCES if not general.available(s["id"])]
+    for source in missing:
+        print(f"  left out: {source['provides']} ({source['kind']} package {source['package']} is not installed)", file=sys.stderr)
+    with packs.scratch(settings.paths.data) as scratch:
+        count, size = general.write(scratch / "general")
+        print(f"  wrote {count} documents ({size / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        used = [f"{s['package']} {s['version']}" for s in general.SOURCES if s not in missing]
+        pack = packs.install(settings.paths.data, "general", [scratch / "general"], source="harken.knowledge.general from "
+                             + ", ".join(used), declines=False, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True),
+                             fingerprint=fingerprint)
+    s = pack.summary()
+    print(f"added general: {s['documents']} documents, {s['passages']} passages, index {s['index_bytes'] / 1e6:.1f} MB "
+          f"in {time.monotonic() - started:.1f} s" + (f"; {len(missing)} source(s) left out" if missing else ""))
     return EXIT_OK
 
 

@@ -41,6 +41,7 @@ tell please know want wanna gonna need got get give also just really actually li
 thing things way much many okay ok hey yes yeah um uh will shall may might must one
 """.split())
 """Words that say nothing about what is asked (question words, pronouns, auxiliaries, politeness)."""
+_NOT_JOINED = frozenset("a an the i my your our his her its their this that is are was to of in on at for and or".split())
 _WORD = re.compile(r"[^\W_]+(?:['’.][^\W_]+)*", re.UNICODE)
 
 
@@ -188,6 +189,8 @@ class Index:
         """``terms`` with two words the pack writes as one joined ("pass word" → "password", "check out" → "checkout")."""
         said = words(question)
         for a, b in zip(said, said[1:]):
+            if a in _NOT_JOINED or b in _NOT_JOINED:
+                continue  # "a light" is not "alight"
             if a + b not in terms and self.df(a + b) and (a in terms or b in terms):
                 terms = [t for t in terms if t not in (a, b)] + [a + b]
         return terms

@@ -189,12 +189,13 @@ def _sha256(path: Path) -> str:
 
 
 def install(data_dir: Path, name: str, paths: list[Path], source: str = "", declines: bool = True,
-            progress: Callable[[str], None] = lambda _: None) -> Pack:
+            progress: Callable[[str], None] = lambda _: None, fingerprint: str = "") -> Pack:
     """Read, check and index the documents at ``paths`` as the pack ``name``, replacing a pack of that name.
 
     Every document is read and checked before anything is written; a bad one raises KnowledgeError and the store
     is as it was. ``declines``: when a question is about the pack's subject and the pack has no answer, the device
-    says it does not know (False for a general pack, whose misses go on to the language model)."""
+    says it does not know (False for a general pack, whose misses go on to the language model). ``fingerprint``:
+    what built it, for a builder that rebuilds only when that changes."""
     check_name(name)
     files, skipped = collect(paths)
     total = sum(p.stat().st_size for p, _ in files)
@@ -224,7 +225,7 @@ def install(data_dir: Path, name: str, paths: list[Path], source: str = "", decl
         progress(f"indexing {len(sections)} sections")
         count = index.build(tmp / INDEX, sections)
         meta = {"name": name, "files": listed, "passages": count, "bytes": total,
-                "index_bytes": (tmp / INDEX).stat().st_size, "source": source, "declines": declines,
+                "index_bytes": (tmp / INDEX).stat().st_size, "source": source, "declines": declines, "fingerprint": fingerprint,
                 "installed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         durable.write_synced(tmp / PACK, json.dumps(meta, indent=1) + "\n")
         for path in (tmp / INDEX, *(tmp / FILES).rglob("*")):
