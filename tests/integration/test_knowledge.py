@@ -120,3 +120,20 @@ def test_a_sigkill_while_indexing_leaves_the_old_pack_whole_and_nothing_half_ins
     # the next install tidies what the killed one left, and works
     assert _harken("knowledge", "add", str(guide), "--name", "spa", "--data-dir", str(data)).returncode == 0
     assert sorted(p.name for p in (data / "knowledge").iterdir()) == [".lock", "hotel", "spa"]
+
+
+def test_the_demo_answers_the_capital_of_france_from_the_general_pack(tmp_path):
+    """`make demo` builds the general pack (`harken knowledge add-general`) before it runs: with it, the bundled
+    question is answered from GeoNames' and WordNet's data, not by the small language model's guess."""
+    data = str(tmp_path / "data")
+    built = _harken("knowledge", "add-general", "--if-changed", "--data-dir", data, timeout=300)
+    assert built.returncode == 0 and "added general:" in built.stdout and "left out" not in built.stderr, built.stderr
+    again = _harken("knowledge", "add-general", "--if-changed", "--data-dir", data)
+    assert again.returncode == 0 and again.stdout.strip() == "general pack: up to date"
+    demo = _harken("demo", "--fast", "--data-dir", data, "--out-dir", str(tmp_path / "demo"), timeout=300)
+    assert demo.returncode == 0, demo.stderr
+    said = next(line for line in demo.stdout.splitlines() if line.startswith("said"))
+    assert "Paris" in said and "capital" in said, demo.stdout
+    assert "answered from the knowledge pack general" in demo.stdout
+    [utterance] = [json.loads(line) for line in (tmp_path / "demo" / "events.jsonl").read_text().splitlines() if '"utterance"' in line]
+    assert utterance["knowledge"]["pack"] == "general" and utterance["knowledge"]["kind"] == "answer"

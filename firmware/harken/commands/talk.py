@@ -189,11 +189,23 @@ def summary(history: Iterable[dict[str, Any]], out_dir: Path) -> str:
     skill_rows = [("endpoint delay (VAD silence)", "endpoint_delay"), ("endpoint → final transcript", "endpoint_to_transcript"),
                   ("router's decision", "route"), ("transcript → skill's answer", "skill_answer"),
                   ("answer → TTS first audio", "tts_first_audio"), ("END OF SPEECH → FIRST AUDIO OUT", "speech_end_to_first_audio")]
+    knowledge_rows = [("endpoint delay (VAD silence)", "endpoint_delay"), ("endpoint → final transcript", "endpoint_to_transcript"),
+                      ("knowledge lookup", "retrieve"), ("transcript → the pack's answer", "knowledge_answer"),
+                      ("answer → TTS first audio", "tts_first_audio"), ("END OF SPEECH → FIRST AUDIO OUT", "speech_end_to_first_audio")]
     for u in (e for e in history if e["type"] == EventType.UTTERANCE):
         how = "answer started at a short pause, confirmed by the endpoint" if u["latency"].get("speculative") else "answer started at the endpoint"
-        who = f"answered by the {u['skill']} skill" if u.get("skill") else "answered by the language model"
+        found = u.get("knowledge")
+        if u.get("skill"):
+            who, shown = f"answered by the {u['skill']} skill", skill_rows
+        elif found and "knowledge_answer" in u["latency"]:
+            verb = "answered from" if found["kind"] == "answer" else "declined by"
+            who, shown = f"{verb} the knowledge pack {found['pack']}", knowledge_rows
+        elif found:
+            who, shown = f"answered by the language model from the knowledge pack {found['pack']}", [*rows[:2], *knowledge_rows[2:3], *rows[2:]]
+        else:
+            who, shown = "answered by the language model", rows
         lines += ["", f"latency ({u['mode']}; {who}; {how})", f"  {'':<36}{'seconds':>8}"]
-        for label, key in skill_rows if u.get("skill") else rows:
+        for label, key in shown:
             value = u["latency"].get(key)
             lines.append(f"  {label:<36}{value:8.3f}" if value is not None else f"  {label:<36}{'-':>8}")
     lines += ["", f"files      : {out_dir / 'reply.wav'} (what it said), {out_dir / 'events.jsonl'} (events)"]
