@@ -24,10 +24,25 @@ from harken.knowledge.retriever import Retriever
 
 MIN_COVERAGE = 0.5
 """Share of a question (weighted by rarity) the best passage must hold to answer it (chosen on tools/bench-knowledge)."""
+GENERAL_MIN_COVERAGE = 0.9
+"""The same for a general pack (one that never declines): it is large and wordy (WordNet's glosses), so a sentence
+that holds part of the question is more often beside the point than the language model's own answer (measured with
+tools/bench-knowledge's general phase)."""
 DECLINE = "Sorry, I don't have that information."
 MODEL_PROMPT = ("You answer a spoken question from the passages below. Answer in one short sentence, with the "
                 "passages' own numbers, names and times exactly as written. If the passages do not answer the question, "
                 "say: I don't know.")
+_ANSWER_KINDS = [
+    # (what the question asks for, what a sentence that answers it holds)
+    (re.compile(r"\b(how much|cost|costs|price|fee|charge|pay)\b"), re.compile(r"[€$£]|\b(euros?|dollars?|pounds?|free|no charge)\b", re.I)),
+    (re.compile(r"\bhow long\b"), re.compile(r"\b\d+(\.\d+)?\s*(seconds?|minutes?|mins?|hours?|days?|weeks?|months?|years?)\b", re.I)),
+    (re.compile(r"\bhow often\b|\bwhen (do|should|must) (i|we|you)\b"), re.compile(r"\bevery\b|\bonce\b|\b\d+ (days|weeks|months)\b", re.I)),
+    (re.compile(r"\b(when|what time|until|till|open|opens|close|closes)\b"),
+     re.compile(r"\b\d{1,2}[:.]\d{2}\b|\b\d{1,2} ?(am|pm|a\.m\.|p\.m\.)|\b(midnight|noon)\b", re.I)),
+    (re.compile(r"\b(phone|number|call|dial|ring)\b"), re.compile(r"\+?\d[\d ]{2,}\d")),
+]
+"""Kinds of answer a question asks for, and how a sentence that gives one looks: a sentence of the kind asked for
+is preferred among those that hold as much of the question."""
 _ASKS_NUMBER = re.compile(r"\b(when|time|times|hours?|open|close|how (much|many|long|far|old|big)|number|price|cost|code|password|pin)\b")
 
 
@@ -55,8 +70,9 @@ class Grounding:
 def decide(retriever: Retriever, question: str, k: int = 3, min_coverage: float = MIN_COVERAGE) -> Grounding | None:
     """Answer from a pack, decline, or None (the language model answers)."""
     hits = retriever.search(question, k)
-    if hits and hits[0].coverage >= min_coverage:
-        best = pick([h for h in hits if h.coverage >= min_coverage], question)
+    eligible = [h for h in hits if h.coverage >= (max(min_coverage, GENERAL_MIN_COVERAGE) if h.general else min_coverage)]
+    if eligible:
+        best = pick(eligible, question)
         assert best is not None
         ranked = (best.passage, *(h for h in hits if h is not best.passage))
         return Grounding("answer", best.passage.pack, ranked, best.sentence)
@@ -90,7 +106,9 @@ def pick(hits: list[Passage] | tuple[Passage, ...], question: str) -> Choice | N
     """The sentence of the found passages that says most of what was asked: the question's words in it count fully,
     those only in its headings half (they say what it is about, not the answer); a number where one is asked for
     and a better-ranked passage break ties."""
-    wants_number = bool(_ASKS_NUMBER.search(question.lower()))
+    asked = question.lower()
+    wants_number = bool(_ASKS_NUMBER.search(asked))
+    kinds = [looks for asks, looks in _ANSWER_KINDS if asks.search(asked)]
     best: tuple[float, Choice] | None = None
     for rank, passage in enumerate(hits):
         weights = {_stem(t): w for t, w in passage.weights}
@@ -101,7 +119,8 @@ def pick(hits: list[Passage] | tuple[Passage, ...], question: str) -> Choice | N
             got = sum(w for t, w in weights.items() if t in said) + 0.5 * sum(
                 w for t, w in weights.items() if t in heading and t not in said)
             coverage = got / total
-            score = coverage + (0.08 if wants_number and re.search(r"\d", sentence) else 0.0) - 0.03 * rank
+            score = (coverage + (0.08 if wants_number and re.search(r"\d", sentence) else 0.0) - 0.03 * rank
+                     + 0.15 * sum(1 for looks in kinds if looks.search(sentence)))
             if best is None or score > best[0]:
                 best = (score, Choice(passage, sentence, coverage))
     return best[1] if best else None

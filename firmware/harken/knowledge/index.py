@@ -107,6 +107,8 @@ class Passage:
     """The share of the question's content words (weighted by rarity in the pack) this passage holds."""
     weights: tuple[tuple[str, float], ...] = ()
     """The question's content words with their rarity in the pack (what coverage is counted with)."""
+    general: bool = False
+    """From a general pack (one that never declines): its answers must hold more of the question."""
 
     @property
     def where(self) -> str:
@@ -151,8 +153,9 @@ def _quoted(word: str) -> str:
 class Index:
     """One pack's index, opened read-only."""
 
-    def __init__(self, pack: str, path: Path) -> None:
+    def __init__(self, pack: str, path: Path, general: bool = False) -> None:
         self.pack = pack
+        self.general = general
         self.path = path
         try:
             self.db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
@@ -216,5 +219,6 @@ class Index:
                 "SELECT 1 FROM fts WHERE fts MATCH ? AND rowid = ?", (_quoted(t), rowid)).fetchone())
             doc, headings, body = self.db.execute("SELECT doc, headings, body FROM passages WHERE id = ?", (rowid,)).fetchone()
             coverage = sum(weights[t] for t in matched) / total
-            found.append(Passage(self.pack, doc, headings, body, float(score), matched, coverage, tuple(weights.items())))
+            found.append(Passage(self.pack, doc, headings, body, float(score), matched, coverage, tuple(weights.items()),
+                                 self.general))
         return found

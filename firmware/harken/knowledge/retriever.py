@@ -58,7 +58,7 @@ class PackRetriever:
         found, broken = packs.installed(self.data_dir)
         for pack in found:
             try:
-                self._indexes.append((pack, Index(pack.name, pack.index_path)))
+                self._indexes.append((pack, Index(pack.name, pack.index_path, general=not pack.meta.get("declines", True))))
             except KnowledgeError as exc:
                 self.problems.append(str(exc))
         self.problems += [f"knowledge pack at {path}: {why}" for path, why in broken]
