@@ -126,6 +126,14 @@ def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
     if skills:
         off = f"; off: {', '.join(skills['disabled'])}" if skills["disabled"] else ""
         print(f"skills: {', '.join(skills['enabled']) or 'none'}{off}" + "".join(f"; {p}" for p in skills["problems"]))
+    knowledge = answer.get("knowledge")
+    if knowledge:
+        names = ", ".join(f"{p['name']} ({p['passages']} passages)" for p in knowledge["packs"]) or "none"
+        last = knowledge.get("last")
+        said = f"; last: {last['kind']} from {last['pack']}" + (f" ({last['passage']['doc']} › {last['passage']['headings'].rpartition(' › ')[2]})"
+                                                              if last.get("passage") else "") if last else ""
+        print(f"knowledge packs: {names}{'' if knowledge['enabled'] else ' (OFF: [knowledge] enabled = false)'}{said}"
+              + "".join(f"; {p}" for p in knowledge["problems"]))
     mqtt = answer.get("mqtt")
     if mqtt is not None:
         print(f"fleet: {answer.get('device')} {'connected' if mqtt['connected'] else 'NOT connected (reconnecting)'}; "
