@@ -229,3 +229,25 @@ def test_a_damaged_index_is_reported_and_skipped(tmp_path, docs):
     retriever = PackRetriever(data)
     assert retriever.search("wifi password") == []
     assert retriever.problems and "reinstall the pack" in retriever.problems[0]
+
+
+def test_lists_laid_out_for_the_eye_keep_their_entries_apart(tmp_path):
+    path = tmp_path / "numbers.txt"
+    path.write_text("EMERGENCY NUMBERS\nAmbulance, fire brigade ....... 112\nPolice .............. 110\n"
+                    "Network name:     Seeblick-Guest\n")
+    [section] = documents.read(path, "numbers.txt")
+    assert section.text.split("\n") == ["Ambulance, fire brigade: 112", "Police: 110", "Network name: Seeblick-Guest"]
+
+
+def test_a_sentence_that_introduces_a_list_is_said_with_it_and_table_cells_lose_their_markup(tmp_path):
+    path = tmp_path / "drinks.md"
+    path.write_text("# Drinks\n\n## Memo\n\nYou can save your own cup size for every drink:\n\n"
+                    "- Hold the drink's button for 3 seconds.\n- Release it when the cup is full.\n\n"
+                    "| Button | Volume |\n|---|---|\n| **Espresso** | 40 ml |\n")
+    data = tmp_path / "data"
+    packs.install(data, "machine", [path])
+    found = ground.decide(PackRetriever(data), "how do I save my own cup size")
+    assert found is not None and ground.extract(found, "how do I save my own cup size") == (
+        "You can save your own cup size for every drink: Hold the drink's button for 3 seconds. Release it when the cup is full.")
+    espresso = ground.decide(PackRetriever(data), "what volume is an espresso")
+    assert espresso is not None and ground.extract(espresso, "what volume is an espresso") == "Button: Espresso; Volume: 40 ml."

@@ -90,6 +90,8 @@ def read(path: Path, name: str) -> list[Section]:
 # -- Markdown and plain text ---------------------------------------------------------------------
 _ATX = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
+_LEADER = re.compile(r"\s*(?:\.\s?){4,}\s*|\s*…{2,}\s*|\s*_{4,}\s*")
+"""Dot leaders of a list laid out for the eye ("Ambulance ....... 112"): said as "Ambulance: 112"."""
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
 
@@ -104,7 +106,7 @@ def _clean_markdown(line: str) -> str:
 
 
 def _table_row(line: str, header: list[str] | None) -> str | None:
-    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    cells = [_clean_markdown(c).strip() for c in line.strip().strip("|").split("|")]
     if all(re.fullmatch(r":?-{2,}:?", c) for c in cells if c):
         return None  # the separator under a header
     if header and len(header) == len(cells):
@@ -155,7 +157,7 @@ def markdown_sections(text: str, doc: str) -> list[Section]:
             continue
         if not fenced and line.lstrip().startswith("|"):
             if table_header is None:
-                table_header = [c.strip() for c in line.strip().strip("|").split("|")]
+                table_header = [_clean_markdown(c).strip() for c in line.strip().strip("|").split("|")]
                 continue
             if row := _table_row(line, table_header):
                 body += [row, ""]
@@ -167,14 +169,20 @@ def markdown_sections(text: str, doc: str) -> list[Section]:
 
 
 def _paragraphs(lines: list[str]) -> str:
-    """Lines joined into paragraphs (a blank line between paragraphs), whitespace tidied."""
-    paragraphs, current = [], []
+    """Lines joined into paragraphs (a blank line between paragraphs), whitespace tidied. A line laid out as an
+    entry of a list ("Police ....... 110", "Network name:   Lindenhof-Guest") stays a line of its own."""
+    paragraphs: list[str] = []
+    current: list[str] = []
     for line in lines:
-        if line.strip():
+        entry = _LEADER.search(line) or re.search(r":\s{2,}\S", line)
+        if line.strip() and not entry:
             current.append(line.strip())
-        elif current:
+            continue
+        if current:
             paragraphs.append(" ".join(current))
             current = []
+        if entry:
+            paragraphs.append(re.sub(r":\s{2,}", ": ", _LEADER.sub(": ", line.strip())))
     if current:
         paragraphs.append(" ".join(current))
     return "\n".join(" ".join(p.split()) for p in paragraphs if p.strip())

@@ -123,7 +123,14 @@ def pick(hits: list[Passage] | tuple[Passage, ...], question: str) -> Choice | N
                      + 0.15 * sum(1 for looks in kinds if looks.search(sentence)))
             if best is None or score > best[0]:
                 best = (score, Choice(passage, sentence, coverage))
-    return best[1] if best else None
+    if best is None:
+        return None
+    choice = best[1]
+    if choice.sentence.endswith(":"):  # it introduces what follows: say that too
+        said = sentences(choice.passage.text)
+        at = said.index(choice.sentence)
+        choice = Choice(choice.passage, " ".join(said[at:at + 3]), choice.coverage)
+    return choice
 
 
 def extract(grounding: Grounding, question: str) -> str:
