@@ -250,4 +250,4 @@ def test_a_sentence_that_introduces_a_list_is_said_with_it_and_table_cells_lose_
     assert found is not None and ground.extract(found, "how do I save my own cup size") == (
         "You can save your own cup size for every drink: Hold the drink's button for 3 seconds. Release it when the cup is full.")
     espresso = ground.decide(PackRetriever(data), "what volume is an espresso")
-    assert espresso is not None and ground.extract(espresso, "what volume is an espresso") == "Button: Espresso; Volume: 40 ml."
+    assert espresso is not None and ground.extract(espresso, "what volume is an espresso") == "Memo: Button: Espresso; Volume: 40 ml."

@@ -127,9 +127,9 @@ def pick(hits: list[Passage] | tuple[Passage, ...], question: str) -> Choice | N
         return None
     choice = best[1]
     if choice.sentence.endswith(":"):  # it introduces what follows: say that too
-        said = sentences(choice.passage.text)
-        at = said.index(choice.sentence)
-        choice = Choice(choice.passage, " ".join(said[at:at + 3]), choice.coverage)
+        following = sentences(choice.passage.text)
+        at = following.index(choice.sentence)
+        choice = Choice(choice.passage, " ".join(following[at:at + 3]), choice.coverage)
     return choice
 
 
