@@ -203,6 +203,9 @@ def test_first_boot_provisions_the_device_and_joins_the_fleet(rig, keys) -> None
                 assert client.send(keys["signer"], "ping", {}, devices=[DEVICE])[DEVICE]["result"]["pong"] is True
                 got = client.send(keys["signer"], "get_state", {}, devices=[DEVICE])[DEVICE]["result"]
                 assert got["device"] == DEVICE and got["storage"]["root_read_only"] is True
+                # the general knowledge pack was built into the image: the device answers from it from the first boot
+                assert [(p["name"], p["declines"]) for p in got["knowledge"]["packs"]] == [("general", False)], got["knowledge"]
+                assert got["knowledge"]["problems"] == []
                 # the data partition (256 MiB in the image) grows to the end of the card at this first boot
                 deadline = time.monotonic() + 300
                 while got["storage"]["data_free_mb"] < 900 and time.monotonic() < deadline:
