@@ -147,7 +147,7 @@ def test_tidy_puts_back_a_pack_whose_replacement_was_cut_between_its_two_renames
     packs.install(data, "hotel", [docs])
     top = data / "knowledge"
     os.rename(top / "hotel", top / ".old-hotel-4242")  # the old pack moved aside, the new one never renamed in
-    (top / ".tmp-hotel-4242").mkdir()
+    (top / ".tmp-hotel-4194305").mkdir()  # above any pid_max: its installer is gone
     (top / ".gone-spa-4242").mkdir()
     with packs.lock(data):
         packs.tidy(data)
@@ -251,3 +251,15 @@ def test_a_sentence_that_introduces_a_list_is_said_with_it_and_table_cells_lose_
         "You can save your own cup size for every drink: Hold the drink's button for 3 seconds. Release it when the cup is full.")
     espresso = ground.decide(PackRetriever(data), "what volume is an espresso")
     assert espresso is not None and ground.extract(espresso, "what volume is an espresso") == "Memo: Button: Espresso; Volume: 40 ml."
+
+
+def test_an_install_after_a_cut_replacement_puts_the_old_pack_back_and_spares_live_work(tmp_path, docs):
+    data = tmp_path / "data"
+    packs.install(data, "hotel", [docs])
+    top = data / "knowledge"
+    os.rename(top / "hotel", top / ".old-hotel-4242")  # a replacement cut between its two renames (the pid does not matter for it)
+    busy = top / f".tmp-scratch-abc-{os.getpid()}"  # a live process's scratch (this one's): not to be touched
+    busy.mkdir()
+    packs.install(data, "spa", [docs / "spa.html"])
+    assert sorted(p.name for p in top.iterdir()) == [".lock", busy.name, "hotel", "spa"]
+    assert "Moorlake84" in PackRetriever(data).search("wifi password")[0].text

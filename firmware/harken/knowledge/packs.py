@@ -97,7 +97,11 @@ def lock(data_dir: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[Path]:
 
 
 def tidy(data_dir: Path) -> list[Path]:
-    """Finish or undo what interrupted writes left (call with the lock held); what was removed or restored."""
+    """Finish or undo what interrupted writes left (call with the lock held); what was removed or restored.
+
+    A replacement's old pack (``.old-``) whose new one never arrived is put back; a removal's remains (``.gone-``)
+    go; so does a temporary directory (``.tmp-…-<pid>``: an install's, or a download's scratch) whose process is
+    gone. One whose process lives (this one included) is left alone: it is at work in it."""
     top = root(data_dir)
     done: list[Path] = []
     if not top.is_dir():
@@ -113,10 +117,24 @@ def tidy(data_dir: Path) -> list[Path]:
             else:
                 durable.remove(path)
             done.append(path)
-        elif path.name.startswith((_TMP, _GONE)):
+        elif path.name.startswith(_GONE) or (path.name.startswith(_TMP) and not _at_work(path)):
             durable.remove(path)
             done.append(path)
     return done
+
+
+def _at_work(path: Path) -> bool:
+    """Whether the process named at the end of a temporary directory's name still runs."""
+    pid = path.name.rpartition("-")[2]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def installed(data_dir: Path) -> tuple[list[Pack], list[tuple[Path, str]]]:
@@ -232,7 +250,7 @@ def install(data_dir: Path, name: str, paths: list[Path], source: str = "", decl
             if path.is_file():
                 durable.fsync(path)
         with lock(data_dir):
-            tidy_others(data_dir, keep=tmp)
+            tidy(data_dir)
             final = top / name
             old = top / f"{_OLD}{name}-{os.getpid()}"
             durable.fsync(tmp)
@@ -246,30 +264,6 @@ def install(data_dir: Path, name: str, paths: list[Path], source: str = "", decl
         raise
     progress(f"installed {name}: {len(files)} documents, {count} passages")
     return Pack(name, top / name, meta)
-
-
-def tidy_others(data_dir: Path, keep: Path) -> None:
-    """:func:`tidy`, sparing this install's own temporary directory."""
-    top = root(data_dir)
-    for path in sorted(top.iterdir()):
-        if path != keep and path.name.startswith(_TMP) and path.name.rpartition("-")[2].isdigit():
-            pid = int(path.name.rpartition("-")[2])
-            if pid != os.getpid() and _alive(pid):
-                continue  # another installer is at work in it
-            durable.remove(path)
-        elif path.name.startswith((_OLD, _GONE)):
-            tidy(data_dir)
-            return
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
@@ -290,6 +284,7 @@ def remove(data_dir: Path, name: str) -> None:
     """Remove the pack ``name`` (renamed aside first: gone from every listing at once)."""
     check_name(name)
     with lock(data_dir) as top:
+        tidy(data_dir)
         final = top / name
         if not final.is_dir():
             get(data_dir, name)  # says which packs there are
