@@ -393,8 +393,9 @@ class Appliance:
         found = lookup(self.knowledge, self.settings, self.events, text)
         if found is not None:
             self.last_knowledge = found.event(self.settings.privacy.share_transcripts)
-            if found.kind == "decline" or self.settings.knowledge.answer == "extract":
-                answer = ground.extract(found, text)
+            said = ground.said_at_once(found, text, self.settings.knowledge.answer)
+            if said is not None:
+                answer = said
                 if speak:
                     self.speak(await self.engines.voice.render(answer))
                 self.skills.spoken(answer)

@@ -170,8 +170,9 @@ def cmd_ask(args: argparse.Namespace, settings: config.Settings) -> int:
         where = f" ({found.best.where}, coverage {found.best.coverage:.2f})" if found.best is not None else ""
         print(f"harken: the knowledge pack {found.pack} {'answers' if found.kind == 'answer' else 'has no answer: declined'}{where}",
               file=sys.stderr)
-        if found.kind == "decline" or settings.knowledge.answer == "extract":
-            return run_async(lambda: _ask_skill(args, settings, None, ground.extract(found, args.text)))
+        said = ground.said_at_once(found, args.text, settings.knowledge.answer)
+        if said is not None:
+            return run_async(lambda: _ask_skill(args, settings, None, said))
         messages = ground.messages(found, args.text)
 
     async def go() -> int:

@@ -56,15 +56,20 @@ def _limit_memory(extra_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
 
 
+def engine_of(catalog: inventory.Inventory) -> SkillsEngine:
+    """The handlers of ``catalog``'s enabled skills that run in the worker (not the device's), as an engine."""
+    handlers = {(e.skill.name, intent): handler for e in catalog.entries if e.enabled and e.place == "worker"
+                for intent, handler in e.skill.handlers.items()}
+    plugins = sum(e.source.startswith("plugin") and e.enabled for e in catalog.entries)
+    return SkillsEngine(handlers, f"{len({s for s, _ in handlers})} skills ({plugins} plugin{'s' * (plugins != 1)})")
+
+
 def load(settings: Settings, data_dir: Path) -> SkillsEngine:
     catalog = inventory.load(settings.skills, with_sentences=False)
     for problem in catalog.problems:
         _LOGGER.warning("%s", problem)
-    handlers = {(e.skill.name, intent): handler for e in catalog.entries if e.enabled and e.place == "worker"
-                for intent, handler in e.skill.handlers.items()}
-    plugins = sum(e.source.startswith("plugin") and e.enabled for e in catalog.entries)
-    engine = SkillsEngine(handlers, f"{len({s for s, _ in handlers})} skills ({plugins} plugin{'s' * (plugins != 1)})")
-    if ("units", "HarkenConvert") in handlers:  # the unit registry takes 0.2 s to build: not on the first question
+    engine = engine_of(catalog)
+    if ("units", "HarkenConvert") in engine.handlers:  # the unit registry takes 0.2 s to build: not on the first question
         engine.answer("units", "HarkenConvert", {}, "how many grams in a pound", "")
     _limit_memory(settings.skills.memory_mb)
     return engine

@@ -146,6 +146,14 @@ def extract(grounding: Grounding, question: str) -> str:
     return chosen
 
 
+def said_at_once(grounding: Grounding, question: str, answer: str) -> str | None:
+    """What the device says at once for ``grounding``: the refusal, or with ``[knowledge] answer = "extract"`` the
+    pack's sentence; None when the language model writes the answer from the passages (``"model"``)."""
+    if grounding.kind == "decline" or answer == "extract":
+        return extract(grounding, question)
+    return None
+
+
 def messages(grounding: Grounding, question: str) -> list[dict[str, str]]:
     """The language model's prompt for a grounded answer: the passages, then the question."""
     context = "\n\n".join(f"[{p.headings or p.doc}]\n{p.text}" for p in grounding.passages)

@@ -103,12 +103,16 @@ class Passage:
     """BM25 (higher is better; comparable within one pack and question)."""
     matched: tuple[str, ...] = ()
     """The question's content words this passage holds."""
-    coverage: float = 0.0
-    """The share of the question's content words (weighted by rarity in the pack) this passage holds."""
     weights: tuple[tuple[str, float], ...] = ()
-    """The question's content words with their rarity in the pack (what coverage is counted with)."""
+    """The question's content words with their rarity in the pack."""
     general: bool = False
     """From a general pack (one that never declines): its answers must hold more of the question."""
+
+    @property
+    def coverage(self) -> float:
+        """The share of the question's content words (weighted by rarity in the pack) this passage holds."""
+        total = sum(w for _, w in self.weights) or 1.0
+        return sum(w for t, w in self.weights if t in self.matched) / total
 
     @property
     def where(self) -> str:
@@ -211,14 +215,11 @@ class Index:
             raise KnowledgeError(f"knowledge pack {self.pack}: search failed ({exc})") from None
         if not rows:
             return []
-        weights = {t: self.idf(t) for t in terms}
-        total = sum(weights.values()) or 1.0
+        weights = tuple((t, self.idf(t)) for t in terms)
         found = []
         for rowid, score in rows:
             matched = tuple(t for t in terms if self.db.execute(
                 "SELECT 1 FROM fts WHERE fts MATCH ? AND rowid = ?", (_quoted(t), rowid)).fetchone())
             doc, headings, body = self.db.execute("SELECT doc, headings, body FROM passages WHERE id = ?", (rowid,)).fetchone()
-            coverage = sum(weights[t] for t in matched) / total
-            found.append(Passage(self.pack, doc, headings, body, float(score), matched, coverage, tuple(weights.items()),
-                                 self.general))
+            found.append(Passage(self.pack, doc, headings, body, float(score), matched, weights, self.general))
         return found

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from typing import Callable, Iterator
 from harken import durable
 from harken.errors import KnowledgeError
 from harken.knowledge import documents, index
+from harken.models.catalog import sha256_file
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -198,14 +198,6 @@ def collect(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[Path]]:
     return found, skipped
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def install(data_dir: Path, name: str, paths: list[Path], source: str = "", declines: bool = True,
             progress: Callable[[str], None] = lambda _: None, fingerprint: str = "") -> Pack:
     """Read, check and index the documents at ``paths`` as the pack ``name``, replacing a pack of that name.
@@ -239,7 +231,7 @@ def install(data_dir: Path, name: str, paths: list[Path], source: str = "", decl
             target = tmp / FILES / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-            listed.append({"name": rel, "sha256": _sha256(target), "size": target.stat().st_size})
+            listed.append({"name": rel, "sha256": sha256_file(target), "size": target.stat().st_size})
         progress(f"indexing {len(sections)} sections")
         count = index.build(tmp / INDEX, sections)
         meta = {"name": name, "files": listed, "passages": count, "bytes": total,

@@ -169,16 +169,15 @@ class Responder:
             return
         found = self.ground(text)
         utt.marks["retrieved"] = time.monotonic()
+        retrieve = round(utt.marks["retrieved"] - utt.marks["routed"], 5)
         fields: dict[str, Any] = {}
-        messages = self._messages(text)
         if found is not None:
             fields["knowledge"] = found.event(self.settings.privacy.share_transcripts)
-            if found.kind == "decline" or self.settings.knowledge.answer == "extract":
-                reply = ground.extract(found, text)
-                await self._say(reply, text, utt, gate, fields, "knowledge_answer",
-                                retrieve=round(utt.marks["retrieved"] - utt.marks["routed"], 5))
+            said = ground.said_at_once(found, text, self.settings.knowledge.answer)
+            if said is not None:
+                await self._say(said, text, utt, gate, fields, "knowledge_answer", retrieve=retrieve)
                 return
-            messages = ground.messages(found, text)
+        messages = ground.messages(found, text) if found is not None else self._messages(text)
         parts: list[str] = []
 
         def on_token(piece: str) -> None:
@@ -205,7 +204,7 @@ class Responder:
             self.skills.spoken(reply)
         latency = self._latency(utt)
         if found is not None:
-            latency["retrieve"] = round(utt.marks["retrieved"] - utt.marks["routed"], 5)
+            latency["retrieve"] = retrieve
         self.events.emit(EventType.UTTERANCE, t=round(utt.speech_end / RATE, 3), transcript=text, reply=reply,
                          mode="fast" if self.origin() is None else "realtime", latency=latency, **fields)
 
